@@ -1,0 +1,9 @@
+"""ASGI entry point: ``uvicorn example.asgi:application``."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
+
+from gql_pubsub.asgi import get_asgi_application  # noqa: E402
+
+application = get_asgi_application("example.schema.schema")

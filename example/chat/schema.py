@@ -1,0 +1,226 @@
+"""The chat's GraphQL API: its operations are a contract (see schema/schema.graphql)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import strawberry
+import strawberry_django
+from asgiref.sync import sync_to_async
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from strawberry.types import Info
+
+from gql_pubsub import EventKind, instances, model_events
+from gql_pubsub.auth import create_jwt
+from gql_pubsub.context import get_user
+
+from . import models
+
+User = get_user_model()
+
+
+class ChatError(Exception):
+    """An error the client caused, with a message that says what to do."""
+
+
+# -- types --------------------------------------------------------------------------------
+
+
+@strawberry_django.type(User, name="User")
+class UserType:
+    id: strawberry.auto
+    username: strawberry.auto
+
+
+@strawberry_django.type(models.Correspondence, name="Correspondence")
+class CorrespondenceType:
+    id: strawberry.auto
+    title: strawberry.auto
+    created_at: strawberry.auto
+    participants: list[UserType]
+
+
+@strawberry_django.type(models.Message, name="Message")
+class MessageType:
+    id: strawberry.auto
+    body: strawberry.auto
+    created_at: strawberry.auto
+    author: UserType
+    correspondence: CorrespondenceType
+
+
+@strawberry.enum(name="MessageEventKind")
+class MessageEventKind(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+@strawberry.type
+class MessageEvent:
+    kind: MessageEventKind
+    message: MessageType
+
+
+@strawberry.type
+class LoginPayload:
+    token: str
+    user: UserType
+
+
+# -- access -------------------------------------------------------------------------------
+
+
+def _require_user(info: Info[Any, Any]) -> AbstractBaseUser:
+    user = get_user(info)
+    if not user.is_authenticated:
+        raise ChatError(
+            "Authentication required: call the login mutation and send its token "
+            "as 'Authorization: Bearer <token>' (or in connection_init as {\"token\": …})."
+        )
+    return user  # type: ignore[return-value]
+
+
+def _participant_correspondence(user: AbstractBaseUser, correspondence_id: Any) -> models.Correspondence:
+    correspondence = (
+        models.Correspondence.objects.filter(pk=_pk(correspondence_id), participants=user).first()
+    )
+    if correspondence is None:
+        raise ChatError(
+            f"Correspondence {correspondence_id} does not exist or you are not a participant."
+        )
+    return correspondence
+
+
+def _pk(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ChatError(f"{value!r} is not a valid id.") from None
+
+
+async def _correspondence_for(info: Info[Any, Any], correspondence_id: Any) -> models.Correspondence:
+    user = _require_user(info)
+    return await sync_to_async(_participant_correspondence)(user, correspondence_id)
+
+
+# -- operations ---------------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def me(self, info: Info[Any, Any]) -> UserType | None:
+        user = get_user(info)
+        return user if user.is_authenticated else None  # type: ignore[return-value]
+
+    @strawberry.field
+    async def correspondences(self, info: Info[Any, Any]) -> list[CorrespondenceType]:
+        user = _require_user(info)
+        return await sync_to_async(
+            lambda: list(models.Correspondence.objects.filter(participants=user).order_by("id"))
+        )()  # type: ignore[return-value]
+
+    @strawberry.field
+    async def messages(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> list[MessageType]:
+        correspondence = await _correspondence_for(info, correspondence_id)
+        return await sync_to_async(
+            lambda: list(correspondence.messages.select_related("author", "correspondence"))
+        )()  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def login(self, username: str, password: str) -> LoginPayload:
+        user = await sync_to_async(authenticate)(username=username, password=password)
+        if user is None or not user.is_active:
+            raise ChatError("Wrong username or password.")
+        return LoginPayload(token=create_jwt(user), user=user)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def create_correspondence(
+        self, info: Info[Any, Any], title: str, participant_usernames: list[str]
+    ) -> CorrespondenceType:
+        user = _require_user(info)
+
+        @transaction.atomic
+        def create() -> models.Correspondence:
+            names = set(participant_usernames)
+            others = list(User.objects.filter(username__in=names, is_active=True))
+            missing = names - {u.username for u in others} - {user.get_username()}
+            if missing:
+                raise ChatError(f"No such user(s): {', '.join(sorted(missing))}.")
+            correspondence = models.Correspondence.objects.create(title=title)
+            correspondence.participants.set({user, *others})
+            return correspondence
+
+        return await sync_to_async(create)()  # type: ignore[return-value]
+
+    @strawberry.mutation
+    async def send_message(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID, body: str
+    ) -> MessageType:
+        correspondence = await _correspondence_for(info, correspondence_id)
+        author = _require_user(info)
+        return await models.Message.objects.acreate(  # type: ignore[return-value]
+            correspondence=correspondence, author=author, body=body
+        )
+
+    @strawberry.mutation
+    async def edit_message(self, info: Info[Any, Any], id: strawberry.ID, body: str) -> MessageType:
+        message = await _own_message(info, id)
+        message.body = body
+        await message.asave(update_fields=["body"])
+        return message  # type: ignore[return-value]
+
+    @strawberry.mutation
+    async def delete_message(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        message = await _own_message(info, id)
+        await message.adelete()
+        return id
+
+
+async def _own_message(info: Info[Any, Any], message_id: Any) -> models.Message:
+    user = _require_user(info)
+    message = (
+        await models.Message.objects.filter(pk=_pk(message_id), correspondence__participants=user)
+        .select_related("correspondence")
+        .afirst()
+    )
+    if message is None:
+        raise ChatError(f"Message {message_id} does not exist or you are not a participant.")
+    if message.author_id != user.pk:
+        raise ChatError("Only the author of a message may edit or delete it.")
+    return message
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def message_added(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> AsyncGenerator[MessageType, None]:
+        # Access is checked before the stream starts, so a refusal is an `error` message.
+        correspondence = await _correspondence_for(info, correspondence_id)
+        return instances(  # type: ignore[return-value]
+            models.Message, correspondence.channel, kinds={EventKind.CREATED}
+        )
+
+    @strawberry.subscription
+    async def correspondence_events(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> AsyncGenerator[MessageEvent, None]:
+        correspondence = await _correspondence_for(info, correspondence_id)
+        return _message_events(correspondence.channel)  # type: ignore[return-value]
+
+
+async def _message_events(channel: str) -> AsyncIterator[MessageEvent]:
+    async for kind, message in model_events(models.Message, channel):
+        yield MessageEvent(kind=MessageEventKind(kind.value), message=message)  # type: ignore[arg-type]

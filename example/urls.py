@@ -1,0 +1,13 @@
+"""URLs: the admin, and GraphQL over HTTP (the WebSocket side is routed by gql_pubsub.asgi)."""
+
+from django.contrib import admin
+from django.urls import path
+
+from gql_pubsub.views import GraphQLView
+
+from .schema import schema
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("graphql/", GraphQLView.as_view(schema=schema)),
+]

@@ -1,0 +1,23 @@
+"""gql_pubsub: real-time GraphQL subscriptions for Django models, fanned out through Redis."""
+
+from .broker import Broker, BrokerState, Subscriber, SubscriberOverflow, get_broker
+from .events import Event, EventKind
+from .publishing import apublish, publish, publish_event, publish_event_sync
+from .subscriptions import instances, listen, model_events
+
+__all__ = [
+    "Broker",
+    "BrokerState",
+    "Event",
+    "EventKind",
+    "Subscriber",
+    "SubscriberOverflow",
+    "apublish",
+    "get_broker",
+    "instances",
+    "listen",
+    "model_events",
+    "publish",
+    "publish_event",
+    "publish_event_sync",
+]

@@ -1,0 +1,71 @@
+"""One ASGI application: Django for HTTP, GraphQL over WebSocket, and the broker's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .broker import get_broker
+from .conf import get_settings
+from .websocket import GraphQLWebSocket
+
+if TYPE_CHECKING:
+    from strawberry.schema import BaseSchema
+
+    from .types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("gql_pubsub.asgi")
+
+
+class GraphQLApplication:
+    """Route lifespan to the broker, the GraphQL WebSocket path to us, the rest to Django."""
+
+    def __init__(self, schema: BaseSchema, django_app: ASGIApp, *, path: str | None = None) -> None:
+        self.path = path or get_settings().GRAPHQL_PATH
+        self.django_app = django_app
+        self.websocket = GraphQLWebSocket(schema)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.django_app(scope, receive, send)
+        elif kind == "websocket":
+            if scope["path"].rstrip("/") == self.path.rstrip("/"):
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})  # HTTP 403 to the handshake
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await get_broker().start()
+                except Exception as error:
+                    logger.exception("gql_pubsub could not start its broker")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await get_broker().stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def get_asgi_application(
+    schema: BaseSchema | str, *, path: str | None = None
+) -> GraphQLApplication:
+    """Build the project's ASGI app (call it in ``asgi.py`` instead of Django's).
+
+    ``schema`` may be a dotted path (``"myproject.schema.schema"``), imported after Django is
+    set up so that the schema's model types can load.
+    """
+    from django.core.asgi import get_asgi_application as django_asgi_application
+    from django.utils.module_loading import import_string
+
+    django_app = django_asgi_application()  # calls django.setup()
+    if isinstance(schema, str):
+        schema = import_string(schema)
+    return GraphQLApplication(schema, django_app, path=path)

@@ -1,0 +1,177 @@
+"""Token authentication: which user a token names (JWT by default, DRF tokens optionally)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.utils.module_loading import import_string
+
+from .conf import get_settings
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+TokenAuth = Callable[[str], "AbstractBaseUser | None"]
+"""The ``TOKEN_AUTH`` setting's contract: a token in, an active user or None out (sync)."""
+
+
+def create_jwt(user: AbstractBaseUser, *, lifetime: float | None = None) -> str:
+    """Sign a JWT naming ``user``, valid for ``lifetime`` seconds (``JWT_LIFETIME``)."""
+    settings = get_settings()
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(user.pk),
+        "iat": now,
+        "nbf": now,
+        "exp": now + int(lifetime if lifetime is not None else settings.JWT_LIFETIME),
+    }
+    if settings.JWT_AUDIENCE:
+        claims["aud"] = settings.JWT_AUDIENCE
+    if settings.JWT_ISSUER:
+        claims["iss"] = settings.JWT_ISSUER
+    return jwt.encode(claims, settings.jwt_secret, algorithm=settings.JWT_ALGORITHMS[0])
+
+
+def jwt_user(token: str) -> AbstractBaseUser | None:
+    """The active user a valid JWT names, or None (bad signature, expired, wrong claims)."""
+    settings = get_settings()
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=list(settings.JWT_ALGORITHMS),
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
+            leeway=settings.JWT_LEEWAY,
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.InvalidTokenError:
+        return None
+    return _active_user(claims["sub"])
+
+
+def drf_token_user(token: str) -> AbstractBaseUser | None:
+    """The active user of a Django REST framework ``Token``, or None."""
+    try:
+        from rest_framework.authtoken.models import Token
+    except ImportError as error:  # pragma: no cover - depends on the project
+        raise ImportError(
+            "TOKEN_AUTH 'gql_pubsub.auth.drf_token_user' needs djangorestframework with "
+            "'rest_framework.authtoken' in INSTALLED_APPS."
+        ) from error
+    found = Token.objects.select_related("user").filter(key=token).first()
+    if found is None or not found.user.is_active:
+        return None
+    user: AbstractBaseUser = found.user
+    return user
+
+
+def _active_user(pk: Any) -> AbstractBaseUser | None:
+    user_model = get_user_model()
+    try:
+        user: AbstractBaseUser | None = user_model._default_manager.filter(
+            pk=pk, is_active=True
+        ).first()
+    except (ValueError, TypeError):
+        return None
+    return user
+
+
+@cache
+def _token_auth(path: str) -> TokenAuth:
+    function: TokenAuth = import_string(path)
+    return function
+
+
+def authenticate_token(token: str) -> AbstractBaseUser | None:
+    """Resolve a token with the ``TOKEN_AUTH`` function (sync: it may query the database)."""
+    if not token:
+        return None
+    return _token_auth(get_settings().TOKEN_AUTH)(token)
+
+
+def token_from_header(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def token_from_connection_params(params: dict[str, Any]) -> str | None:
+    """The token a ``connection_init`` payload carries: ``{"token": …}`` or ``{"Authorization": "Bearer …"}``."""
+    token = params.get("token")
+    if isinstance(token, str) and token:
+        return token
+    for key, value in params.items():
+        if key.lower() == "authorization" and isinstance(value, str):
+            return token_from_header(value)
+    headers = params.get("headers")
+    if isinstance(headers, dict):
+        return token_from_connection_params({k: v for k, v in headers.items() if k != "headers"})
+    return None
+
+
+def _unauthorized() -> JsonResponse:
+    response = JsonResponse(
+        {"errors": [{"message": "Invalid or expired token: log in again for a new one."}]},
+        status=401,
+    )
+    response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
+    async def auser() -> AbstractBaseUser:
+        return user
+
+    request.user = user
+    request.auser = auser  # type: ignore[attr-defined]
+    request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # no cookie, no CSRF
+
+
+Handler = Callable[[HttpRequest], HttpResponseBase]
+AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
+def TokenAuthenticationMiddleware(get_response: Any) -> Any:  # noqa: N802 - Django middleware
+    """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            token = token_from_header(request.headers.get("Authorization"))
+            if token is not None or "Authorization" in request.headers:
+                user = await sync_to_async(authenticate_token)(token or "")
+                if user is None:
+                    return _unauthorized()
+                _authenticate_request(request, user)
+            response: HttpResponseBase = await get_response(request)
+            return response
+
+        markcoroutinefunction(async_middleware)
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        token = token_from_header(request.headers.get("Authorization"))
+        if token is not None or "Authorization" in request.headers:
+            user = authenticate_token(token or "")
+            if user is None:
+                return _unauthorized()
+            _authenticate_request(request, user)
+        response: HttpResponseBase = get_response(request)
+        return response
+
+    return middleware
+
+
+TokenAuthenticationMiddleware.sync_capable = True  # type: ignore[attr-defined]
+TokenAuthenticationMiddleware.async_capable = True  # type: ignore[attr-defined]

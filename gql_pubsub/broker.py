@@ -1,0 +1,253 @@
+"""The per-process broker: publish events, and fan received ones out to local subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from django.core.signals import setting_changed
+
+from .backends import Backend, backend_from_url
+from .conf import get_settings
+from .events import Event, EventDecodeError
+
+logger = logging.getLogger("gql_pubsub.broker")
+
+
+class BrokerState(enum.Enum):
+    """Where a broker is in its life."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+class SubscriberOverflow(RuntimeError):
+    """A subscriber fell behind by more than its buffer holds; its stream is ended."""
+
+
+class Subscriber:
+    """One consumer's bounded view of some channels; iterate it for events."""
+
+    __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "channels", "maxsize")
+
+    def __init__(self, channels: frozenset[str], maxsize: int) -> None:
+        self.channels = channels
+        self.maxsize = maxsize
+        self._buffer: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._overflowed = False
+        self._closed = False
+
+    def deliver(self, event: Event) -> None:
+        """Queue an event; a full buffer ends this subscriber, never the others."""
+        if self._closed or self._overflowed:
+            return
+        if len(self._buffer) >= self.maxsize:
+            self._overflowed = True
+            self._buffer.clear()
+        else:
+            self._buffer.append(event)
+        self._wake()
+
+    def close(self) -> None:
+        """End the stream after the events already queued."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._overflowed:
+                raise SubscriberOverflow(
+                    f"Subscriber fell more than {self.maxsize} events behind on "
+                    f"{sorted(self.channels)}; its stream was ended. Read faster or raise "
+                    "GQL_PUBSUB['SUBSCRIBER_BUFFER']."
+                )
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class Broker:
+    """Publishes events and streams them to local subscribers over one backend connection."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "gql_pubsub:",
+        buffer_size: int = 1000,
+        health_check_interval: float = 15.0,
+    ) -> None:
+        self.url = url
+        self.buffer_size = buffer_size
+        self.backend: Backend = backend_from_url(
+            url, prefix=prefix, health_check_interval=health_check_interval
+        )
+        self.state = BrokerState.STOPPED
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._start_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<Broker {type(self.backend).__name__} {self.state.value}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the backend and start listening (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests, a restarted server): start afresh
+            self._start_lock = asyncio.Lock()
+            self.state = BrokerState.STOPPED
+            self._subscribers.clear()
+            self._ready.clear()
+            self._loop = loop
+        assert self._start_lock is not None
+        async with self._start_lock:
+            if self.state is BrokerState.RUNNING:
+                return
+            self.state = BrokerState.STARTING
+            try:
+                await self.backend.connect(self._on_message)
+            except BaseException:
+                self.state = BrokerState.STOPPED
+                raise
+            self.state = BrokerState.RUNNING
+
+    async def stop(self) -> None:
+        """End every local subscription, then disconnect the backend."""
+        if self.state is not BrokerState.RUNNING or self._loop is not asyncio.get_running_loop():
+            return
+        self.state = BrokerState.STOPPING
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.close()
+        self._subscribers.clear()
+        for task in self._ready.values():
+            task.cancel()
+        self._ready.clear()
+        await self.backend.disconnect()
+        self.state = BrokerState.STOPPED
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscriber]:
+        """Receive events on ``channels`` while the context is open; iterate the subscriber."""
+        if not channels:
+            raise ValueError("subscribe() needs at least one channel name.")
+        await self.start()
+        subscriber = Subscriber(frozenset(channels), self.buffer_size)
+        try:
+            ready = []
+            for channel in subscriber.channels:
+                local = self._subscribers.setdefault(channel, set())
+                local.add(subscriber)
+                if len(local) == 1:
+                    task = asyncio.ensure_future(self.backend.subscribe(channel))
+                    task.add_done_callback(_retrieve_exception)
+                    self._ready[channel] = task
+                ready.append(asyncio.shield(self._ready[channel]))
+            # Later subscribers of a channel wait for the first one's SUBSCRIBE to be confirmed.
+            await asyncio.gather(*ready)
+            yield subscriber
+        finally:
+            subscriber.close()
+            for channel in subscriber.channels:
+                local = self._subscribers.get(channel)
+                if local is None:
+                    continue
+                local.discard(subscriber)
+                if not local:
+                    del self._subscribers[channel]
+                    self._ready.pop(channel).cancel()
+                    if self.state is BrokerState.RUNNING:
+                        await self.backend.unsubscribe(channel)
+
+    def subscriber_count(self, channel: str | None = None) -> int:
+        """Local subscribers on ``channel`` (or on any channel)."""
+        if channel is not None:
+            return len(self._subscribers.get(channel, ()))
+        return len({s for subs in self._subscribers.values() for s in subs})
+
+    def _on_message(self, channel: str, payload: bytes) -> None:
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:
+            return
+        try:
+            event = Event.decode(payload, channel)
+        except EventDecodeError:
+            logger.warning("Ignored a message on %r that is not a gql_pubsub event", channel)
+            return
+        for subscriber in tuple(subscribers):
+            subscriber.deliver(event)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, channels: Iterable[str], event: Event) -> None:
+        """Publish ``event`` to ``channels`` from async code (encoded once)."""
+        if self.state is not BrokerState.RUNNING:
+            await self.start()
+        await self.backend.publish(list(channels), event.encode())
+
+    def publish_sync(self, channels: Iterable[str], event: Event) -> None:
+        """Publish ``event`` to ``channels`` from sync code, in any thread."""
+        self.backend.publish_sync(list(channels), event.encode())
+
+
+def _retrieve_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+_broker: Broker | None = None
+
+
+def get_broker() -> Broker:
+    """The process's broker, built from the ``GQL_PUBSUB`` settings on first use."""
+    global _broker
+    if _broker is None:
+        settings = get_settings()
+        if settings.BROKER_URL is None:
+            logger.info(
+                "GQL_PUBSUB['BROKER_URL'] is not set: using the in-memory broker, which only "
+                "reaches subscribers in this process. Set it to redis://… for several processes."
+            )
+        _broker = Broker(
+            settings.BROKER_URL,
+            prefix=settings.CHANNEL_PREFIX,
+            buffer_size=settings.SUBSCRIBER_BUFFER,
+            health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
+        )
+    return _broker
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _broker
+    if setting == "GQL_PUBSUB":
+        _broker = None
+
+
+setting_changed.connect(_reset)

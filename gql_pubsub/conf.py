@@ -1,0 +1,69 @@
+"""The library's settings: one ``GQL_PUBSUB`` dict in Django settings, read lazily."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Resolved ``GQL_PUBSUB`` settings; see the README for each key."""
+
+    BROKER_URL: str | None = None
+    CHANNEL_PREFIX: str = "gql_pubsub:"
+    SUBSCRIBER_BUFFER: int = 1000
+    TOKEN_AUTH: str = "gql_pubsub.auth.jwt_user"
+    JWT_SECRET: str | None = None
+    JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
+    JWT_AUDIENCE: str | None = None
+    JWT_ISSUER: str | None = None
+    JWT_LEEWAY: float = 0.0
+    JWT_LIFETIME: float = 3600.0
+    GRAPHQL_PATH: str = "/graphql/"
+    CONNECTION_INIT_TIMEOUT: float = 3.0
+    SESSION_AUTH_ORIGINS: tuple[str, ...] = ()
+    REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
+
+    @property
+    def jwt_secret(self) -> str:
+        """The key that signs and verifies tokens (``JWT_SECRET``, else ``SECRET_KEY``)."""
+        return self.JWT_SECRET or str(django_settings.SECRET_KEY)
+
+
+_TUPLE_KEYS = {"JWT_ALGORITHMS", "SESSION_AUTH_ORIGINS"}
+
+
+@cache
+def get_settings() -> Settings:
+    """Return the ``GQL_PUBSUB`` settings, validated, with defaults filled in."""
+    raw: dict[str, Any] = dict(getattr(django_settings, "GQL_PUBSUB", None) or {})
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"GQL_PUBSUB has unknown key(s) {unknown}; the known keys are {sorted(known)}."
+        )
+    for key in _TUPLE_KEYS & raw.keys():
+        if isinstance(raw[key], str):
+            raise ImproperlyConfigured(f"GQL_PUBSUB[{key!r}] must be a list, not a string.")
+        raw[key] = tuple(raw[key])
+    result = Settings(**raw)
+    if result.SUBSCRIBER_BUFFER < 1:
+        raise ImproperlyConfigured("GQL_PUBSUB['SUBSCRIBER_BUFFER'] must be at least 1.")
+    if not result.GRAPHQL_PATH.startswith("/"):
+        raise ImproperlyConfigured("GQL_PUBSUB['GRAPHQL_PATH'] must start with '/'.")
+    return result
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("GQL_PUBSUB", "SECRET_KEY"):
+        get_settings.cache_clear()
+
+
+setting_changed.connect(_reset)

@@ -1,0 +1,86 @@
+"""Publishable models: every committed create, update and delete becomes an event."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, ClassVar, Self
+
+from django.db import models, router, transaction
+from django.db.models.signals import post_delete, post_save
+
+from .events import Event, EventKind
+from .publishing import publish_event_sync
+
+
+class PublishableModel(models.Model):
+    """Abstract model that publishes ``created``/``updated``/``deleted`` after each commit."""
+
+    publish_enabled: ClassVar[bool] = True
+    """Set to False on a subclass (or an instance) to stop it publishing."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def publish_label(cls) -> str:
+        """The model's name in events and channels: ``app_label.model_name``."""
+        return cls._meta.label_lower
+
+    @classmethod
+    def model_channel(cls) -> str:
+        """The channel that carries every event of this model."""
+        return cls.publish_label()
+
+    def instance_channel(self) -> str:
+        """The channel that carries the events of this one instance."""
+        return f"{self.publish_label()}:{self.pk}"
+
+    def get_publish_channels(self) -> list[str]:
+        """The channels this instance publishes to; override to add your own."""
+        return [self.model_channel(), self.instance_channel()]
+
+    def publish_snapshot(self) -> dict[str, Any]:
+        """The concrete field values (by attname) that the event carries."""
+        return {f.attname: f.value_from_object(self) for f in self._meta.concrete_fields}
+
+    def publish_event(self, kind: EventKind) -> Event:
+        """The event describing ``kind`` happening to this instance now."""
+        return Event(kind=kind, model=self.publish_label(), pk=self.pk, data=self.publish_snapshot())
+
+    @classmethod
+    def from_event(cls, event: Event) -> Self:
+        """Rebuild an unsaved-looking, database-free instance from an event's snapshot."""
+        if event.model != cls.publish_label():
+            raise ValueError(f"Event is of model {event.model!r}, not {cls.publish_label()!r}.")
+        fields = cls._meta.concrete_fields
+        values = [
+            field.to_python(event.data[field.attname]) if field.attname in event.data else None
+            for field in fields
+        ]
+        instance = cls.from_db(router.db_for_read(cls), [f.attname for f in fields], values)
+        return instance
+
+
+def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) -> None:
+    if not instance.publish_enabled:
+        return
+    # Snapshot and channels are taken now, at the write; the event goes out after the commit.
+    event = instance.publish_event(kind)
+    channels = instance.get_publish_channels()
+    transaction.on_commit(partial(publish_event_sync, channels, event), using=using, robust=True)
+
+
+def _on_save(
+    sender: type[models.Model], instance: models.Model, created: bool, raw: bool, using: str, **kw: Any
+) -> None:
+    if isinstance(instance, PublishableModel) and not raw:
+        _publish_on_commit(instance, EventKind.CREATED if created else EventKind.UPDATED, using)
+
+
+def _on_delete(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
+    if isinstance(instance, PublishableModel):
+        _publish_on_commit(instance, EventKind.DELETED, using)
+
+
+post_save.connect(_on_save, dispatch_uid="gql_pubsub.models.on_save")
+post_delete.connect(_on_delete, dispatch_uid="gql_pubsub.models.on_delete")

@@ -1,0 +1,226 @@
+"""The graphql-transport-ws protocol as a state machine: text in, actions out, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import orjson
+
+SUBPROTOCOL = "graphql-transport-ws"
+"""The only WebSocket subprotocol spoken (the legacy ``graphql-ws`` one is refused)."""
+
+
+class MessageType(enum.StrEnum):
+    """Every message type of graphql-transport-ws."""
+
+    CONNECTION_INIT = "connection_init"
+    CONNECTION_ACK = "connection_ack"
+    PING = "ping"
+    PONG = "pong"
+    SUBSCRIBE = "subscribe"
+    NEXT = "next"
+    ERROR = "error"
+    COMPLETE = "complete"
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes of graphql-transport-ws (and the standard ones the server uses)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    INTERNAL_SERVER_ERROR = 4500
+    INTERNAL_CLIENT_ERROR = 4005
+    BAD_REQUEST = 4400
+    BAD_RESPONSE = 4004
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    SUBPROTOCOL_NOT_ACCEPTABLE = 4406
+    CONNECTION_INITIALISATION_TIMEOUT = 4408
+    CONNECTION_ACKNOWLEDGEMENT_TIMEOUT = 4504
+    SUBSCRIBER_ALREADY_EXISTS = 4409
+    TOO_MANY_INITIALISATION_REQUESTS = 4429
+
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in the protocol."""
+
+    AWAITING_INIT = "awaiting_init"
+    INITIALISING = "initialising"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket with this code and reason."""
+
+    code: CloseCode
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Init:
+    """The client asked to connect; authenticate ``payload``, then call ``acknowledge``."""
+
+    payload: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    """Answer with a pong."""
+
+    payload: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pong:
+    """The client answered a ping."""
+
+    payload: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Start operation ``id``."""
+
+    id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Complete:
+    """The client stopped operation ``id``."""
+
+    id: str
+
+
+Action = Close | Init | Ping | Pong | Subscribe | Complete
+
+
+class ProtocolConnection:
+    """One connection's protocol state: validates client messages and enforces transitions."""
+
+    def __init__(self) -> None:
+        self.state = ConnectionState.AWAITING_INIT
+        self.operations: set[str] = set()
+
+    def receive(self, text: str | bytes | None) -> Action:
+        """Turn one client frame into the action the server must take."""
+        if self.state is ConnectionState.CLOSED:
+            return Close(CloseCode.BAD_REQUEST, "Connection is closed")
+        if not isinstance(text, str):
+            return self._close(CloseCode.BAD_REQUEST, "Binary messages are not supported")
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return self._close(CloseCode.BAD_REQUEST, "Message is not valid JSON")
+        if not isinstance(message, dict):
+            return self._close(CloseCode.BAD_REQUEST, "Message must be a JSON object")
+        try:
+            return self._dispatch(message)
+        except _Invalid as invalid:
+            return self._close(CloseCode.BAD_REQUEST, str(invalid))
+
+    def _dispatch(self, message: dict[str, Any]) -> Action:
+        kind = message.get("type")
+        if kind == MessageType.CONNECTION_INIT:
+            payload = _optional_object(message, "payload")
+            if self.state is not ConnectionState.AWAITING_INIT:
+                return self._close(
+                    CloseCode.TOO_MANY_INITIALISATION_REQUESTS, "Too many initialisation requests"
+                )
+            self.state = ConnectionState.INITIALISING
+            return Init(payload or {})
+        if kind == MessageType.PING:
+            return Ping(_optional_object(message, "payload"))
+        if kind == MessageType.PONG:
+            return Pong(_optional_object(message, "payload"))
+        if kind == MessageType.SUBSCRIBE:
+            op_id = _id(message)
+            payload = message.get("payload")
+            if not isinstance(payload, dict):
+                raise _Invalid("Subscribe payload must be an object")
+            query = payload.get("query")
+            if not isinstance(query, str):
+                raise _Invalid("Subscribe payload 'query' must be a string")
+            variables = _optional_object(payload, "variables")
+            operation_name = payload.get("operationName")
+            if operation_name is not None and not isinstance(operation_name, str):
+                raise _Invalid("Subscribe payload 'operationName' must be a string or null")
+            extensions = _optional_object(payload, "extensions")
+            if self.state is not ConnectionState.ACKNOWLEDGED:
+                return self._close(CloseCode.UNAUTHORIZED, "Unauthorized")
+            if op_id in self.operations:
+                return self._close(
+                    CloseCode.SUBSCRIBER_ALREADY_EXISTS, f"Subscriber for {op_id} already exists"
+                )
+            self.operations.add(op_id)
+            return Subscribe(op_id, query, variables, operation_name, extensions)
+        if kind == MessageType.COMPLETE:
+            op_id = _id(message)
+            self.operations.discard(op_id)
+            return Complete(op_id)
+        if isinstance(kind, str):
+            raise _Invalid(f"Unexpected message type {kind[:64]!r}")
+        raise _Invalid("Message has no valid 'type'")
+
+    def acknowledge(self) -> None:
+        """The server accepted ``connection_init``; the client may now subscribe."""
+        self._expect(ConnectionState.INITIALISING)
+        self.state = ConnectionState.ACKNOWLEDGED
+
+    def reject(self) -> Close:
+        """The server refused ``connection_init``."""
+        return self._close(CloseCode.FORBIDDEN, "Forbidden")
+
+    def init_timed_out(self) -> Close | None:
+        """The init wait ran out: a Close if the client never sent ``connection_init``."""
+        if self.state is ConnectionState.AWAITING_INIT:
+            return self._close(
+                CloseCode.CONNECTION_INITIALISATION_TIMEOUT, "Connection initialisation timeout"
+            )
+        return None
+
+    def finish(self, op_id: str) -> bool:
+        """Operation ``id`` ended on the server; True if the client must be told ``complete``."""
+        if op_id in self.operations:
+            self.operations.discard(op_id)
+            return self.state is not ConnectionState.CLOSED
+        return False
+
+    def _close(self, code: CloseCode, reason: str) -> Close:
+        self.state = ConnectionState.CLOSED
+        self.operations.clear()
+        return Close(code, reason)
+
+    def _expect(self, state: ConnectionState) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"Expected state {state.name}, but got {self.state.name}")
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _id(message: dict[str, Any]) -> str:
+    op_id = message.get("id")
+    if not isinstance(op_id, str) or not op_id:
+        raise _Invalid("Message 'id' must be a non-empty string")
+    return op_id
+
+
+def _optional_object(message: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = message.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise _Invalid(f"'{key}' must be an object or null")
+    return value
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Encode a server message as the text frame to send."""
+    return orjson.dumps(message).decode()

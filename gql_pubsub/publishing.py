@@ -1,0 +1,44 @@
+"""Publishing: send an event to channels, from sync or async code."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from .broker import get_broker
+from .events import Event, EventKind
+
+logger = logging.getLogger("gql_pubsub.publishing")
+
+
+def _channel_list(channels: str | Iterable[str]) -> list[str]:
+    names = [channels] if isinstance(channels, str) else list(channels)
+    if not names:
+        raise ValueError("Publish to at least one channel.")
+    return names
+
+
+def publish_event_sync(channels: str | Iterable[str], event: Event) -> None:
+    """Publish ``event`` to ``channels`` from sync code (views, shell, commands, threads)."""
+    names = _channel_list(channels)
+    try:
+        get_broker().publish_sync(names, event)
+    except Exception:
+        logger.exception("Could not publish %s %s to %s", event.kind.value, event.model, names)
+        raise
+
+
+async def publish_event(channels: str | Iterable[str], event: Event) -> None:
+    """Publish ``event`` to ``channels`` from async code."""
+    await get_broker().publish(_channel_list(channels), event)
+
+
+def publish(channels: str | Iterable[str], data: dict[str, Any]) -> None:
+    """Publish a custom (non-model) event carrying ``data``, from sync code."""
+    publish_event_sync(channels, Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data))
+
+
+async def apublish(channels: str | Iterable[str], data: dict[str, Any]) -> None:
+    """Publish a custom (non-model) event carrying ``data``, from async code."""
+    await publish_event(channels, Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data))
