@@ -1,0 +1,114 @@
+"""The suite's services: Redis, a fresh database, Django, and live uvicorn servers."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from .services import LiveServer, database_service, live_server, redis_service, wait_until
+
+_services = contextlib.ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start Redis and create the database before Django loads its settings."""
+    if hasattr(config, "workerinput"):  # pragma: no cover - not used with xdist
+        return
+    os.environ["REDIS_URL"] = _services.enter_context(redis_service())
+    os.environ["DATABASE_URL"] = _services.enter_context(database_service())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
+    os.environ.setdefault("DEBUG", "1")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    _services.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ["REDIS_URL"]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def server(log_dir: Path) -> Iterator[LiveServer]:
+    """One uvicorn worker serving the example on the Redis broker."""
+    with live_server({}, log_dir=log_dir) as live:
+        yield live
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def make_user() -> Callable[..., Any]:
+    """Create users with unique names (the database is shared across tests)."""
+    from django.contrib.auth import get_user_model
+
+    def make(prefix: str = "user", **fields: Any) -> Any:
+        name = f"{prefix}-{os.getpid()}-{next(_names)}"
+        return get_user_model().objects.create_user(username=name, password="pw", **fields)
+
+    return make
+
+
+@pytest.fixture
+def token_for() -> Callable[[Any], str]:
+    from gql_pubsub.auth import create_jwt
+
+    return create_jwt
+
+
+@pytest.fixture
+def make_correspondence() -> Callable[..., Any]:
+    from example.chat.models import Correspondence
+
+    def make(*participants: Any, title: str = "test") -> Any:
+        correspondence = Correspondence.objects.create(title=title)
+        correspondence.participants.set(participants)
+        return correspondence
+
+    return make
+
+
+def numsub(client: redis.Redis, channel: str) -> int:
+    """How many Redis connections subscribe to a gql_pubsub channel."""
+    from gql_pubsub.conf import get_settings
+
+    name = get_settings().CHANNEL_PREFIX + channel
+    return int(dict(client.pubsub_numsub(name)).get(name.encode(), 0))
+
+
+def wait_numsub(client: redis.Redis, channel: str, expected: int, timeout: float = 10) -> None:
+    """Wait until exactly ``expected`` connections subscribe to ``channel``."""
+    wait_until(
+        lambda: numsub(client, channel) == expected,
+        timeout,
+        f"PUBSUB NUMSUB {channel} == {expected} (now {numsub(client, channel)})",
+    )

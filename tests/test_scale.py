@@ -1,0 +1,162 @@
+"""Several processes on one Redis, and many subscriptions on a constant number of connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+
+from example.chat.models import Correspondence, Message
+
+from .conftest import numsub, wait_numsub
+from .gqlws import GraphQLWS
+from .helpers import MESSAGE_ADDED, connected, send_message, server_connections, subscribed
+from .services import LiveServer, live_server, scaled, wait_until
+
+SUBSCRIPTIONS = 200
+
+
+@pytest.fixture
+def pair(make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any) -> Any:
+    alice, bob = make_user("alice"), make_user("bob")
+    return token_for(alice), token_for(bob), make_correspondence(alice, bob)
+
+
+@pytest.fixture
+def second_server(log_dir: Path) -> Iterator[LiveServer]:
+    with live_server({}, log_dir=log_dir) as live:
+        yield live
+
+
+@pytest.fixture
+def two_workers(log_dir: Path) -> Iterator[LiveServer]:
+    with live_server({}, workers=2, log_dir=log_dir) as live:
+        yield live
+
+
+async def test_a_message_sent_through_one_server_reaches_a_subscriber_on_another(
+    server: LiveServer, second_server: LiveServer, redis_client: redis.Redis, pair: Any
+) -> None:
+    """Two processes share Redis: the mutation runs on one, the socket is on the other."""
+    alice_token, bob_token, correspondence = pair
+    async with await connected(second_server, bob_token) as client:
+        await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
+        sent = await send_message(server, alice_token, correspondence.pk, "across processes")
+        payload = await client.next_payload("m")
+    assert payload["data"]["messageAdded"] == sent
+
+
+async def test_two_uvicorn_workers_both_deliver(
+    two_workers: LiveServer, redis_client: redis.Redis, pair: Any
+) -> None:
+    """With --workers 2, subscribers on either worker receive a message sent through either."""
+    alice_token, bob_token, correspondence = pair
+    clients: list[GraphQLWS] = []
+    try:
+        # Connections land on whichever worker accepts; open them until both workers subscribe.
+        while numsub(redis_client, correspondence.channel) < 2:
+            assert len(clients) < 100, "every connection landed on the same worker"
+            client = await connected(two_workers, bob_token)
+            await client.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
+            clients.append(client)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: numsub(redis_client, correspondence.channel) >= 1,
+                10,
+                "a worker subscribed",
+            )
+        await _warm_up(clients, correspondence)
+        sent = await send_message(two_workers, alice_token, correspondence.pk, "to both workers")
+        for client in clients:
+            payload = await _next_with_body(client, "to both workers")
+            assert payload["data"]["messageAdded"]["id"] == sent["id"]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+
+
+async def _warm_up(clients: list[GraphQLWS], correspondence: Any) -> None:
+    """Publish until every subscription has received one event (they are then all live)."""
+    author = await sync_to_async(lambda: correspondence.participants.first())()
+    pending = set(range(len(clients)))
+    deadline = asyncio.get_running_loop().time() + scaled(30)
+    while pending:
+        assert asyncio.get_running_loop().time() < deadline, f"{len(pending)} never warmed up"
+        await Message.objects.acreate(correspondence=correspondence, author=author, body="warm-up")
+        for index in list(pending):
+            try:
+                await clients[index].next_payload("m", timeout=0.5)
+                pending.discard(index)
+            except TimeoutError:
+                pass
+
+
+async def _next_with_body(client: GraphQLWS, body: str) -> dict[str, Any]:
+    while True:
+        payload = await client.next_payload("m")
+        if payload["data"]["messageAdded"]["body"] == body:
+            return payload
+
+
+def _correspondences(count: int, *participants: Any) -> list[Correspondence]:
+    created = Correspondence.objects.bulk_create(Correspondence(title=f"c{n}") for n in range(count))
+    through = Correspondence.participants.through
+    through.objects.bulk_create(
+        through(correspondence_id=c.pk, user_id=u.pk) for c in created for u in participants
+    )
+    return created
+
+
+@pytest.mark.parametrize("layout", ["one socket", "one socket each"])
+async def test_many_subscriptions_share_a_constant_number_of_redis_connections(
+    server: LiveServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    layout: str,
+) -> None:
+    """200 subscriptions hold the same Redis connections as one, and leave nothing behind."""
+    user = await sync_to_async(make_user)("many")
+    token = token_for(user)
+    rooms = await sync_to_async(_correspondences)(SUBSCRIPTIONS, user)
+    channels = [room.channel for room in rooms]
+
+    # Baseline: the server's connections with one live subscription (and a publish behind it).
+    async with await connected(server, token) as probe:
+        await subscribed(probe, redis_client, "m", MESSAGE_ADDED, rooms[0])
+        await Message.objects.acreate(correspondence=rooms[0], author=user, body="probe")
+        await probe.next_payload("m")
+        baseline = len(server_connections(redis_client, server.pid))
+    assert 1 <= baseline <= 3  # the subscribe connection and the publishers: found by name
+
+    sockets = 1 if layout == "one socket" else SUBSCRIPTIONS
+    clients = list(await asyncio.gather(*(connected(server, token) for _ in range(sockets))))
+    try:
+        for n, room in enumerate(rooms):
+            await clients[n % sockets].subscribe(f"op{n}", MESSAGE_ADDED, {"c": str(room.pk)})
+        await asyncio.to_thread(
+            wait_until,
+            lambda: all(numsub(redis_client, c) == 1 for c in channels),
+            30,
+            "every channel subscribed",
+        )
+        await sync_to_async(
+            lambda: [Message.objects.create(correspondence=r, author=user, body=r.title) for r in rooms]
+        )()
+        received = {}
+        for client in clients:
+            for _ in range(SUBSCRIPTIONS // sockets):
+                message = await client.receive()
+                received[message["id"]] = message["payload"]["data"]["messageAdded"]["body"]
+        assert received == {f"op{n}": room.title for n, room in enumerate(rooms)}
+        assert len(server_connections(redis_client, server.pid)) == baseline
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+
+    for channel in channels:
+        await asyncio.to_thread(wait_numsub, redis_client, channel, 0)
+    assert len(server_connections(redis_client, server.pid)) == baseline
