@@ -9,7 +9,9 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent
 
-DEV_SECRET = "dev-insecure-secret-change-me-before-deploying"  # refused in production by a later check
+DEV_SECRET = (
+    "dev-insecure-secret-change-me-before-deploying"  # refused in production by a later check
+)
 
 DEBUG = os.environ.get("DEBUG", "1").lower() in ("1", "true", "yes", "on")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET)

@@ -65,7 +65,6 @@ def get_asgi_application(
     from django.core.asgi import get_asgi_application as django_asgi_application
     from django.utils.module_loading import import_string
 
-    django_app = django_asgi_application()  # calls django.setup()
-    if isinstance(schema, str):
-        schema = import_string(schema)
-    return GraphQLApplication(schema, django_app, path=path)
+    django_app: ASGIApp = django_asgi_application()  # type: ignore[assignment]  # sets Django up
+    resolved: BaseSchema = import_string(schema) if isinstance(schema, str) else schema
+    return GraphQLApplication(resolved, django_app, path=path)

@@ -60,7 +60,7 @@ def jwt_user(token: str) -> AbstractBaseUser | None:
 def drf_token_user(token: str) -> AbstractBaseUser | None:
     """The active user of a Django REST framework ``Token``, or None."""
     try:
-        from rest_framework.authtoken.models import Token
+        from rest_framework.authtoken.models import Token  # type: ignore[import-not-found]
     except ImportError as error:  # pragma: no cover - depends on the project
         raise ImportError(
             "TOKEN_AUTH 'gql_pubsub.auth.drf_token_user' needs djangorestframework with "
@@ -108,7 +108,7 @@ def token_from_header(value: str | None) -> str | None:
 
 
 def token_from_connection_params(params: dict[str, Any]) -> str | None:
-    """The token a ``connection_init`` payload carries: ``{"token": …}`` or ``{"Authorization": "Bearer …"}``."""
+    """The token of a ``connection_init`` payload: ``{"token": t}`` or ``{"Authorization": …}``."""
     token = params.get("token")
     if isinstance(token, str) and token:
         return token
@@ -134,8 +134,8 @@ def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
     async def auser() -> AbstractBaseUser:
         return user
 
-    request.user = user
-    request.auser = auser  # type: ignore[attr-defined]
+    request.user = user  # type: ignore[assignment]
+    request.auser = auser  # type: ignore[assignment]
     request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # no cookie, no CSRF
 
 
@@ -143,7 +143,7 @@ Handler = Callable[[HttpRequest], HttpResponseBase]
 AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 
-def TokenAuthenticationMiddleware(get_response: Any) -> Any:  # noqa: N802 - Django middleware
+def TokenAuthenticationMiddleware(get_response: Any) -> Any:
     """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401."""
     if iscoroutinefunction(get_response):
 

@@ -176,11 +176,11 @@ class Broker:
         finally:
             subscriber.close()
             for channel in subscriber.channels:
-                local = self._subscribers.get(channel)
-                if local is None:
+                remaining = self._subscribers.get(channel)
+                if remaining is None:
                     continue
-                local.discard(subscriber)
-                if not local:
+                remaining.discard(subscriber)
+                if not remaining:
                     del self._subscribers[channel]
                     self._ready.pop(channel).cancel()
                     if self.state is BrokerState.RUNNING:

@@ -45,7 +45,9 @@ class PublishableModel(models.Model):
 
     def publish_event(self, kind: EventKind) -> Event:
         """The event describing ``kind`` happening to this instance now."""
-        return Event(kind=kind, model=self.publish_label(), pk=self.pk, data=self.publish_snapshot())
+        return Event(
+            kind=kind, model=self.publish_label(), pk=self.pk, data=self.publish_snapshot()
+        )
 
     @classmethod
     def from_event(cls, event: Event) -> Self:
@@ -71,7 +73,12 @@ def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) 
 
 
 def _on_save(
-    sender: type[models.Model], instance: models.Model, created: bool, raw: bool, using: str, **kw: Any
+    sender: type[models.Model],
+    instance: models.Model,
+    created: bool,
+    raw: bool,
+    using: str,
+    **kw: Any,
 ) -> None:
     if isinstance(instance, PublishableModel) and not raw:
         _publish_on_commit(instance, EventKind.CREATED if created else EventKind.UPDATED, using)

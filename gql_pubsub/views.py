@@ -22,16 +22,20 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
     """
 
     @classonlymethod
-    def as_view(cls, **initkwargs: Any) -> Any:  # noqa: N805
+    def as_view(cls, **initkwargs: Any) -> Any:
         return csrf_exempt(super().as_view(**initkwargs))
 
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    async def dispatch(  # type: ignore[override]
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         user = await request.auser()
         if user.is_authenticated and not getattr(request, "_dont_enforce_csrf_checks", False):
             reason = _csrf_failure(request)
             if reason is not None:
-                raise PermissionDenied(f"CSRF check failed ({reason}): send the X-CSRFToken header.")
-        return await super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
+                raise PermissionDenied(
+                    f"CSRF check failed ({reason}): send the X-CSRFToken header."
+                )
+        return await super().dispatch(request, *args, **kwargs)
 
     async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         return Context(request=request, response=response, user=await request.auser())

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
-from strawberry.types.execution import PreExecutionError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from . import protocol
 from .auth import authenticate_token, token_from_connection_params
@@ -97,7 +97,9 @@ class _Connection:
                     close = self.protocol.reject()
                     await self._close(close.code, close.reason)
                     return
-                request = WebSocketRequest(scope=self.scope, user=user, connection_params=payload)
+                request = WebSocketRequest(
+                    scope=dict(self.scope), user=user, connection_params=payload
+                )
                 self.context = Context(
                     request=request,  # type: ignore[arg-type]
                     response=None,  # type: ignore[arg-type]
@@ -113,10 +115,9 @@ class _Connection:
             case protocol.Subscribe() as subscribe:
                 task = asyncio.create_task(self._run_operation(subscribe))
                 self.tasks[subscribe.id] = task
-            case protocol.Complete(op_id):
-                task = self.tasks.pop(op_id, None)
-                if task is not None:
-                    task.cancel()
+            case protocol.Complete(id=op_id):
+                if op_id in self.tasks:
+                    self.tasks.pop(op_id).cancel()
 
     async def _run_operation(self, op: protocol.Subscribe) -> None:
         try:
@@ -137,14 +138,16 @@ class _Connection:
                             )
                         return
                     first = False
-                    if not isinstance(result, PreExecutionError) and not hasattr(result, "data"):
+                    if not isinstance(result, ExecutionResult):
                         continue  # incremental delivery frames have no graphql-transport-ws form
                     payload: dict[str, Any] = {"data": result.data}
                     if result.errors:
                         payload["errors"] = [error.formatted for error in result.errors]
                     if op.id not in self.protocol.operations:
                         return
-                    await self._send_json({"id": op.id, "type": MessageType.NEXT, "payload": payload})
+                    await self._send_json(
+                        {"id": op.id, "type": MessageType.NEXT, "payload": payload}
+                    )
             if self.protocol.finish(op.id):
                 await self._send_json({"id": op.id, "type": MessageType.COMPLETE})
         except asyncio.CancelledError:
@@ -174,7 +177,7 @@ class _Connection:
             return False
         if origin in get_settings().SESSION_AUTH_ORIGINS:
             return True
-        return urlsplit(origin).netloc == host
+        return bool(urlsplit(origin).netloc == host)
 
     async def _init_timeout(self) -> None:
         await asyncio.sleep(get_settings().CONNECTION_INIT_TIMEOUT)
@@ -216,7 +219,7 @@ def _session_user(scope: Scope) -> AbstractBaseUser | None:
         return None
     engine = import_module(django_settings.SESSION_ENGINE)
     request = SimpleNamespace(session=engine.SessionStore(morsel.value))
-    user = get_user(request)  # type: ignore[arg-type]
+    user = get_user(request)  # type: ignore[arg-type]  # get_user only reads request.session
     if not user.is_authenticated or not user.is_active:
         return None
-    return user  # type: ignore[return-value]
+    return user

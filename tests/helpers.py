@@ -22,12 +22,17 @@ subscription ($c: ID!) {{
 }}
 """
 SEND_MESSAGE = f"""
-mutation ($c: ID!, $b: String!) {{ sendMessage(correspondenceId: $c, body: $b) {{ {MESSAGE_FIELDS} }} }}
+mutation ($c: ID!, $b: String!) {{
+  sendMessage(correspondenceId: $c, body: $b) {{ {MESSAGE_FIELDS} }}
+}}
 """
 
 
 async def graphql(
-    server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    server: LiveServer,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
 ) -> httpx.Response:
     """POST one GraphQL operation to the live server."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -38,7 +43,10 @@ async def graphql(
 
 
 async def data_of(
-    server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    server: LiveServer,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """The ``data`` of a successful operation (fails the test on errors)."""
     response = await graphql(server, query, variables, token)
@@ -48,7 +56,9 @@ async def data_of(
     return data
 
 
-async def send_message(server: LiveServer, token: str, correspondence_id: Any, body: str) -> dict[str, Any]:
+async def send_message(
+    server: LiveServer, token: str, correspondence_id: Any, body: str
+) -> dict[str, Any]:
     data = await data_of(server, SEND_MESSAGE, {"c": str(correspondence_id), "b": body}, token)
     message: dict[str, Any] = data["sendMessage"]
     return message

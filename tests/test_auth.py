@@ -69,13 +69,15 @@ def test_audience_issuer_and_leeway_are_settings(user: Any) -> None:
         assert jwt_user(good) == user
         wrong_audience = sign({"sub": str(user.pk), "exp": 4_000_000_000, "aud": "x", "iss": "us"})
         assert jwt_user(wrong_audience) is None
-        just_expired = sign({"sub": str(user.pk), "exp": int(time.time()) - 10, "aud": "chat", "iss": "us"})
+        just_expired = sign(
+            {"sub": str(user.pk), "exp": int(time.time()) - 10, "aud": "chat", "iss": "us"}
+        )
         assert jwt_user(just_expired) == user  # within the 30 s leeway
     assert jwt_user(good) is None  # signed with the overridden secret
 
 
 def test_token_auth_is_pluggable(user: Any) -> None:
-    """TOKEN_AUTH names the function that turns a token into a user (the seed's tokenauth_method)."""
+    """TOKEN_AUTH names the function that turns a token into a user (the seed's idea)."""
     with override_settings(GQL_PUBSUB={"TOKEN_AUTH": "tests.test_auth.token_is_username"}):
         assert authenticate_token(user.username) == user
 
@@ -98,7 +100,9 @@ def token_is_username(token: str) -> Any:
         ({}, None),
     ],
 )
-def test_tokens_are_found_in_the_payload_shapes_clients_send(params: dict[str, Any], token: str | None) -> None:
+def test_tokens_are_found_in_the_payload_shapes_clients_send(
+    params: dict[str, Any], token: str | None
+) -> None:
     assert token_from_connection_params(params) == token
 
 
@@ -112,7 +116,8 @@ def test_only_bearer_headers_carry_a_token() -> None:
 def test_an_unknown_setting_is_refused_with_the_known_ones_listed() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    with override_settings(GQL_PUBSUB={"BROKER": "redis://"}), pytest.raises(
-        ImproperlyConfigured, match="BROKER_URL"
+    with (
+        override_settings(GQL_PUBSUB={"BROKER": "redis://"}),
+        pytest.raises(ImproperlyConfigured, match="BROKER_URL"),
     ):
         get_settings()

@@ -42,7 +42,9 @@ async def test_an_expired_token_is_refused(server: LiveServer, alice: Any) -> No
     """A correctly signed token past its exp is closed with 4403."""
     user, _ = alice
     expired = jwt.encode(
-        {"sub": str(user.pk), "exp": 1_000_000}, settings.GQL_PUBSUB["JWT_SECRET"], algorithm="HS256"
+        {"sub": str(user.pk), "exp": 1_000_000},
+        settings.GQL_PUBSUB["JWT_SECRET"],
+        algorithm="HS256",
     )
     async with await GraphQLWS.connect(server.ws_url) as client:
         await client.send({"type": "connection_init", "payload": {"token": expired}})
@@ -90,10 +92,14 @@ async def test_the_legacy_graphql_ws_subprotocol_is_refused_with_4406(server: Li
     assert "graphql-transport-ws" in closed.reason
 
 
-async def test_a_silent_client_is_closed_with_4408_after_the_init_timeout(server: LiveServer) -> None:
+async def test_a_silent_client_is_closed_with_4408_after_the_init_timeout(
+    server: LiveServer,
+) -> None:
     """No connection_init within CONNECTION_INIT_TIMEOUT (3 s) closes the socket."""
     async with await GraphQLWS.connect(server.ws_url) as client:
-        assert (await client.expect_close(timeout=10)).code == CloseCode.CONNECTION_INITIALISATION_TIMEOUT
+        assert (
+            await client.expect_close(timeout=10)
+        ).code == CloseCode.CONNECTION_INITIALISATION_TIMEOUT
 
 
 async def test_a_second_connection_init_is_closed_with_4429(server: LiveServer, alice: Any) -> None:
@@ -161,12 +167,14 @@ def _login_session(user: Any) -> str:
 # -- HTTP ---------------------------------------------------------------------------------
 
 
-async def test_login_returns_a_token_that_authenticates_http(server: LiveServer, alice: Any) -> None:
+async def test_login_returns_a_token_that_authenticates_http(
+    server: LiveServer, alice: Any
+) -> None:
     """login(username, password) → token; `Authorization: Bearer` makes `me` that user."""
     user, _ = alice
     response = await graphql(
         server,
-        "mutation ($u: String!) { login(username: $u, password: \"pw\") { token } }",
+        'mutation ($u: String!) { login(username: $u, password: "pw") { token } }',
         {"u": user.username},
     )
     token = response.json()["data"]["login"]["token"]
@@ -178,7 +186,7 @@ async def test_a_wrong_password_is_a_graphql_error(server: LiveServer, alice: An
     user, _ = alice
     response = await graphql(
         server,
-        "mutation ($u: String!) { login(username: $u, password: \"wrong\") { token } }",
+        'mutation ($u: String!) { login(username: $u, password: "wrong") { token } }',
         {"u": user.username},
     )
     assert response.json()["errors"][0]["message"] == "Wrong username or password."

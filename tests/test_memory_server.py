@@ -43,7 +43,9 @@ async def test_without_redis_the_example_delivers_within_its_process(
                 continue
         assert first is not None, "no message reached the subscriber"
         marker = await send_message(memory_server, token_for(alice), correspondence.pk, "marker")
-        while (payload := await client.next_payload("m"))["data"]["messageAdded"]["id"] != marker["id"]:
+        while (payload := await client.next_payload("m"))["data"]["messageAdded"]["id"] != marker[
+            "id"
+        ]:
             assert payload["data"]["messageAdded"]["body"].startswith("try ")
     assert (await data_of(memory_server, "{ me { id } }")) == {"me": None}
     await asyncio.to_thread(

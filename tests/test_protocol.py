@@ -46,11 +46,16 @@ def test_init_then_subscribe_then_complete() -> None:
         ('{"type":"connection_init","payload":"string"}', CloseCode.BAD_REQUEST),
         ('{"id":"","type":"subscribe","payload":{"query":"{a}"}}', CloseCode.BAD_REQUEST),
         ('{"id":"1","type":"subscribe","payload":{"query":1}}', CloseCode.BAD_REQUEST),
-        ('{"id":"1","type":"subscribe","payload":{"query":"{a}","variables":[]}}', CloseCode.BAD_REQUEST),
+        (
+            '{"id":"1","type":"subscribe","payload":{"query":"{a}","variables":[]}}',
+            CloseCode.BAD_REQUEST,
+        ),
         (SUBSCRIBE, CloseCode.UNAUTHORIZED),
     ],
 )
-def test_bad_frames_before_ack_close_with_the_specs_code(frame: str | bytes, code: CloseCode) -> None:
+def test_bad_frames_before_ack_close_with_the_specs_code(
+    frame: str | bytes, code: CloseCode
+) -> None:
     """Each malformed or out-of-order frame maps to one close code, and the state is CLOSED."""
     connection = ProtocolConnection()
     action = connection.receive(frame)
@@ -61,7 +66,9 @@ def test_bad_frames_before_ack_close_with_the_specs_code(frame: str | bytes, cod
 def test_a_second_init_is_too_many() -> None:
     connection = acknowledged()
     action = connection.receive('{"type":"connection_init"}')
-    assert action == Close(CloseCode.TOO_MANY_INITIALISATION_REQUESTS, "Too many initialisation requests")
+    assert action == Close(
+        CloseCode.TOO_MANY_INITIALISATION_REQUESTS, "Too many initialisation requests"
+    )
 
 
 def test_a_running_operation_id_cannot_be_reused_but_a_finished_one_can() -> None:

@@ -46,7 +46,9 @@ async def test_create_update_and_delete_each_publish_their_kind_with_a_snapshot(
 
         @sync_to_async
         def write() -> int:
-            message = Message.objects.create(correspondence=correspondence, author=alice, body="one")
+            message = Message.objects.create(
+                correspondence=correspondence, author=alice, body="one"
+            )
             message.body = "two"
             message.save()
             pk = message.pk
@@ -69,7 +71,9 @@ async def test_model_events_yields_kinds_and_instances(broker: Broker, chat: Any
     alice, correspondence = chat
     stream = model_events(Message, correspondence.channel, kinds={EventKind.UPDATED})
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.to_thread(wait_until, lambda: broker.subscriber_count(correspondence.channel), 5, "subscribed")
+    await asyncio.to_thread(
+        wait_until, lambda: broker.subscriber_count(correspondence.channel), 5, "subscribed"
+    )
 
     @sync_to_async
     def write() -> None:
@@ -91,9 +95,12 @@ async def test_a_rolled_back_write_publishes_nothing(broker: Broker, chat: Any) 
 
         @sync_to_async
         def write() -> None:
-            with pytest.raises(RuntimeError), transaction.atomic():
-                Message.objects.create(correspondence=correspondence, author=alice, body="lost")
-                raise RuntimeError("roll back")
+            try:
+                with transaction.atomic():
+                    Message.objects.create(correspondence=correspondence, author=alice, body="lost")
+                    raise LookupError("roll back")
+            except LookupError:
+                pass
             with transaction.atomic():
                 Message.objects.create(correspondence=correspondence, author=alice, body="kept")
 
@@ -140,6 +147,10 @@ def test_an_event_rebuilds_the_instance_without_a_query(chat: Any) -> None:
     with CaptureQueriesContext(connection) as queries:
         rebuilt = Message.from_event(event)
     assert len(queries) == 0
-    assert (rebuilt.pk, rebuilt.body, rebuilt.correspondence_id) == (message.pk, "snap", correspondence.pk)
+    assert (rebuilt.pk, rebuilt.body, rebuilt.correspondence_id) == (
+        message.pk,
+        "snap",
+        correspondence.pk,
+    )
     assert rebuilt.created_at == message.created_at
     assert not rebuilt._state.adding

@@ -22,7 +22,9 @@ SUBSCRIPTIONS = 200
 
 
 @pytest.fixture
-def pair(make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any) -> Any:
+def pair(
+    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
+) -> Any:
     alice, bob = make_user("alice"), make_user("bob")
     return token_for(alice), token_for(bob), make_correspondence(alice, bob)
 
@@ -103,7 +105,9 @@ async def _next_with_body(client: GraphQLWS, body: str) -> dict[str, Any]:
 
 
 def _correspondences(count: int, *participants: Any) -> list[Correspondence]:
-    created = Correspondence.objects.bulk_create(Correspondence(title=f"c{n}") for n in range(count))
+    created = Correspondence.objects.bulk_create(
+        Correspondence(title=f"c{n}") for n in range(count)
+    )
     through = Correspondence.participants.through
     through.objects.bulk_create(
         through(correspondence_id=c.pk, user_id=u.pk) for c in created for u in participants
@@ -145,7 +149,9 @@ async def test_many_subscriptions_share_a_constant_number_of_redis_connections(
             "every channel subscribed",
         )
         await sync_to_async(
-            lambda: [Message.objects.create(correspondence=r, author=user, body=r.title) for r in rooms]
+            lambda: [
+                Message.objects.create(correspondence=r, author=user, body=r.title) for r in rooms
+            ]
         )()
         received = {}
         for client in clients:

@@ -37,8 +37,8 @@ def pair(
 async def test_a_sent_message_reaches_a_subscriber_of_its_correspondence(
     server: LiveServer, redis_client: redis.Redis, pair: Any
 ) -> None:
-    """Bob subscribes to messageAdded; Alice's sendMessage arrives with author and correspondence."""
-    alice, bob, alice_token, bob_token, correspondence = pair
+    """Bob subscribes to messageAdded; Alice's message arrives with author and correspondence."""
+    alice, _bob, alice_token, bob_token, correspondence = pair
     async with await connected(server, bob_token) as client:
         await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
         sent = await send_message(server, alice_token, correspondence.pk, "Hello, Bob")
@@ -52,22 +52,29 @@ async def test_create_update_and_delete_reach_the_subscriber_with_their_kind_and
     server: LiveServer, redis_client: redis.Redis, pair: Any
 ) -> None:
     """correspondenceEvents carries CREATED, UPDATED and DELETED with the message's state."""
-    _alice, bob, alice_token, bob_token, correspondence = pair
+    alice, _bob, alice_token, bob_token, correspondence = pair
     async with await connected(server, bob_token) as client:
         await subscribed(client, redis_client, "e", CORRESPONDENCE_EVENTS, correspondence)
         sent = await send_message(server, alice_token, correspondence.pk, "first")
         await data_of(
             server,
-            "mutation ($id: ID!) { editMessage(id: $id, body: \"edited\") { id } }",
+            'mutation ($id: ID!) { editMessage(id: $id, body: "edited") { id } }',
             {"id": sent["id"]},
             alice_token,
         )
-        await data_of(server, "mutation ($id: ID!) { deleteMessage(id: $id) }", {"id": sent["id"]}, alice_token)
-        events = [(await client.next_payload("e"))["data"]["correspondenceEvents"] for _ in range(3)]
+        await data_of(
+            server,
+            "mutation ($id: ID!) { deleteMessage(id: $id) }",
+            {"id": sent["id"]},
+            alice_token,
+        )
+        events = [
+            (await client.next_payload("e"))["data"]["correspondenceEvents"] for _ in range(3)
+        ]
     assert [e["kind"] for e in events] == ["CREATED", "UPDATED", "DELETED"]
     assert [e["message"]["body"] for e in events] == ["first", "edited", "edited"]
     assert {e["message"]["id"] for e in events} == {sent["id"]}
-    assert all(e["message"]["author"]["username"] == _alice.username for e in events)
+    assert all(e["message"]["author"]["username"] == alice.username for e in events)
 
 
 async def test_message_added_ignores_edits(
@@ -80,12 +87,14 @@ async def test_message_added_ignores_edits(
         first = await send_message(server, alice_token, correspondence.pk, "one")
         await data_of(
             server,
-            "mutation ($id: ID!) { editMessage(id: $id, body: \"changed\") { id } }",
+            'mutation ($id: ID!) { editMessage(id: $id, body: "changed") { id } }',
             {"id": first["id"]},
             alice_token,
         )
         second = await send_message(server, alice_token, correspondence.pk, "two")
-        received = [(await client.next_payload("m"))["data"]["messageAdded"]["body"] for _ in range(2)]
+        received = [
+            (await client.next_payload("m"))["data"]["messageAdded"]["body"] for _ in range(2)
+        ]
     assert received == ["one", "two"]
     assert second["body"] == "two"
 
@@ -100,7 +109,9 @@ async def test_a_rolled_back_transaction_publishes_nothing(
     def write() -> None:
         try:
             with transaction.atomic():
-                Message.objects.create(correspondence=correspondence, author=alice, body="rolled back")
+                Message.objects.create(
+                    correspondence=correspondence, author=alice, body="rolled back"
+                )
                 raise LookupError
         except LookupError:
             pass
@@ -115,7 +126,10 @@ async def test_a_rolled_back_transaction_publishes_nothing(
 
 @pytest.fixture
 def carol(
-    pair: Any, make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
+    pair: Any,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
 ) -> Any:
     """Carol, her token, and her own correspondence with Alice."""
     carol = make_user("carol")
@@ -151,7 +165,7 @@ async def test_queries_and_mutations_work_over_the_socket(server: LiveServer, pa
         assert await client.receive() == {"id": "q", "type": "complete"}
         await client.subscribe(
             "s",
-            "mutation ($c: ID!) { sendMessage(correspondenceId: $c, body: \"ws\") { body } }",
+            'mutation ($c: ID!) { sendMessage(correspondenceId: $c, body: "ws") { body } }',
             {"c": str(correspondence.pk)},
         )
         assert await client.next_payload("s") == {"data": {"sendMessage": {"body": "ws"}}}

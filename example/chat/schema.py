@@ -85,10 +85,12 @@ def _require_user(info: Info[Any, Any]) -> AbstractBaseUser:
     return user  # type: ignore[return-value]
 
 
-def _participant_correspondence(user: AbstractBaseUser, correspondence_id: Any) -> models.Correspondence:
-    correspondence = (
-        models.Correspondence.objects.filter(pk=_pk(correspondence_id), participants=user).first()
-    )
+def _participant_correspondence(
+    user: AbstractBaseUser, correspondence_id: Any
+) -> models.Correspondence:
+    correspondence = models.Correspondence.objects.filter(
+        pk=_pk(correspondence_id), participants=user
+    ).first()
     if correspondence is None:
         raise ChatError(
             f"Correspondence {correspondence_id} does not exist or you are not a participant."
@@ -103,7 +105,9 @@ def _pk(value: Any) -> int:
         raise ChatError(f"{value!r} is not a valid id.") from None
 
 
-async def _correspondence_for(info: Info[Any, Any], correspondence_id: Any) -> models.Correspondence:
+async def _correspondence_for(
+    info: Info[Any, Any], correspondence_id: Any
+) -> models.Correspondence:
     user = _require_user(info)
     return await sync_to_async(_participant_correspondence)(user, correspondence_id)
 

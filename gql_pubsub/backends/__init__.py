@@ -15,7 +15,9 @@ _SCHEMES = {
 }
 
 
-def backend_from_url(url: str | None, *, prefix: str, health_check_interval: float = 15.0) -> Backend:
+def backend_from_url(
+    url: str | None, *, prefix: str, health_check_interval: float = 15.0
+) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none) or ``redis://…``."""
     scheme = urlsplit(url).scheme if url else "memory"
     try:

@@ -131,7 +131,9 @@ class RedisBackend:
                     pipe.publish(self.prefix + channel, payload)
                 pipe.execute()
         except redis.ConnectionError as error:
-            raise BrokerUnavailable(f"Cannot publish to Redis at {self._safe_url()}: {error}") from error
+            raise BrokerUnavailable(
+                f"Cannot publish to Redis at {self._safe_url()}: {error}"
+            ) from error
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -143,7 +145,7 @@ class RedisBackend:
         kwargs["protocol"] = 2  # RESP2: messages come back from read_response, not a push handler
         conn: AbstractConnection = pool.connection_class(**kwargs)
         try:
-            await conn.connect()
+            await conn.connect()  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, OSError) as error:
             raise BrokerUnavailable(
                 f"Cannot connect to Redis at {self._safe_url()}: {error}. "
