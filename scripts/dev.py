@@ -48,7 +48,9 @@ def serve(args: list[str]) -> None:
     run(interpreter, "-m", "django", "migrate", "--verbosity", "0", env=env)
     run(interpreter, "-m", "django", "demo_data", env=env)
     port = os.environ.get("PORT", "8000")
-    print(f"GraphiQL: http://127.0.0.1:{port}/graphql/  (WebSocket: ws://127.0.0.1:{port}/graphql/)")
+    print(
+        f"GraphiQL: http://127.0.0.1:{port}/graphql/  (WebSocket: ws://127.0.0.1:{port}/graphql/)"
+    )
     command = [str(interpreter), "-m", "uvicorn", "example.asgi:application", "--port", port, *args]
     os.chdir(ROOT)
     os.execve(str(interpreter), command, env)
