@@ -29,6 +29,13 @@ INSTALLED_APPS = [
     "example.chat",
 ]
 
+try:  # optional: enables TOKEN_AUTH = "gql_pubsub.auth.drf_token_user" with DRF's tokens
+    import rest_framework  # noqa: F401
+
+    INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken"]
+except ImportError:
+    pass
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +82,7 @@ STATIC_URL = "static/"
 GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL") or None,
     "JWT_SECRET": os.environ.get("JWT_SECRET", DEV_SECRET),
+    "TOKEN_AUTH": os.environ.get("TOKEN_AUTH", "gql_pubsub.auth.jwt_user"),
 }
 
 LOGGING = {

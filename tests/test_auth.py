@@ -121,3 +121,16 @@ def test_an_unknown_setting_is_refused_with_the_known_ones_listed() -> None:
         pytest.raises(ImproperlyConfigured, match="BROKER_URL"),
     ):
         get_settings()
+
+
+def test_drf_tokens_authenticate_their_active_user(user: Any) -> None:
+    """TOKEN_AUTH = drf_token_user accepts a DRF Token's key, for projects that use DRF."""
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.create(user=user).key
+    with override_settings(GQL_PUBSUB={"TOKEN_AUTH": "gql_pubsub.auth.drf_token_user"}):
+        assert authenticate_token(key) == user
+        assert authenticate_token("0" * 40) is None
+        user.is_active = False
+        user.save()
+        assert authenticate_token(key) is None

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from example.chat.models import Message
 
-from .conftest import wait_numsub
+from .conftest import numsub, wait_numsub
 from .helpers import (
     CORRESPONDENCE_EVENTS,
     MESSAGE_ADDED,
@@ -184,3 +184,23 @@ async def test_a_client_complete_stops_the_subscription_and_its_redis_channel(
         await send_message(server, alice_token, correspondence.pk, "after complete")
         await client.send({"type": "ping"})
         assert await client.receive() == {"type": "pong"}  # no `next` came before the pong
+
+
+async def test_server_shutdown_closes_sockets_and_releases_redis(
+    log_dir: Any, redis_client: redis.Redis, pair: Any
+) -> None:
+    """SIGTERM with live subscriptions: clients see a close, shutdown is clean, no channel stays."""
+    from .services import live_server
+
+    _alice, _bob, _alice_token, bob_token, correspondence = pair
+    with live_server({}, log_dir=log_dir) as doomed:
+        client = await connected(doomed, bob_token)
+        await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
+        await asyncio.to_thread(doomed.stop)
+        closed = await client.expect_close()
+        assert closed.code in (1001, 1012)  # going away / service restart
+        # uvicorn re-raises SIGTERM after a clean shutdown; the log shows no error.
+        assert doomed.process.returncode in (0, -15)
+        assert "Traceback" not in doomed.log.read_text()
+        assert "ERROR" not in doomed.log.read_text()
+    assert numsub(redis_client, correspondence.channel) == 0
