@@ -60,7 +60,7 @@ def jwt_user(token: str) -> AbstractBaseUser | None:
 def drf_token_user(token: str) -> AbstractBaseUser | None:
     """The active user of a Django REST framework ``Token``, or None."""
     try:
-        from rest_framework.authtoken.models import Token  # type: ignore[import-not-found]
+        from rest_framework.authtoken.models import Token
     except ImportError as error:  # pragma: no cover - depends on the project
         raise ImportError(
             "TOKEN_AUTH 'gql_pubsub.auth.drf_token_user' needs djangorestframework with "
