@@ -3,11 +3,13 @@
 from .broker import Broker, BrokerState, Subscriber, SubscriberOverflow, get_broker
 from .events import Event, EventKind
 from .publishing import apublish, publish, publish_event, publish_event_sync
-from .subscriptions import instances, listen, model_events
+from .subscriptions import SKIP, ChannelStream, instances, listen, model_events, stream
 
 __all__ = [
+    "SKIP",
     "Broker",
     "BrokerState",
+    "ChannelStream",
     "Event",
     "EventKind",
     "Subscriber",
@@ -20,4 +22,5 @@ __all__ = [
     "publish",
     "publish_event",
     "publish_event_sync",
+    "stream",
 ]

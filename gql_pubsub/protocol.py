@@ -30,6 +30,8 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    TRY_AGAIN_LATER = 1013
+    """Not graphql-transport-ws's: the client read too slowly and fell too far behind."""
     INTERNAL_SERVER_ERROR = 4500
     INTERNAL_CLIENT_ERROR = 4005
     BAD_REQUEST = 4400

@@ -1,9 +1,15 @@
-"""Helpers for subscription resolvers: broker events in, model instances out."""
+"""Helpers for subscription resolvers: broker events in, values (e.g. model instances) out.
+
+Each helper returns a :class:`ChannelStream`: an async iterator that also *describes* what it
+streams (channels, kinds, mapping). The WebSocket server recognises it and serves every
+subscriber with the same stream and the same operation from one execution per event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
-from typing import TYPE_CHECKING, TypeVar
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Collection, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .broker import Broker, get_broker
 from .events import Event, EventKind
@@ -12,39 +18,137 @@ if TYPE_CHECKING:
     from .models import PublishableModel
 
 M = TypeVar("M", bound="PublishableModel")
+T = TypeVar("T")
 
 
-async def listen(
+class _Skip:
+    def __repr__(self) -> str:
+        return "SKIP"
+
+
+SKIP: Any = _Skip()
+"""Returned by a stream's ``map`` function to drop an event."""
+
+
+def _identity(event: Event) -> Event:
+    return event
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMap(Generic[M]):
+    """Map an event of ``model`` to an instance (or ``(kind, instance)``); other models: SKIP."""
+
+    model: type[M]
+    with_kind: bool = False
+
+    def __call__(self, event: Event) -> Any:
+        if event.model != self.model.publish_label():
+            return SKIP
+        instance = self.model.from_event(event)
+        return (event.kind, instance) if self.with_kind else instance
+
+
+class ChannelStream(Generic[T]):
+    """The events on some channels, filtered by kind and mapped; iterate it, or return it.
+
+    ``shared=True`` declares that the subscription's result does not depend on who receives it
+    (access having been checked before the stream was returned): subscribers of different users
+    then share one execution per event, run with an anonymous context.
+    """
+
+    def __init__(
+        self,
+        channels: Collection[str],
+        *,
+        kinds: Collection[EventKind] | None = None,
+        map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+        shared: bool = False,
+        broker: Broker | None = None,
+    ) -> None:
+        if not channels:
+            raise ValueError("A stream needs at least one channel.")
+        self.channels = frozenset(channels)
+        self.kinds = frozenset(kinds) if kinds is not None else None
+        self.map = map
+        self.shared = shared
+        self._broker = broker
+        self._iterator: AsyncIterator[T] | None = None
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker or get_broker()
+
+    @property
+    def key(self) -> Hashable:
+        """What makes two streams the same: channels, kinds, mapping, sharing, broker."""
+        return (self.channels, self.kinds, self.map, self.shared, id(self.broker))
+
+    def accepts(self, event: Event) -> bool:
+        """Whether the event's kind passes the filter."""
+        return self.kinds is None or event.kind in self.kinds
+
+    async def _run(self) -> AsyncIterator[T]:
+        async with self.broker.subscribe(*self.channels) as subscriber:
+            async for event in subscriber:
+                if self.accepts(event):
+                    value = self.map(event)
+                    if value is not SKIP:
+                        yield value
+
+    def __aiter__(self) -> ChannelStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return await anext(self._iterator)
+
+    async def aclose(self) -> None:
+        """Stop streaming and release the broker subscription."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+
+
+def stream(
     *channels: str,
     kinds: Collection[EventKind] | None = None,
+    map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+    shared: bool = False,
     broker: Broker | None = None,
-) -> AsyncIterator[Event]:
-    """Yield the events published on ``channels`` (optionally only these ``kinds``)."""
-    async with (broker or get_broker()).subscribe(*channels) as subscriber:
-        async for event in subscriber:
-            if kinds is None or event.kind in kinds:
-                yield event
+) -> ChannelStream[T]:
+    """Stream ``map(event)`` for the events on ``channels`` (``map`` may return ``SKIP``)."""
+    return ChannelStream(channels, kinds=kinds, map=map, shared=shared, broker=broker)
 
 
-async def instances(
+def listen(
+    *channels: str,
+    kinds: Collection[EventKind] | None = None,
+    shared: bool = False,
+    broker: Broker | None = None,
+) -> ChannelStream[Event]:
+    """Stream the events published on ``channels`` (optionally only these ``kinds``)."""
+    return ChannelStream(channels, kinds=kinds, shared=shared, broker=broker)
+
+
+def instances(
     model: type[M],
     *channels: str,
     kinds: Collection[EventKind] | None = None,
+    shared: bool = False,
     broker: Broker | None = None,
-) -> AsyncIterator[M]:
-    """Yield ``model`` instances rebuilt from the events on ``channels`` (no query)."""
-    async for _kind, instance in model_events(model, *channels, kinds=kinds, broker=broker):
-        yield instance
+) -> ChannelStream[M]:
+    """Stream ``model`` instances rebuilt from the events on ``channels`` (no query)."""
+    return ChannelStream(channels, kinds=kinds, map=ModelMap(model), shared=shared, broker=broker)
 
 
-async def model_events(
+def model_events(
     model: type[M],
     *channels: str,
     kinds: Collection[EventKind] | None = None,
+    shared: bool = False,
     broker: Broker | None = None,
-) -> AsyncIterator[tuple[EventKind, M]]:
-    """Yield ``(kind, instance)`` for events of ``model`` on ``channels``."""
-    label = model.publish_label()
-    async for event in listen(*channels, kinds=kinds, broker=broker):
-        if event.model == label:
-            yield event.kind, model.from_event(event)
+) -> ChannelStream[tuple[EventKind, M]]:
+    """Stream ``(kind, instance)`` for the events of ``model`` on ``channels``."""
+    return ChannelStream(
+        channels, kinds=kinds, map=ModelMap(model, with_kind=True), shared=shared, broker=broker
+    )

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import AsyncIterable, Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
-from strawberry.types.execution import ExecutionResult, PreExecutionError
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from graphql.execution import Executor, create_source_event_stream, map_source_to_response_event
+from strawberry.types.execution import ExecutionResult as StrawberryResult
+from strawberry.types.execution import PreExecutionError
 
 from . import protocol
 from .auth import authenticate_token, token_from_connection_params
 from .conf import get_settings
 from .context import Context, WebSocketRequest
+from .fanout import FanOut, Group, Member, encode_result
+from .outbox import Outbox
 from .protocol import CloseCode, MessageType
+from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -26,12 +43,32 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gql_pubsub.websocket")
 
+DOCUMENT_CACHE_SIZE = 1024
+SEND_BUFFER = 1000
+"""Frames a socket may have waiting before the client counts as stalled and is closed."""
+
 
 class GraphQLWebSocket:
     """ASGI app for one GraphQL WebSocket path: speaks graphql-transport-ws only."""
 
     def __init__(self, schema: BaseSchema) -> None:
         self.schema = schema
+        self.fanout = FanOut()
+        # Grouped execution runs graphql-core directly; Strawberry extensions and custom
+        # directives need Strawberry's own pipeline, so such schemas keep it for everything.
+        self.grouping = not getattr(schema, "extensions", ()) and not getattr(
+            schema, "directives", ()
+        )
+        self.prepare = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
+
+    def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
+        """Parse and validate a document once per distinct text."""
+        try:
+            document = parse(query)
+        except GraphQLError as error:
+            return [error]
+        errors = validate(self.schema._schema, document)  # type: ignore[attr-defined]
+        return errors or document
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -49,24 +86,40 @@ class GraphQLWebSocket:
             )
             return
         await send({"type": "websocket.accept", "subprotocol": protocol.SUBPROTOCOL})
-        await _Connection(self.schema, scope, receive, send).run()
+        await _Connection(self, scope, receive, send).run()
+
+
+class _Joined:
+    """An operation served by a group."""
+
+    __slots__ = ("group", "token")
+
+    def __init__(self, group: Group, token: int) -> None:
+        self.group = group
+        self.token = token
 
 
 class _Connection:
-    """One socket: reads frames, runs operations as tasks, writes results."""
+    """One socket: reads frames, starts operations, writes results through its outbox."""
 
-    def __init__(self, schema: BaseSchema, scope: Scope, receive: Receive, send: Send) -> None:
-        self.schema = schema
+    def __init__(
+        self, server: GraphQLWebSocket, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.server = server
         self.scope = scope
         self.receive = receive
         self._send = send
+        self.outbox = Outbox(send, limit=SEND_BUFFER, on_overflow=self._on_overflow)
         self.protocol = protocol.ProtocolConnection()
         self.context: Context | None = None
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.operations: dict[str, asyncio.Task[None] | _Joined] = {}
         self.closed = False
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        init_timer = asyncio.create_task(self._init_timeout())
+        timer = asyncio.get_running_loop().call_later(
+            get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out
+        )
         try:
             while not self.closed:
                 message = await self.receive()
@@ -79,13 +132,9 @@ class _Connection:
                 await self._handle(self.protocol.receive(frame))
         finally:
             self.closed = True
-            init_timer.cancel()
-            tasks = list(self.tasks.values())
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            timer.cancel()
+            await self._stop_operations()
+            await self.outbox.close()
 
     async def _handle(self, action: protocol.Action) -> None:
         match action:
@@ -113,43 +162,30 @@ class _Connection:
             case protocol.Pong():
                 pass
             case protocol.Subscribe() as subscribe:
-                task = asyncio.create_task(self._run_operation(subscribe))
-                self.tasks[subscribe.id] = task
+                self.operations[subscribe.id] = asyncio.create_task(self._start(subscribe))
             case protocol.Complete(id=op_id):
-                if op_id in self.tasks:
-                    self.tasks.pop(op_id).cancel()
+                self._stop(op_id)
 
-    async def _run_operation(self, op: protocol.Subscribe) -> None:
+    # -- operations --------------------------------------------------------------------------
+
+    async def _start(self, op: protocol.Subscribe) -> None:
+        """Start an operation: a group membership for subscriptions, else Strawberry's pipeline."""
         try:
-            stream = await self.schema.stream(
-                op.query,
-                variable_values=op.variables,
-                context_value=self.context,
-                operation_name=op.operation_name,
+            document = self.server.prepare(op.query) if self.server.grouping else None
+            if isinstance(document, list):
+                await self._send_error(op.id, [error.formatted for error in document])
+                return
+            operation = (
+                get_operation_ast(document, op.operation_name) if document is not None else None
             )
-            first = True
-            async with contextlib.aclosing(stream):
-                async for result in stream:
-                    if first and isinstance(result, PreExecutionError):
-                        errors = [error.formatted for error in result.errors or ()]
-                        if self.protocol.finish(op.id):
-                            await self._send_json(
-                                {"id": op.id, "type": MessageType.ERROR, "payload": errors}
-                            )
-                        return
-                    first = False
-                    if not isinstance(result, ExecutionResult):
-                        continue  # incremental delivery frames have no graphql-transport-ws form
-                    payload: dict[str, Any] = {"data": result.data}
-                    if result.errors:
-                        payload["errors"] = [error.formatted for error in result.errors]
-                    if op.id not in self.protocol.operations:
-                        return
-                    await self._send_json(
-                        {"id": op.id, "type": MessageType.NEXT, "payload": payload}
-                    )
-            if self.protocol.finish(op.id):
-                await self._send_json({"id": op.id, "type": MessageType.COMPLETE})
+            if (
+                document is None
+                or operation is None
+                or operation.operation is not OperationType.SUBSCRIPTION
+            ):
+                await self._run_with_strawberry(op)
+                return
+            await self._subscribe(op, document)
         except asyncio.CancelledError:
             raise
         except OSError:
@@ -158,8 +194,133 @@ class _Connection:
             logger.exception("Operation %r failed", op.id)
             await self._close(CloseCode.INTERNAL_SERVER_ERROR, "Internal server error")
         finally:
-            if self.tasks.get(op.id) is asyncio.current_task():
-                del self.tasks[op.id]
+            if self.operations.get(op.id) is asyncio.current_task():
+                del self.operations[op.id]
+
+    async def _subscribe(self, op: protocol.Subscribe, document: DocumentNode) -> None:
+        schema = self.server.schema._schema  # type: ignore[attr-defined]
+        executor = Executor.build(
+            schema,
+            document,
+            context_value=self.context,
+            raw_variable_values=op.variables,
+            operation_name=op.operation_name,
+        )
+        if isinstance(executor, list):
+            await self._send_error(op.id, [error.formatted for error in executor])
+            return
+        created = create_source_event_stream(executor)
+        source: AsyncIterable[Any] | ExecutionResult = (
+            await created if executor.is_awaitable(created) else created  # type: ignore[assignment]
+        )
+        if isinstance(source, ExecutionResult):
+            await self._send_error(op.id, [error.formatted for error in source.errors or ()])
+            return
+        if not isinstance(source, ChannelStream):
+            await self._stream_results(op.id, map_source_to_response_event(executor, source))
+            return
+        key: Hashable = (
+            op.query,
+            orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b"",
+            op.operation_name,
+            source.key,
+            None if source.shared else self._viewer_key(),
+        )
+        make_executor = (
+            functools.partial(_shared_executor, schema, document, op)
+            if source.shared
+            else lambda: executor
+        )
+        group = self.server.fanout.group(key, make_executor, source)
+        member = Member(op.id, self.outbox.send, functools.partial(self._finish, op.id))
+        token = await group.join(member)
+        if self.operations.get(op.id) is asyncio.current_task() and not self.closed:
+            self.operations[op.id] = _Joined(group, token)
+        else:  # completed or closed while joining
+            group.leave(token)
+
+    def _viewer_key(self) -> Hashable:
+        user = self.context.user if self.context is not None else None
+        if user is not None and user.is_authenticated:
+            return ("user", user.pk)
+        return ("connection", id(self))
+
+    async def _run_with_strawberry(self, op: protocol.Subscribe) -> None:
+        result_source = await self.server.schema.stream(
+            op.query,
+            variable_values=op.variables,
+            context_value=self.context,
+            operation_name=op.operation_name,
+        )
+        await self._stream_results(op.id, result_source)
+
+    async def _stream_results(self, op_id: str, results: Any) -> None:
+        first = True
+        async with contextlib.aclosing(results):
+            async for result in results:
+                if first and isinstance(result, PreExecutionError):
+                    await self._send_error(
+                        op_id, [error.formatted for error in result.errors or ()]
+                    )
+                    return
+                first = False
+                if not isinstance(result, ExecutionResult | StrawberryResult):
+                    continue  # incremental delivery frames have no graphql-transport-ws form
+                if op_id not in self.protocol.operations:
+                    return
+                payload = encode_result(result)  # type: ignore[arg-type]
+                await self.outbox.send(
+                    '{"id":'
+                    + orjson.dumps(op_id).decode()
+                    + ',"type":"next","payload":'
+                    + payload
+                    + "}"
+                )
+        await self._finish(op_id, None)
+
+    async def _finish(self, op_id: str, error: str | None) -> None:
+        """The server ended operation ``op_id`` (its stream ended or failed)."""
+        entry = self.operations.get(op_id)
+        if isinstance(entry, _Joined):
+            del self.operations[op_id]
+        if not self.protocol.finish(op_id):
+            return
+        if error is not None:
+            await self._send_json(
+                {
+                    "id": op_id,
+                    "type": MessageType.NEXT,
+                    "payload": {"data": None, "errors": [{"message": error}]},
+                }
+            )
+        await self._send_json({"id": op_id, "type": MessageType.COMPLETE})
+
+    async def _send_error(self, op_id: str, errors: list[Any]) -> None:
+        if self.protocol.finish(op_id):
+            await self._send_json({"id": op_id, "type": MessageType.ERROR, "payload": errors})
+
+    def _stop(self, op_id: str) -> None:
+        entry = self.operations.pop(op_id, None)
+        if isinstance(entry, _Joined):
+            entry.group.leave(entry.token)
+        elif entry is not None:
+            entry.cancel()
+
+    async def _stop_operations(self) -> None:
+        entries = list(self.operations.values())
+        self.operations.clear()
+        tasks = []
+        for entry in entries:
+            if isinstance(entry, _Joined):
+                entry.group.leave(entry.token)
+            elif entry is not asyncio.current_task():
+                entry.cancel()
+                tasks.append(entry)
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    # -- connection ---------------------------------------------------------------------------
 
     async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | None:
         token = token_from_connection_params(params)
@@ -179,25 +340,54 @@ class _Connection:
             return True
         return bool(urlsplit(origin).netloc == host)
 
-    async def _init_timeout(self) -> None:
-        await asyncio.sleep(get_settings().CONNECTION_INIT_TIMEOUT)
+    def _init_timed_out(self) -> None:
         close = self.protocol.init_timed_out()
         if close is not None:
-            await self._close(close.code, close.reason)
+            self._in_background(self._close(close.code, close.reason))
+
+    def _on_overflow(self) -> None:
+        self._in_background(
+            self._close(
+                CloseCode.TRY_AGAIN_LATER,
+                f"Slow consumer: more than {SEND_BUFFER} messages waiting",
+            )
+        )
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _send_json(self, message: dict[str, Any]) -> None:
         if not self.closed:
-            await self._send({"type": "websocket.send", "text": protocol.encode(message)})
+            await self.outbox.send(protocol.encode(message))
 
     async def _close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
+        await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
-        for task in self.tasks.values():
-            if task is not asyncio.current_task():
-                task.cancel()
+        for op_id in list(self.operations):
+            if self.operations[op_id] is not asyncio.current_task():
+                self._stop(op_id)
+
+
+def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:
+    """The executor of a shared group: nobody's user, so no result can depend on one."""
+    from django.contrib.auth.models import AnonymousUser
+
+    context = Context(request=None, response=None, user=AnonymousUser(), connection_params={})  # type: ignore[arg-type]
+    executor = Executor.build(
+        schema,
+        document,
+        context_value=context,
+        raw_variable_values=op.variables,
+        operation_name=op.operation_name,
+    )
+    assert isinstance(executor, Executor)  # the same arguments built one for the first member
+    return executor
 
 
 def _session_user(scope: Scope) -> AbstractBaseUser | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
@@ -14,7 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from strawberry.types import Info
 
-from gql_pubsub import EventKind, instances, model_events
+from gql_pubsub import SKIP, Event, EventKind, instances, stream
 from gql_pubsub.auth import create_jwt
 from gql_pubsub.context import get_user
 
@@ -213,8 +213,9 @@ class Subscription:
     ) -> AsyncGenerator[MessageType, None]:
         # Access is checked before the stream starts, so a refusal is an `error` message.
         correspondence = await _correspondence_for(info, correspondence_id)
+        # shared: a Message reads the same to every participant, so they share one execution.
         return instances(  # type: ignore[return-value]
-            models.Message, correspondence.channel, kinds={EventKind.CREATED}
+            models.Message, correspondence.channel, kinds={EventKind.CREATED}, shared=True
         )
 
     @strawberry.subscription
@@ -222,9 +223,15 @@ class Subscription:
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
     ) -> AsyncGenerator[MessageEvent, None]:
         correspondence = await _correspondence_for(info, correspondence_id)
-        return _message_events(correspondence.channel)  # type: ignore[return-value]
+        return stream(  # type: ignore[return-value]
+            correspondence.channel, map=_message_event, shared=True
+        )
 
 
-async def _message_events(channel: str) -> AsyncIterator[MessageEvent]:
-    async for kind, message in model_events(models.Message, channel):
-        yield MessageEvent(kind=MessageEventKind(kind.value), message=message)  # type: ignore[arg-type]
+def _message_event(event: Event) -> MessageEvent:
+    if event.model != models.Message.publish_label():
+        return SKIP  # type: ignore[no-any-return]
+    return MessageEvent(
+        kind=MessageEventKind(event.kind.value),
+        message=models.Message.from_event(event),  # type: ignore[arg-type]
+    )

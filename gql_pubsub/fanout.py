@@ -1,0 +1,162 @@
+"""Fan-out: one execution and one encoding per event per group of identical subscriptions.
+
+Subscribers whose operation is the same (document, variables, operation name), whose resolver
+returned the same :class:`~gql_pubsub.subscriptions.ChannelStream`, and whose results cannot
+differ (the same user, or a stream declared ``shared``) form a :class:`Group`. The group holds
+one broker subscription; for each event it executes the selection set once, encodes the result
+once, and each member only splices its operation id into the frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError
+from graphql.execution import Executor, execute_subscription_event
+
+from .broker import SubscriberOverflow
+from .subscriptions import SKIP, ChannelStream
+
+logger = logging.getLogger("gql_pubsub.fanout")
+
+Deliver = Callable[[str], Awaitable[None]]
+"""Sends one text frame to one socket (an :class:`~gql_pubsub.outbox.Outbox`'s ``send``)."""
+
+Finish = Callable[[str | None], Awaitable[None]]
+"""Ends one member's operation: ``complete``, or ``next`` with this error then ``complete``."""
+
+
+class Member:
+    """One subscriber in a group: where its frames go and the prefix that names its operation."""
+
+    __slots__ = ("deliver", "finish", "prefix")
+
+    def __init__(self, op_id: str, deliver: Deliver, finish: Finish) -> None:
+        self.prefix = '{"id":' + orjson.dumps(op_id).decode() + ',"type":"next","payload":'
+        self.deliver = deliver
+        self.finish = finish
+
+
+def encode_result(result: ExecutionResult) -> str:
+    """The ``payload`` of a ``next`` message, encoded once."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    return orjson.dumps(payload).decode()
+
+
+class Group:
+    """Subscribers served by one execution per event."""
+
+    def __init__(
+        self, key: Hashable, executor: Executor[Any], stream: ChannelStream[Any], hub: FanOut
+    ):
+        self.key = key
+        self.executor = executor
+        self.stream = stream
+        self.members: dict[int, Member] = {}
+        self._hub = hub
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(
+            self._run(), name=f"gql_pubsub group {sorted(stream.channels)}"
+        )
+
+    async def _run(self) -> None:
+        ending: str | None = None
+        try:
+            async with self.stream.broker.subscribe(*self.stream.channels) as subscriber:
+                self.ready.set_result(None)
+                async for event in subscriber:
+                    if not self.stream.accepts(event):
+                        continue
+                    root = self.stream.map(event)
+                    if root is SKIP:
+                        continue
+                    frame_tail = await self._execute(root) + "}"
+                    for member in tuple(self.members.values()):
+                        await member.deliver(member.prefix + frame_tail)
+        except SubscriberOverflow as overflow:
+            ending = str(overflow)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not self.ready.done():
+                self.ready.set_exception(error)
+                return
+            logger.exception("Subscription group %s failed", sorted(self.stream.channels))
+            ending = "Internal error while streaming this subscription."
+        finally:
+            if not self.ready.done():
+                self.ready.cancel()
+            self._hub.forget(self)
+        for member in tuple(self.members.values()):
+            await member.finish(ending)
+        self.members.clear()
+
+    async def _execute(self, root: Any) -> str:
+        result = execute_subscription_event(self.executor.build_per_event_executor(root))
+        if self.executor.is_awaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        for error in result.errors or ():
+            if error.original_error is not None and not isinstance(
+                error.original_error, GraphQLError
+            ):
+                logger.warning("Subscription field %s raised %r", error.path, error.original_error)
+        return encode_result(result)
+
+    async def join(self, member: Member) -> int:
+        """Add a member; returns once the group's broker subscription is live."""
+        token = id(member)
+        self.members[token] = member
+        try:
+            await asyncio.shield(self.ready)
+        except BaseException:
+            self.members.pop(token, None)
+            raise
+        return token
+
+    def leave(self, token: int) -> None:
+        """Remove a member; the last one out ends the group and its broker subscription."""
+        self.members.pop(token, None)
+        if not self.members and not self.task.done():
+            self.task.cancel()
+            self._hub.forget(self)
+
+
+class FanOut:
+    """The process's groups, by key."""
+
+    def __init__(self) -> None:
+        self.groups: dict[Hashable, Group] = {}
+
+    def group(
+        self, key: Hashable, make_executor: Callable[[], Executor[Any]], stream: ChannelStream[Any]
+    ) -> Group:
+        """The group for ``key``, created (with ``make_executor()``) if there is none."""
+        group = self.groups.get(key)
+        if group is None or group.task.done():
+            group = Group(key, make_executor(), stream, self)
+            self.groups[key] = group
+        return group
+
+    def forget(self, group: Group) -> None:
+        if self.groups.get(group.key) is group:
+            del self.groups[group.key]
+
+    async def close(self) -> None:
+        """Cancel every group (server shutdown)."""
+        groups = list(self.groups.values())
+        self.groups.clear()
+        for group in groups:
+            group.task.cancel()
+        for group in groups:
+            with contextlib.suppress(BaseException):
+                await group.task
