@@ -29,6 +29,9 @@ class Settings:
     CONNECTION_INIT_TIMEOUT: float = 3.0
     SESSION_AUTH_ORIGINS: tuple[str, ...] = ()
     REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
+    GC_FREEZE_ON_STARTUP: bool = True
+    GC_THRESHOLD: tuple[int, int, int] | None = (20_000, 20, 100)
+    SEND_BUFFER: int = 1000
 
     @property
     def jwt_secret(self) -> str:
@@ -36,7 +39,7 @@ class Settings:
         return self.JWT_SECRET or str(django_settings.SECRET_KEY)
 
 
-_TUPLE_KEYS = {"JWT_ALGORITHMS", "SESSION_AUTH_ORIGINS"}
+_TUPLE_KEYS = {"JWT_ALGORITHMS", "SESSION_AUTH_ORIGINS", "GC_THRESHOLD"}
 
 
 @cache

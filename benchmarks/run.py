@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Run the fan-out harness with gql_pubsub beside its peers, in one run, and summarise it.
+
+    python benchmarks/run.py --harness PATH/TO/bench [--reps 3] [--scenarios broadcast,rooms,idle]
+
+PATH/TO/bench is a writable copy of the team's graphql-transport-ws fan-out harness (its
+run.py, publish.py, loadgen and peers). The harness's setup.sh is run once if its peers are
+not installed yet. A Redis must listen on 127.0.0.1:6379, as the harness expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+UVICORN_ARGS = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "{port}",
+    "--workers",
+    "1",
+    "--log-level",
+    "warning",
+]
+UVICORN_ARGS = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "{port}",
+    "--workers",
+    "1",
+    "--log-level",
+    "warning",
+]
+PEERS = ["gql_pubsub", "node-graphql-ws", "strawberry-naive", "raw-asgi-limit"]
+
+
+def gql_pubsub_peer(harness: Path) -> dict[str, object]:
+    """The harness's description of our server: one uvicorn worker, our publisher."""
+    python = sys.executable
+    return {
+        "cwd": os.path.relpath(ROOT, harness),
+        "cmd": [python, "-m", "uvicorn", "benchmarks.app:application", *UVICORN_ARGS],
+        "env": {"REDIS_URL": "redis://127.0.0.1:6379/0"},
+        "port": 4010,
+        "url": "ws://127.0.0.1:{port}/graphql",
+        "publish": {
+            "python": python,
+            "mode": "import",
+            "channel_template": "room:{room}",
+            "args": ["--publisher", "benchmarks.publisher:publish"],
+        },
+        "ready_probe": {"kind": "numsub_channels"},
+        "redis_cleanup": [],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--harness", required=True, type=Path, help="a writable copy of the harness"
+    )
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--scenarios", default="broadcast,rooms,idle")
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    harness = args.harness.resolve()
+    if not (harness / "run.py").exists():
+        sys.exit(f"{harness} is not the fan-out harness (no run.py there)")
+    if not (harness / "loadgen" / "node_modules").exists():
+        subprocess.run(["bash", "setup.sh"], cwd=harness, check=True)
+
+    peers = {k: v for k, v in json.loads((harness / "peers.json").read_text()).items()}
+    peers["gql_pubsub"] = gql_pubsub_peer(harness)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M")
+    peers_file = results / f"peers-{stamp}.json"
+    peers_file.write_text(json.dumps(peers, indent=2))
+    out = results / f"fanout-{stamp}.jsonl"
+
+    # The publisher runs in the harness's folder: it must find the benchmarks package.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
+    command = [
+        sys.executable,
+        str(harness / "run.py"),
+        "matrix",
+        "--peers-file",
+        str(peers_file),
+        "--peers",
+        args.peers,
+        "--reps",
+        str(args.reps),
+        "--scenarios",
+        args.scenarios,
+        "--out",
+        str(out),
+    ]
+    if args.label:
+        command += ["--label", args.label]
+    subprocess.run(command, cwd=harness, env=env, check=True)
+    summary = subprocess.run(
+        [sys.executable, str(harness / "summarize.py"), str(out)],
+        cwd=harness, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    (results / f"fanout-{stamp}.md").write_text(summary.stdout)
+    print(summary.stdout)
+    print(f"raw: {out}")
+
+
+if __name__ == "__main__":
+    main()

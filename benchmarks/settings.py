@@ -1,0 +1,17 @@
+"""Django settings of the benchmark server: no database, the Redis broker, no channel prefix."""
+
+import os
+
+SECRET_KEY = "benchmark-only-secret-not-for-deployment-0123456789"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "gql_pubsub"]
+DATABASES: dict[str, dict[str, str]] = {}
+ROOT_URLCONF = "benchmarks.urls"
+USE_TZ = True
+GQL_PUBSUB = {
+    "BROKER_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    # The harness probes and publishes on `room:<room>` as is.
+    "CHANNEL_PREFIX": "",
+    "TOKEN_AUTH": "benchmarks.app.bench_user",
+}
