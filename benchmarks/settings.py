@@ -15,3 +15,8 @@ GQL_PUBSUB = {
     "CHANNEL_PREFIX": "",
     "TOKEN_AUTH": "benchmarks.app.bench_user",
 }
+
+if os.environ.get("GQL_PUBSUB_BENCH_GC_THRESHOLD"):  # for experiments: "700,10,10"
+    GQL_PUBSUB["GC_THRESHOLD"] = tuple(
+        int(n) for n in os.environ["GQL_PUBSUB_BENCH_GC_THRESHOLD"].split(",")
+    )

@@ -10,8 +10,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from django.core.signals import setting_changed
-
 from .backends import Backend, backend_from_url
 from .conf import get_settings
 from .events import Event, EventDecodeError
@@ -223,11 +221,24 @@ def _retrieve_exception(future: asyncio.Future[None]) -> None:
 
 
 _broker: Broker | None = None
+_built_from: tuple[Any, ...] = ()
+
+
+def _broker_settings() -> tuple[Any, ...]:
+    settings = get_settings()
+    return (
+        settings.BROKER_URL,
+        settings.CHANNEL_PREFIX,
+        settings.SUBSCRIBER_BUFFER,
+        settings.REDIS_HEALTH_CHECK_INTERVAL,
+    )
 
 
 def get_broker() -> Broker:
     """The process's broker, built from the ``GQL_PUBSUB`` settings on first use."""
-    global _broker
+    global _broker, _built_from
+    if _broker is not None and _built_from != _broker_settings():
+        _broker = None  # the settings that make a broker changed (tests, override_settings)
     if _broker is None:
         settings = get_settings()
         if settings.BROKER_URL is None:
@@ -241,13 +252,5 @@ def get_broker() -> Broker:
             buffer_size=settings.SUBSCRIBER_BUFFER,
             health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
         )
+        _built_from = _broker_settings()
     return _broker
-
-
-def _reset(*, setting: str, **kwargs: Any) -> None:
-    global _broker
-    if setting == "GQL_PUBSUB":
-        _broker = None
-
-
-setting_changed.connect(_reset)

@@ -30,7 +30,7 @@ class Settings:
     SESSION_AUTH_ORIGINS: tuple[str, ...] = ()
     REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
     GC_FREEZE_ON_STARTUP: bool = True
-    GC_THRESHOLD: tuple[int, int, int] | None = (20_000, 20, 100)
+    GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 50, 200)
     SEND_BUFFER: int = 1000
 
     @property

@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gql_pubsub.websocket")
 
 DOCUMENT_CACHE_SIZE = 1024
-SEND_BUFFER = 1000
-"""Frames a socket may have waiting before the client counts as stalled and is closed."""
 
 
 class GraphQLWebSocket:
@@ -109,7 +107,7 @@ class _Connection:
         self.scope = scope
         self.receive = receive
         self._send = send
-        self.outbox = Outbox(send, limit=SEND_BUFFER, on_overflow=self._on_overflow)
+        self.outbox = Outbox(send, limit=get_settings().SEND_BUFFER, on_overflow=self._on_overflow)
         self.protocol = protocol.ProtocolConnection()
         self.context: Context | None = None
         self.operations: dict[str, asyncio.Task[None] | _Joined] = {}
@@ -349,7 +347,7 @@ class _Connection:
         self._in_background(
             self._close(
                 CloseCode.TRY_AGAIN_LATER,
-                f"Slow consumer: more than {SEND_BUFFER} messages waiting",
+                f"Slow consumer: more than {self.outbox.limit} messages were waiting",
             )
         )
 
@@ -366,12 +364,13 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        await self.outbox.close()
-        with contextlib.suppress(OSError, RuntimeError):
-            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+        # Leave every group first: the close frame may wait a long time behind a stalled client.
         for op_id in list(self.operations):
             if self.operations[op_id] is not asyncio.current_task():
                 self._stop(op_id)
+        await self.outbox.close()
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
 
 
 def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -34,11 +35,11 @@ class GraphQLWS:
     async def connect(
         cls, url: str, *, subprotocols: list[str] | None = None, **kwargs: Any
     ) -> GraphQLWS:
+        kwargs.setdefault("max_queue", None)
         ws = await websockets.connect(
             url,
             subprotocols=subprotocols if subprotocols is not None else [SUBPROTOCOL],  # type: ignore[arg-type]
             open_timeout=scaled(20),
-            max_queue=None,
             **kwargs,
         )
         return cls(ws)
@@ -101,3 +102,79 @@ class GraphQLWS:
         except TimeoutError:
             return
         raise AssertionError(f"expected no message, got {message!r}")
+
+
+class StalledClient:
+    """A graphql-transport-ws client with tiny receive buffers that stops reading on demand.
+
+    Built on websockets' sans-I/O protocol over a raw socket, so nothing reads behind its back:
+    once it stops calling ``receive``, the server's writes back up within a few kilobytes.
+    """
+
+    def __init__(self, protocol: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.protocol = protocol
+        self.reader = reader
+        self.writer = writer
+        self.pending: list[Any] = []
+
+    @classmethod
+    async def connect(cls, url: str) -> StalledClient:
+        import socket as socket_module
+
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
+
+        uri = parse_uri(url)
+        sock = socket_module.socket()
+        sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        protocol = ClientProtocol(uri, subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+        protocol.send_request(protocol.connect())
+        client = cls(protocol, reader, writer)
+        await client._flush()
+        while protocol.handshake_exc is None and protocol.state.name == "CONNECTING":
+            await client._read()
+        return client
+
+    async def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.writer.write(data)
+        await self.writer.drain()
+
+    async def _read(self) -> None:
+        data = await asyncio.wait_for(self.reader.read(65536), scaled(10))
+        if not data:
+            self.protocol.receive_eof()
+        else:
+            self.protocol.receive_data(data)
+        self.pending.extend(self.protocol.events_received())
+        await self._flush()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        await self._flush()
+
+    async def receive(self) -> dict[str, Any]:
+        """The next text message; raises Closed on the server's close frame."""
+        from websockets.frames import Opcode
+
+        while True:
+            while self.pending:
+                event = self.pending.pop(0)
+                if getattr(event, "opcode", None) is Opcode.TEXT:
+                    message: dict[str, Any] = json.loads(event.data)
+                    return message
+                if getattr(event, "opcode", None) is Opcode.CLOSE:
+                    close = self.protocol.close_rcvd
+                    raise Closed(close.code if close else None, close.reason if close else "")
+            if self.protocol.close_rcvd is not None:
+                raise Closed(self.protocol.close_rcvd.code, self.protocol.close_rcvd.reason)
+            await self._read()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()

@@ -1,0 +1,59 @@
+"""A schema that counts its executions, served in-process by a real uvicorn for test_fanout."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from gql_pubsub import Event, stream
+from gql_pubsub.context import get_user
+
+executions: collections.Counter[str] = collections.Counter()
+"""How many times each event's selection set ran, by the event's ``n``."""
+
+
+@strawberry.type
+class Item:
+    n: str
+    size: int
+
+    @strawberry.field
+    def executions(self) -> int:
+        executions[self.n] += 1
+        return executions[self.n]
+
+    @strawberry.field
+    def viewer(self, info: Info[Any, Any]) -> str | None:
+        user = get_user(info)
+        return user.get_username() if user.is_authenticated else None
+
+    @strawberry.field
+    def padding(self) -> str:
+        return "x" * self.size
+
+
+def to_item(event: Event) -> Item:
+    return Item(n=str(event.data["n"]), size=int(event.data.get("size", 0)))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def ok(self) -> bool:
+        return True
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def items(self, channel: str, shared: bool = False) -> AsyncGenerator[Item, None]:
+        if channel.startswith("forbidden"):
+            raise PermissionError("You may not read this channel.")
+        return stream(channel, map=to_item, shared=shared)  # type: ignore[return-value]
+
+
+schema = strawberry.Schema(query=Query, subscription=Subscription)

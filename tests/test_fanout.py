@@ -1,0 +1,225 @@
+"""One execution and one encoding per event per group of identical subscriptions, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+import uvicorn
+from django.conf import settings
+from django.test import override_settings
+
+from gql_pubsub import apublish
+from gql_pubsub.asgi import get_asgi_application
+from gql_pubsub.protocol import CloseCode
+
+from . import fanout_app
+from .conftest import wait_numsub
+from .gqlws import Closed, GraphQLWS, StalledClient
+from .services import free_port, scaled
+
+ITEMS = """
+subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n executions viewer } }
+"""
+_channels = itertools.count()
+
+
+class InProcessServer:
+    """uvicorn serving the counting schema on this test's event loop."""
+
+    def __init__(self, server: uvicorn.Server, port: int) -> None:
+        self.server = server
+        self.port = port
+        self.app = server.config.app
+        self.ws_url = f"ws://127.0.0.1:{port}/graphql/"
+
+
+@pytest.fixture
+async def app_server() -> AsyncIterator[InProcessServer]:
+    port = free_port()
+    app = get_asgi_application(fanout_app.schema)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(int(scaled(200))):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "in-process uvicorn did not start"
+    yield InProcessServer(server, port)
+    server.should_exit = True
+    await asyncio.wait_for(task, scaled(20))
+
+
+@pytest.fixture
+def channel() -> str:
+    return f"fanout-{next(_channels)}"
+
+
+@pytest.fixture
+def users(make_user: Callable[..., Any], token_for: Any) -> list[tuple[Any, str]]:
+    return [(user, token_for(user)) for user in (make_user("ann"), make_user("ben"))]
+
+
+async def socket(server: InProcessServer, token: str) -> GraphQLWS:
+    client = await GraphQLWS.connect(server.ws_url)
+    await client.init({"token": token})
+    return client
+
+
+async def items(client: GraphQLWS, op_id: str, count: int) -> list[dict[str, Any]]:
+    return [(await client.next_payload(op_id))["data"]["items"] for _ in range(count)]
+
+
+async def ready(redis_client: redis.Redis, channel: str) -> None:
+    await asyncio.to_thread(wait_numsub, redis_client, channel, 1)
+
+
+async def test_identical_subscriptions_share_one_execution_per_event(
+    app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    """Five sockets of one user, one operation: each event runs once, all five receive it."""
+    (user, token), _ = users
+    clients = [await socket(app_server, token) for _ in range(5)]
+    try:
+        for client in clients:
+            await client.subscribe("1", ITEMS, {"c": channel, "s": False})
+        await ready(redis_client, channel)
+        # Every member joined before the first event: the group registers them synchronously
+        # once the broker subscription is live, which the NUMSUB wait observed for the first.
+        groups = app_server.app.websocket.fanout.groups
+        await asyncio.to_thread(
+            lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 5)
+        )
+        for n in range(3):
+            await apublish(channel, {"n": f"{channel}-{n}"})
+        received = [await items(client, "1", 3) for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    expected = [{"n": f"{channel}-{n}", "executions": 1, "viewer": user.username} for n in range(3)]
+    assert received == [expected] * 5
+
+
+async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
+    app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    """Per-user streams run once per user with that user's context; shared ones once, anonymous."""
+    (ann, ann_token), (ben, ben_token) = users
+    a, b = await socket(app_server, ann_token), await socket(app_server, ben_token)
+    try:
+        for client in (a, b):
+            await client.subscribe("own", ITEMS, {"c": channel, "s": False})
+            await client.subscribe("shared", ITEMS, {"c": channel, "s": True})
+        await ready(redis_client, channel)
+        groups = app_server.app.websocket.fanout.groups
+        await asyncio.to_thread(
+            lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 4)
+        )
+        assert len(groups) == 3  # ann's, ben's, and the shared one
+        await apublish(channel, {"n": f"{channel}-x"})
+        got: dict[str, dict[str, Any]] = {}
+        for name, client in (("ann", a), ("ben", b)):
+            for _ in range(2):
+                message = await client.receive()
+                got[f"{name}/{message['id']}"] = message["payload"]["data"]["items"]
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    assert got["ann/own"]["viewer"] == ann.username
+    assert got["ben/own"]["viewer"] == ben.username
+    assert got["ann/shared"]["viewer"] is None  # shared executions see no user at all
+    assert got["ann/shared"] == got["ben/shared"]
+    assert fanout_app.executions[f"{channel}-x"] == 3  # ann, ben, shared: one each
+
+
+async def test_a_refused_subscriber_gets_an_error_and_joins_no_group(
+    app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    """The resolver's refusal is an `error` for that operation; the socket keeps working."""
+    (_user, token), _ = users
+    async with await socket(app_server, token) as client:
+        await client.subscribe("no", ITEMS, {"c": f"forbidden-{channel}", "s": True})
+        error = await client.receive()
+        assert error["type"] == "error"
+        assert error["payload"][0]["message"] == "You may not read this channel."
+        assert not app_server.app.websocket.fanout.groups
+        await client.subscribe("yes", ITEMS, {"c": channel, "s": True})
+        await ready(redis_client, channel)
+        await apublish(channel, {"n": f"{channel}-ok"})
+        assert (await items(client, "yes", 1))[0]["n"] == f"{channel}-ok"
+
+
+async def test_the_last_member_leaving_ends_the_group_and_its_redis_subscription(
+    app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    (_user, token), _ = users
+    a, b = await socket(app_server, token), await socket(app_server, token)
+    for client in (a, b):
+        await client.subscribe("1", ITEMS, {"c": channel, "s": True})
+    await ready(redis_client, channel)
+    await a.send({"id": "1", "type": "complete"})
+    await b.close()
+    await asyncio.to_thread(wait_numsub, redis_client, channel, 0)
+    assert not app_server.app.websocket.fanout.groups
+    await a.close()
+
+
+async def test_a_stalled_client_is_closed_and_the_others_keep_their_pace(
+    app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    """A client that stops reading is closed with 1013 once SEND_BUFFER frames wait.
+
+    The others receive every event, in order, meanwhile.
+    """
+    (_user, token), _ = users
+    config = {**settings.GQL_PUBSUB, "SEND_BUFFER": 20}
+    with override_settings(GQL_PUBSUB=config):  # read when each connection starts
+        fast = await socket(app_server, token)
+        stalled = await StalledClient.connect(app_server.ws_url)
+        await stalled.send({"type": "connection_init", "payload": {"token": token}})
+        assert (await stalled.receive())["type"] == "connection_ack"
+    try:
+        query = "subscription ($c: String!) { items(channel: $c, shared: true) { n padding } }"
+        await fast.subscribe("1", query, {"c": channel})
+        await stalled.send(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": query, "variables": {"c": channel}},
+            }
+        )
+        await ready(redis_client, channel)
+        groups = app_server.app.websocket.fanout.groups
+        events = 0
+        # 64 KB events until the kernel's and the transport's buffers are full, SEND_BUFFER
+        # frames wait, and the server drops the stalled client from the group.
+        while sum(len(group.members) for group in groups.values()) == 2:
+            assert events < 3000, "the stalled client was never closed"
+            await apublish(channel, {"n": events, "size": 65536})
+            payload = await fast.next_payload("1")
+            assert payload["data"]["items"]["n"] == str(events)
+            events += 1
+        received, closed = await _read_until_closed(stalled)
+        assert closed.code == CloseCode.TRY_AGAIN_LATER
+        assert received < events
+    finally:
+        await asyncio.gather(fast.close(), stalled.close())
+
+
+async def _read_until_closed(client: StalledClient) -> tuple[int, Closed]:
+    received = 0
+    while True:
+        try:
+            await client.receive()
+        except Closed as closed:
+            return received, closed
+        received += 1
+
+
+def _until(predicate: Callable[[], bool]) -> None:
+    from .services import wait_until
+
+    wait_until(predicate, 10, "the group's members")
