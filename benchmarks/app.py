@@ -49,7 +49,7 @@ class Subscription:
 BENCH_USER = SimpleNamespace(pk=1, username="bench", is_authenticated=True, is_active=True)
 
 
-def bench_user(token: str) -> Any:
+async def bench_user(token: str) -> Any:
     """Any token is the benchmark's one user (the harness sends {"token": "bench"})."""
     return BENCH_USER
 

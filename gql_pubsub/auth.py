@@ -8,7 +8,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.module_loading import import_string
@@ -18,8 +18,8 @@ from .conf import get_settings
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
 
-TokenAuth = Callable[[str], "AbstractBaseUser | None"]
-"""The ``TOKEN_AUTH`` setting's contract: a token in, an active user or None out (sync)."""
+TokenAuth = Callable[[str], "AbstractBaseUser | Awaitable[AbstractBaseUser | None] | None"]
+"""The ``TOKEN_AUTH`` contract: a token in, an active user or None out; sync or ``async def``."""
 
 
 def create_jwt(user: AbstractBaseUser, *, lifetime: float | None = None) -> str:
@@ -91,10 +91,27 @@ def _token_auth(path: str) -> TokenAuth:
 
 
 def authenticate_token(token: str) -> AbstractBaseUser | None:
-    """Resolve a token with the ``TOKEN_AUTH`` function (sync: it may query the database)."""
+    """Resolve a token with the ``TOKEN_AUTH`` function, from sync code."""
     if not token:
         return None
-    return _token_auth(get_settings().TOKEN_AUTH)(token)
+    function = _token_auth(get_settings().TOKEN_AUTH)
+    if iscoroutinefunction(function):
+        return async_to_sync(function)(token)  # type: ignore[no-any-return]
+    return function(token)  # type: ignore[return-value]
+
+
+async def aauthenticate_token(token: str) -> AbstractBaseUser | None:
+    """Resolve a token with the ``TOKEN_AUTH`` function, from async code.
+
+    An ``async def`` function is awaited in place; a sync one runs in a thread (it may query
+    the database), which costs about 0.1 ms per call.
+    """
+    if not token:
+        return None
+    function = _token_auth(get_settings().TOKEN_AUTH)
+    if iscoroutinefunction(function):
+        return await function(token)  # type: ignore[no-any-return]
+    return await sync_to_async(function)(token)  # type: ignore[return-value]
 
 
 def token_from_header(value: str | None) -> str | None:
@@ -150,7 +167,7 @@ def TokenAuthenticationMiddleware(get_response: Any) -> Any:
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
             token = token_from_header(request.headers.get("Authorization"))
             if token is not None or "Authorization" in request.headers:
-                user = await sync_to_async(authenticate_token)(token or "")
+                user = await aauthenticate_token(token or "")
                 if user is None:
                     return _unauthorized()
                 _authenticate_request(request, user)

@@ -27,7 +27,7 @@ from strawberry.types.execution import ExecutionResult as StrawberryResult
 from strawberry.types.execution import PreExecutionError
 
 from . import protocol
-from .auth import authenticate_token, token_from_connection_params
+from .auth import aauthenticate_token, token_from_connection_params
 from .conf import get_settings
 from .context import Context, WebSocketRequest
 from .fanout import FanOut, Group, Member, encode_result
@@ -323,7 +323,7 @@ class _Connection:
     async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | None:
         token = token_from_connection_params(params)
         if token is not None:
-            return await sync_to_async(authenticate_token)(token)
+            return await aauthenticate_token(token)
         if self._origin_allowed_for_session():
             return await sync_to_async(_session_user)(self.scope)
         return None
