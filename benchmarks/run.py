@@ -29,16 +29,6 @@ UVICORN_ARGS = [
     "--log-level",
     "warning",
 ]
-UVICORN_ARGS = [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "{port}",
-    "--workers",
-    "1",
-    "--log-level",
-    "warning",
-]
 PEERS = ["gql_pubsub", "node-graphql-ws", "strawberry-naive", "raw-asgi-limit"]
 
 

@@ -64,6 +64,18 @@ async def send_message(
     return message
 
 
+EDIT_MESSAGE = "mutation ($id: ID!, $b: String!) { editMessage(id: $id, body: $b) { id body } }"
+DELETE_MESSAGE = "mutation ($id: ID!) { deleteMessage(id: $id) }"
+
+
+async def edit_message(
+    server: LiveServer, token: str, message_id: str, body: str
+) -> dict[str, Any]:
+    data = await data_of(server, EDIT_MESSAGE, {"id": message_id, "b": body}, token)
+    message: dict[str, Any] = data["editMessage"]
+    return message
+
+
 async def connected(server: LiveServer, token: str) -> GraphQLWS:
     """A socket past connection_ack, authenticated with ``token``."""
     client = await GraphQLWS.connect(server.ws_url)

@@ -16,9 +16,11 @@ from example.chat.models import Message
 from .conftest import numsub, wait_numsub
 from .helpers import (
     CORRESPONDENCE_EVENTS,
+    DELETE_MESSAGE,
     MESSAGE_ADDED,
     connected,
     data_of,
+    edit_message,
     send_message,
     subscribed,
 )
@@ -56,18 +58,8 @@ async def test_create_update_and_delete_reach_the_subscriber_with_their_kind_and
     async with await connected(server, bob_token) as client:
         await subscribed(client, redis_client, "e", CORRESPONDENCE_EVENTS, correspondence)
         sent = await send_message(server, alice_token, correspondence.pk, "first")
-        await data_of(
-            server,
-            'mutation ($id: ID!) { editMessage(id: $id, body: "edited") { id } }',
-            {"id": sent["id"]},
-            alice_token,
-        )
-        await data_of(
-            server,
-            "mutation ($id: ID!) { deleteMessage(id: $id) }",
-            {"id": sent["id"]},
-            alice_token,
-        )
+        await edit_message(server, alice_token, sent["id"], "edited")
+        await data_of(server, DELETE_MESSAGE, {"id": sent["id"]}, alice_token)
         events = [
             (await client.next_payload("e"))["data"]["correspondenceEvents"] for _ in range(3)
         ]
@@ -85,12 +77,7 @@ async def test_message_added_ignores_edits(
     async with await connected(server, bob_token) as client:
         await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
         first = await send_message(server, alice_token, correspondence.pk, "one")
-        await data_of(
-            server,
-            'mutation ($id: ID!) { editMessage(id: $id, body: "changed") { id } }',
-            {"id": first["id"]},
-            alice_token,
-        )
+        await edit_message(server, alice_token, first["id"], "changed")
         second = await send_message(server, alice_token, correspondence.pk, "two")
         received = [
             (await client.next_payload("m"))["data"]["messageAdded"]["body"] for _ in range(2)
