@@ -83,6 +83,10 @@ GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL") or None,
     "JWT_SECRET": os.environ.get("JWT_SECRET", DEV_SECRET),
     "TOKEN_AUTH": os.environ.get("TOKEN_AUTH", "gql_pubsub.auth.jwt_user"),
+    "CHANNEL_POLICIES": {
+        "correspondence:*": "example.chat.policies.participants_only",
+        "news:*": "gql_pubsub.policies.allow_authenticated",
+    },
 }
 
 LOGGING = {

@@ -35,7 +35,7 @@ class Subscriber:
 
     __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "channels", "maxsize")
 
-    def __init__(self, channels: frozenset[str], maxsize: int) -> None:
+    def __init__(self, channels: set[str], maxsize: int) -> None:
         self.channels = channels
         self.maxsize = maxsize
         self._buffer: deque[Event] = deque()
@@ -157,32 +157,44 @@ class Broker:
         if not channels:
             raise ValueError("subscribe() needs at least one channel name.")
         await self.start()
-        subscriber = Subscriber(frozenset(channels), self.buffer_size)
+        subscriber = Subscriber(set(), self.buffer_size)
         try:
-            ready = []
-            for channel in subscriber.channels:
-                local = self._subscribers.setdefault(channel, set())
-                local.add(subscriber)
-                if len(local) == 1:
-                    task = asyncio.ensure_future(self.backend.subscribe(channel))
-                    task.add_done_callback(_retrieve_exception)
-                    self._ready[channel] = task
-                ready.append(asyncio.shield(self._ready[channel]))
-            # Later subscribers of a channel wait for the first one's SUBSCRIBE to be confirmed.
-            await asyncio.gather(*ready)
+            await self.add(subscriber, *channels)
             yield subscriber
         finally:
             subscriber.close()
-            for channel in subscriber.channels:
-                remaining = self._subscribers.get(channel)
-                if remaining is None:
-                    continue
-                remaining.discard(subscriber)
-                if not remaining:
-                    del self._subscribers[channel]
-                    self._ready.pop(channel).cancel()
-                    if self.state is BrokerState.RUNNING:
-                        await self.backend.unsubscribe(channel)
+            await self.remove(subscriber, *subscriber.channels)
+
+    async def add(self, subscriber: Subscriber, *channels: str) -> None:
+        """Also deliver ``channels`` to an open subscriber; returns once they are live."""
+        ready = []
+        for channel in channels:
+            if channel in subscriber.channels:
+                continue
+            subscriber.channels.add(channel)
+            local = self._subscribers.setdefault(channel, set())
+            local.add(subscriber)
+            if len(local) == 1:
+                task = asyncio.ensure_future(self.backend.subscribe(channel))
+                task.add_done_callback(_retrieve_exception)
+                self._ready[channel] = task
+            ready.append(asyncio.shield(self._ready[channel]))
+        # Later subscribers of a channel wait for the first one's SUBSCRIBE to be confirmed.
+        await asyncio.gather(*ready)
+
+    async def remove(self, subscriber: Subscriber, *channels: str) -> None:
+        """Stop delivering ``channels`` to a subscriber (the last one out unsubscribes)."""
+        for channel in channels:
+            subscriber.channels.discard(channel)
+            remaining = self._subscribers.get(channel)
+            if remaining is None:
+                continue
+            remaining.discard(subscriber)
+            if not remaining:
+                del self._subscribers[channel]
+                self._ready.pop(channel).cancel()
+                if self.state is BrokerState.RUNNING:
+                    await self.backend.unsubscribe(channel)
 
     def subscriber_count(self, channel: str | None = None) -> int:
         """Local subscribers on ``channel`` (or on any channel)."""

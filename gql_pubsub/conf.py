@@ -32,6 +32,8 @@ class Settings:
     GC_FREEZE_ON_STARTUP: bool = True
     GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 50, 200)
     SEND_BUFFER: int = 1000
+    CHANNEL_POLICIES: tuple[tuple[str, Any], ...] = ()
+    REVOCATION_CONFIRM_TIMEOUT: float = 5.0
 
     @property
     def jwt_secret(self) -> str:
@@ -52,6 +54,13 @@ def get_settings() -> Settings:
         raise ImproperlyConfigured(
             f"GQL_PUBSUB has unknown key(s) {unknown}; the known keys are {sorted(known)}."
         )
+    if "CHANNEL_POLICIES" in raw:
+        policies = raw["CHANNEL_POLICIES"]
+        if not isinstance(policies, dict):
+            raise ImproperlyConfigured(
+                "GQL_PUBSUB['CHANNEL_POLICIES'] must be a dict of channel pattern → policy."
+            )
+        raw["CHANNEL_POLICIES"] = tuple(policies.items())
     for key in _TUPLE_KEYS & raw.keys():
         if isinstance(raw[key], str):
             raise ImproperlyConfigured(f"GQL_PUBSUB[{key!r}] must be a list, not a string.")

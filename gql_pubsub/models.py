@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, ClassVar, Self
 
+from django.conf import settings
 from django.db import models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -91,3 +92,103 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str, *
 
 post_save.connect(_on_save, dispatch_uid="gql_pubsub.models.on_save")
 post_delete.connect(_on_delete, dispatch_uid="gql_pubsub.models.on_delete")
+
+
+# -- the seed's channels: named channels that users subscribe to ---------------------------
+
+
+def control_channel(user_pk: Any) -> str:
+    """The channel that announces changes to one user's subscriptions."""
+    return f"gql_pubsub.user:{user_pk}"
+
+
+class Channel(models.Model):
+    """A named channel users subscribe to; who may is decided by the access policies."""
+
+    name = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def subscribe(self, user: Any) -> Subscription:
+        """Subscribe ``user`` (or reactivate their subscription); open streams follow at once."""
+        subscription, created = Subscription.objects.get_or_create(
+            user=user, channel=self, defaults={"active": True}
+        )
+        if not created and not subscription.active:
+            subscription.active = True
+            subscription.save(update_fields=["active", "updated_at"])
+        return subscription
+
+    def unsubscribe(self, user: Any) -> Subscription | None:
+        """Deactivate ``user``'s subscription; open streams stop carrying the channel at once."""
+        subscription = Subscription.objects.filter(user=user, channel=self).first()
+        if subscription is not None and subscription.active:
+            subscription.active = False
+            subscription.save(update_fields=["active", "updated_at"])
+        return subscription
+
+
+class Subscription(models.Model):
+    """A user's subscription to a channel (``user.subscriptions``)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="subscriptions")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "channel"], name="gql_pubsub_one_per_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.channel} ({'active' if self.active else 'inactive'})"
+
+
+def _announce(user_pk: Any, channel: str, active: bool, *, committed: bool) -> None:
+    publish_event_sync(
+        control_channel(user_pk),
+        Event(
+            kind=EventKind.UPDATED,
+            model=None,
+            pk=None,
+            data={"channel": channel, "active": active, "committed": committed},
+        ),
+    )
+
+
+def _on_subscription_change(instance: Subscription, active: bool, using: str) -> None:
+    channel = instance.channel.name
+    if not active:
+        # Revoke now, before the commit: any event published after the commit is published
+        # after this, so it can never reach a stream that had the channel. A rollback is
+        # repaired by the stream itself (it re-reads the subscription when no commit follows).
+        _announce(instance.user_id, channel, False, committed=False)
+    transaction.on_commit(
+        partial(_announce, instance.user_id, channel, active, committed=True),
+        using=using,
+        robust=True,
+    )
+
+
+def _on_subscription_save(
+    sender: Any, instance: Subscription, raw: bool, using: str, **kw: Any
+) -> None:
+    if not raw:
+        _on_subscription_change(instance, instance.active, using)
+
+
+def _on_subscription_delete(sender: Any, instance: Subscription, using: str, **kw: Any) -> None:
+    _on_subscription_change(instance, False, using)
+
+
+post_save.connect(_on_subscription_save, sender=Subscription, dispatch_uid="gql_pubsub.sub_save")
+post_delete.connect(_on_subscription_delete, sender=Subscription, dispatch_uid="gql_pubsub.sub_del")

@@ -34,11 +34,13 @@ async def publish_event(channels: str | Iterable[str], event: Event) -> None:
     await get_broker().publish(_channel_list(channels), event)
 
 
-def publish(channels: str | Iterable[str], data: dict[str, Any]) -> None:
-    """Publish a custom (non-model) event carrying ``data``, from sync code."""
-    publish_event_sync(channels, Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data))
+def publish(channels: str | Iterable[str], kind: EventKind | str, data: dict[str, Any]) -> None:
+    """Publish an arbitrary (non-model) event, e.g. ``publish(ch, "custom", {"typing": "ann"})``."""
+    publish_event_sync(channels, Event(kind=EventKind(kind), model=None, pk=None, data=data))
 
 
-async def apublish(channels: str | Iterable[str], data: dict[str, Any]) -> None:
-    """Publish a custom (non-model) event carrying ``data``, from async code."""
-    await publish_event(channels, Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data))
+async def apublish(
+    channels: str | Iterable[str], kind: EventKind | str, data: dict[str, Any]
+) -> None:
+    """Publish an arbitrary (non-model) event from async code."""
+    await publish_event(channels, Event(kind=EventKind(kind), model=None, pk=None, data=data))

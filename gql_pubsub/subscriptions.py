@@ -7,11 +7,12 @@ subscriber with the same stream and the same operation from one execution per ev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .broker import Broker, get_broker
+from .broker import Broker, Subscriber, get_broker
 from .events import Event, EventKind
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class ChannelStream(Generic[T]):
         self.map = map
         self.shared = shared
         self._broker = broker
-        self._iterator: AsyncIterator[T] | None = None
+        self._context: contextlib.AbstractAsyncContextManager[Subscriber] | None = None
+        self._subscriber: Subscriber | None = None
 
     @property
     def broker(self) -> Broker:
@@ -87,26 +89,37 @@ class ChannelStream(Generic[T]):
         """Whether the event's kind passes the filter."""
         return self.kinds is None or event.kind in self.kinds
 
-    async def _run(self) -> AsyncIterator[T]:
-        async with self.broker.subscribe(*self.channels) as subscriber:
-            async for event in subscriber:
-                if self.accepts(event):
-                    value = self.map(event)
-                    if value is not SKIP:
-                        yield value
+    async def open(self) -> None:
+        """Subscribe now (idempotent): events published from here on will be streamed."""
+        if self._subscriber is None:
+            self._context = self.broker.subscribe(*self.channels)
+            self._subscriber = await self._context.__aenter__()
+
+    async def aclose(self) -> None:
+        """Stop streaming and release the broker subscription."""
+        context, self._context, self._subscriber = self._context, None, None
+        if context is not None:
+            await context.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> ChannelStream[T]:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __aiter__(self) -> ChannelStream[T]:
         return self
 
     async def __anext__(self) -> T:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return await anext(self._iterator)
-
-    async def aclose(self) -> None:
-        """Stop streaming and release the broker subscription."""
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+        await self.open()
+        assert self._subscriber is not None
+        while True:
+            event = await anext(self._subscriber)
+            if self.accepts(event):
+                value = self.map(event)
+                if value is not SKIP:
+                    return value
 
 
 def stream(
@@ -126,7 +139,11 @@ def listen(
     shared: bool = False,
     broker: Broker | None = None,
 ) -> ChannelStream[Event]:
-    """Stream the events published on ``channels`` (optionally only these ``kinds``)."""
+    """Stream the events published on ``channels`` (optionally only these ``kinds``).
+
+    ``async with listen("a", "b") as events: async for event in events: …`` — the channels are
+    live once the block is entered.
+    """
     return ChannelStream(channels, kinds=kinds, shared=shared, broker=broker)
 
 

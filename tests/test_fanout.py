@@ -96,7 +96,7 @@ async def test_identical_subscriptions_share_one_execution_per_event(
             lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 5)
         )
         for n in range(3):
-            await apublish(channel, {"n": f"{channel}-{n}"})
+            await apublish(channel, "custom", {"n": f"{channel}-{n}"})
         received = [await items(client, "1", 3) for client in clients]
     finally:
         await asyncio.gather(*(c.close() for c in clients))
@@ -120,7 +120,7 @@ async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
             lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 4)
         )
         assert len(groups) == 3  # ann's, ben's, and the shared one
-        await apublish(channel, {"n": f"{channel}-x"})
+        await apublish(channel, "custom", {"n": f"{channel}-x"})
         got: dict[str, dict[str, Any]] = {}
         for name, client in (("ann", a), ("ben", b)):
             for _ in range(2):
@@ -148,7 +148,7 @@ async def test_a_refused_subscriber_gets_an_error_and_joins_no_group(
         assert not app_server.app.websocket.fanout.groups
         await client.subscribe("yes", ITEMS, {"c": channel, "s": True})
         await ready(redis_client, channel)
-        await apublish(channel, {"n": f"{channel}-ok"})
+        await apublish(channel, "custom", {"n": f"{channel}-ok"})
         assert (await items(client, "yes", 1))[0]["n"] == f"{channel}-ok"
 
 
@@ -198,7 +198,7 @@ async def test_a_stalled_client_is_closed_and_the_others_keep_their_pace(
         # frames wait, and the server drops the stalled client from the group.
         while sum(len(group.members) for group in groups.values()) == 2:
             assert events < 3000, "the stalled client was never closed"
-            await apublish(channel, {"n": events, "size": 65536})
+            await apublish(channel, "custom", {"n": events, "size": 65536})
             payload = await fast.next_payload("1")
             assert payload["data"]["items"]["n"] == str(events)
             events += 1

@@ -119,7 +119,7 @@ async def test_publishing_waits_for_the_outer_transaction(broker: Broker, chat: 
             with transaction.atomic():
                 Message.objects.create(correspondence=correspondence, author=alice, body="later")
                 # Published right away, on the same connection: it must arrive first.
-                publish(correspondence.channel, {"marker": "before commit"})
+                publish(correspondence.channel, "custom", {"marker": "before commit"})
 
         await write()
         first, second = await next_event(subscriber), await next_event(subscriber)

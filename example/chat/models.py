@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db import models
+from typing import Any
 
-from gql_pubsub.models import PublishableModel
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models.signals import m2m_changed, pre_delete
+
+from gql_pubsub.models import Channel, PublishableModel
 
 
 class Correspondence(PublishableModel):
@@ -48,3 +52,31 @@ class Message(PublishableModel):
 
     def get_publish_channels(self) -> list[str]:
         return [*super().get_publish_channels(), Correspondence.channel_for(self.correspondence_id)]
+
+
+def _follow_participants(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None, **kw: Any
+) -> None:
+    """Participants follow their correspondence's channel (the seed's Correspondence.save)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if reverse:  # user.correspondences.add(...): instance is the user
+        pairs = [(c, instance) for c in Correspondence.objects.filter(pk__in=pk_set or ())]
+    elif action == "pre_clear":
+        pairs = [(instance, u) for u in instance.participants.all()]
+    else:
+        pairs = [(instance, u) for u in get_user_model().objects.filter(pk__in=pk_set or ())]
+    for correspondence, user in pairs:
+        channel, _ = Channel.objects.get_or_create(name=correspondence.channel)
+        if action == "post_add":
+            channel.subscribe(user)
+        else:
+            channel.unsubscribe(user)
+
+
+def _drop_channel(sender: Any, instance: Correspondence, **kw: Any) -> None:
+    Channel.objects.filter(name=instance.channel).delete()
+
+
+m2m_changed.connect(_follow_participants, sender=Correspondence.participants.through)
+pre_delete.connect(_drop_channel, sender=Correspondence)

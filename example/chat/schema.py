@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 import strawberry_django
@@ -12,11 +12,16 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gql_pubsub import SKIP, Event, EventKind, instances, stream
+from gql_pubsub import SKIP, Event, EventKind, instances, publish, stream
 from gql_pubsub.auth import create_jwt
 from gql_pubsub.context import get_user
+from gql_pubsub.models import Channel
+from gql_pubsub.models import Subscription as ChannelSubscriptionModel
+from gql_pubsub.policies import AccessDenied, check_access
+from gql_pubsub.user_streams import listen_to_user_subscriptions
 
 from . import models
 
@@ -64,6 +69,31 @@ class MessageEventKind(enum.Enum):
 class MessageEvent:
     kind: MessageEventKind
     message: MessageType
+
+
+@strawberry.enum(name="ChannelEventKind")
+class ChannelEventKind(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CUSTOM = "custom"
+
+
+PublishedNode = Annotated[MessageType | CorrespondenceType, strawberry.union("PublishedNode")]
+
+
+@strawberry.type
+class ChannelEvent:
+    channel: str
+    kind: ChannelEventKind
+    node: PublishedNode | None
+    data: JSON | None
+
+
+@strawberry.type
+class ChannelSubscription:
+    channel: str
+    active: bool
 
 
 @strawberry.type
@@ -130,6 +160,18 @@ class Query:
         )()  # type: ignore[return-value]
 
     @strawberry.field
+    async def my_subscriptions(self, info: Info[Any, Any]) -> list[ChannelSubscription]:
+        user = _require_user(info)
+        rows = await sync_to_async(
+            lambda: list(
+                ChannelSubscriptionModel.objects.filter(user=user)
+                .order_by("channel__name")
+                .values_list("channel__name", "active")
+            )
+        )()
+        return [ChannelSubscription(channel=name, active=active) for name, active in rows]
+
+    @strawberry.field
     async def messages(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
     ) -> list[MessageType]:
@@ -185,10 +227,48 @@ class Mutation:
         return message  # type: ignore[return-value]
 
     @strawberry.mutation
+    async def subscribe(self, info: Info[Any, Any], channel: str) -> ChannelSubscription:
+        return await _set_subscription(info, channel, active=True)
+
+    @strawberry.mutation
+    async def unsubscribe(self, info: Info[Any, Any], channel: str) -> ChannelSubscription:
+        return await _set_subscription(info, channel, active=False)
+
+    @strawberry.mutation
+    async def set_typing(self, info: Info[Any, Any], correspondence_id: strawberry.ID) -> bool:
+        correspondence = await _correspondence_for(info, correspondence_id)
+        user = _require_user(info)
+        await sync_to_async(publish)(
+            correspondence.channel, EventKind.CUSTOM, {"typing": user.get_username()}
+        )
+        return True
+
+    @strawberry.mutation
     async def delete_message(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
         message = await _own_message(info, id)
         await message.adelete()
         return id
+
+
+async def _set_subscription(
+    info: Info[Any, Any], channel: str, active: bool
+) -> ChannelSubscription:
+    user = _require_user(info)
+
+    def change() -> ChannelSubscription:
+        if active:
+            try:
+                check_access(user, channel)
+            except AccessDenied as denied:
+                raise ChatError(str(denied)) from None
+            subscription = Channel.objects.get_or_create(name=channel)[0].subscribe(user)
+            return ChannelSubscription(channel=channel, active=subscription.active)
+        found = Channel.objects.filter(name=channel).first()
+        if found is None or found.unsubscribe(user) is None:
+            raise ChatError(f"You are not subscribed to channel {channel!r}.")
+        return ChannelSubscription(channel=channel, active=False)
+
+    return await sync_to_async(change)()
 
 
 async def _own_message(info: Info[Any, Any], message_id: Any) -> models.Message:
@@ -226,6 +306,25 @@ class Subscription:
         return stream(  # type: ignore[return-value]
             correspondence.channel, map=_message_event, shared=True
         )
+
+    @strawberry.subscription
+    async def events(self, info: Info[Any, Any]) -> AsyncGenerator[ChannelEvent, None]:
+        """Every event of every channel the caller actively follows, following changes live."""
+        user = _require_user(info)
+        return listen_to_user_subscriptions(user, map=_channel_event)  # type: ignore[return-value]
+
+
+_NODE_MODELS = {m.publish_label(): m for m in (models.Message, models.Correspondence)}
+
+
+def _channel_event(event: Event) -> ChannelEvent:
+    model = _NODE_MODELS.get(event.model or "")
+    return ChannelEvent(
+        channel=event.channel,
+        kind=ChannelEventKind(event.kind.value),
+        node=model.from_event(event) if model is not None else None,  # type: ignore[arg-type]
+        data=event.data if event.kind is EventKind.CUSTOM else None,
+    )
 
 
 def _message_event(event: Event) -> MessageEvent:

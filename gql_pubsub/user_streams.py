@@ -1,0 +1,164 @@
+"""One live stream of everything a user follows: the seed's ``listen_to_all_subscriptions``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection
+from typing import Any, Generic, Self, TypeVar
+
+from asgiref.sync import sync_to_async
+
+from .broker import Broker, Subscriber, get_broker
+from .conf import get_settings
+from .events import Event, EventKind
+from .models import Subscription, control_channel
+from .policies import may_read
+from .subscriptions import SKIP, _identity
+
+T = TypeVar("T")
+
+
+def _readable_channels(user: Any) -> list[str]:
+    names = Subscription.objects.filter(user=user, active=True).values_list(
+        "channel__name", flat=True
+    )
+    return [name for name in names if may_read(user, name)]
+
+
+def _still_readable(user: Any, channel: str) -> bool:
+    active = Subscription.objects.filter(user=user, active=True, channel__name=channel).exists()
+    return active and may_read(user, channel)
+
+
+class UserSubscriptionsStream(Generic[T]):
+    """Events of every channel ``user`` actively subscribes to and may read, followed live.
+
+    A subscribe (from any process sharing the broker) adds its channel within one round trip of
+    the broker; an unsubscribe, a deleted subscription or a revocation stops its events at once:
+    the revocation is announced before its transaction commits, so no event published after the
+    commit can reach this stream.
+    """
+
+    def __init__(
+        self,
+        user: Any,
+        *,
+        kinds: Collection[EventKind] | None = None,
+        map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+        broker: Broker | None = None,
+    ) -> None:
+        self.user = user
+        self.kinds = frozenset(kinds) if kinds is not None else None
+        self.map = map
+        self.channels: set[str] = set()
+        self._broker = broker
+        self._control = control_channel(user.pk)
+        self._context: contextlib.AbstractAsyncContextManager[Subscriber] | None = None
+        self._subscriber: Subscriber | None = None
+        self._unconfirmed: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker or get_broker()
+
+    async def open(self) -> None:
+        """Subscribe to the user's control channel, then to their channels (idempotent)."""
+        if self._subscriber is not None:
+            return
+        self._context = self.broker.subscribe(self._control)
+        self._subscriber = await self._context.__aenter__()
+        # Changes made from here on arrive on the control channel; applying one twice is harmless.
+        channels = await sync_to_async(_readable_channels)(self.user)
+        await self.broker.add(self._subscriber, *channels)
+        self.channels.update(channels)
+
+    async def aclose(self) -> None:
+        """Stop following; release every broker subscription."""
+        for timer in self._unconfirmed.values():
+            timer.cancel()
+        self._unconfirmed.clear()
+        for task in self._tasks:
+            task.cancel()
+        context, self._context, self._subscriber = self._context, None, None
+        if context is not None:
+            await context.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        await self.open()
+        assert self._subscriber is not None
+        while True:
+            event = await anext(self._subscriber)
+            if event.channel == self._control:
+                await self._apply(event.data)
+                continue
+            if event.channel not in self.channels:
+                continue  # queued before its channel was revoked
+            if self.kinds is not None and event.kind not in self.kinds:
+                continue
+            value = self.map(event)
+            if value is not SKIP:
+                return value
+
+    async def _apply(self, change: dict[str, Any]) -> None:
+        channel, active = str(change.get("channel")), bool(change.get("active"))
+        if not active:
+            await self._drop(channel)
+            if change.get("committed"):
+                self._confirmed(channel)
+            elif channel not in self._unconfirmed:
+                # Announced before its commit: if no commit follows (a rollback), re-read it.
+                self._unconfirmed[channel] = asyncio.get_running_loop().call_later(
+                    get_settings().REVOCATION_CONFIRM_TIMEOUT, self._recheck, channel
+                )
+            return
+        self._confirmed(channel)
+        if channel not in self.channels and await sync_to_async(may_read)(self.user, channel):
+            await self._add(channel)
+
+    def _confirmed(self, channel: str) -> None:
+        timer = self._unconfirmed.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _recheck(self, channel: str) -> None:
+        self._unconfirmed.pop(channel, None)
+        task = asyncio.ensure_future(self._restore_if_readable(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restore_if_readable(self, channel: str) -> None:
+        if await sync_to_async(_still_readable)(self.user, channel):
+            await self._add(channel)
+
+    async def _add(self, channel: str) -> None:
+        if self._subscriber is not None and channel not in self.channels:
+            self.channels.add(channel)
+            await self.broker.add(self._subscriber, channel)
+
+    async def _drop(self, channel: str) -> None:
+        if self._subscriber is not None and channel in self.channels:
+            self.channels.discard(channel)
+            await self.broker.remove(self._subscriber, channel)
+
+
+def listen_to_user_subscriptions(
+    user: Any,
+    *,
+    kinds: Collection[EventKind] | None = None,
+    map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+    broker: Broker | None = None,
+) -> UserSubscriptionsStream[T]:
+    """Stream every event of every channel ``user`` actively subscribes to, following changes."""
+    return UserSubscriptionsStream(user, kinds=kinds, map=map, broker=broker)
