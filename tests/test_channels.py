@@ -65,9 +65,9 @@ async def next_event(client: GraphQLWS) -> dict[str, Any]:
 async def test_one_events_operation_carries_every_followed_channel_in_order(
     server: LiveServer, redis_client: redis.Redis, member: Any
 ) -> None:
-    """Three correspondences, one `events`: each event tagged with its channel, in order per channel."""
-    dana, _dana_token, eve_token, rooms = member
-    async with await events_socket(server, _dana_token, redis_client, rooms) as client:
+    """Three correspondences, one `events`: each event tagged with its channel, in order."""
+    _dana, dana_token, eve_token, rooms = member
+    async with await events_socket(server, dana_token, redis_client, rooms) as client:
         for n in range(3):
             for room in rooms:
                 await send_message(server, eve_token, room.pk, f"{room.title} #{n}")
@@ -160,7 +160,7 @@ async def test_a_denied_channel_is_an_error_and_never_reaches_anyone(
             clients.append(await events_socket(server, token, redis_client, [own]))
         for n in range(30):
             await send_message(server, eve_token, target.pk, f"private {n}")
-        for (token, own), client in zip(people, clients, strict=True):
+        for (_token, own), client in zip(people, clients, strict=True):
             await sync_to_async(
                 lambda own=own: Message.objects.create(
                     correspondence=own, author=own.participants.first(), body="yours"
@@ -176,7 +176,7 @@ async def test_typing_is_a_custom_event_with_data_and_no_node(
     server: LiveServer, redis_client: redis.Redis, member: Any
 ) -> None:
     """setTyping publishes {"typing": username} to the correspondence's followers."""
-    dana, dana_token, eve_token, rooms = member
+    _dana, dana_token, eve_token, rooms = member
     async with await events_socket(server, dana_token, redis_client, rooms) as client:
         typing = "mutation ($c: ID!) { setTyping(correspondenceId: $c) }"
         assert await data_of(server, typing, {"c": str(rooms[2].pk)}, eve_token) == {

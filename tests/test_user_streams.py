@@ -1,4 +1,4 @@
-"""The seed's channels from plain Python: listen() and listen_to_user_subscriptions(), both brokers."""
+"""The seed's channels from plain Python: listen() and listen_to_user_subscriptions()."""
 
 from __future__ import annotations
 
