@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -37,9 +38,14 @@ class Member:
     __slots__ = ("deliver", "finish", "prefix")
 
     def __init__(self, op_id: str, deliver: Deliver, finish: Finish) -> None:
-        self.prefix = '{"id":' + orjson.dumps(op_id).decode() + ',"type":"next","payload":'
+        self.prefix = next_prefix(op_id)
         self.deliver = deliver
         self.finish = finish
+
+
+def next_prefix(op_id: str) -> str:
+    """The start of operation ``op_id``'s ``next`` frames; the encoded payload and "}" follow."""
+    return '{"id":' + orjson.dumps(op_id).decode() + ',"type":"next","payload":'
 
 
 def encode_result(result: ExecutionResult) -> str:
@@ -131,11 +137,67 @@ class Group:
             self._hub.forget(self)
 
 
+class SharedExecution:
+    """One execution per event for streams whose events differ per subscriber but whose result
+    for a given event does not (``listen_to_user_subscriptions(..., shared=True)``).
+
+    Every subscriber of the channel receives the same decoded event object, so the encoded
+    payload is cached by event, for the last ``CACHE_SIZE`` events.
+    """
+
+    CACHE_SIZE = 1024
+
+    def __init__(self, executor: Executor[Any]) -> None:
+        self.executor = executor
+        self.users = 0
+        self._cache: OrderedDict[int, tuple[object, asyncio.Future[str]]] = OrderedDict()
+
+    async def payload(self, event: object, root: Any) -> str:
+        """The encoded ``next`` payload for ``event`` (mapped to ``root``), executed once."""
+        entry = self._cache.get(id(event))
+        if entry is not None and entry[0] is event:
+            return await entry[1]
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._cache[id(event)] = (event, future)
+        if len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+        try:
+            result = execute_subscription_event(self.executor.build_per_event_executor(root))
+            if self.executor.is_awaitable(result):
+                result = await result
+            assert isinstance(result, ExecutionResult)
+            text = encode_result(result)
+        except BaseException as error:
+            self._cache.pop(id(event), None)
+            future.set_exception(error)
+            future.exception()  # retrieved: the caller gets it raised
+            raise
+        future.set_result(text)
+        return text
+
+
 class FanOut:
     """The process's groups, by key."""
 
     def __init__(self) -> None:
         self.groups: dict[Hashable, Group] = {}
+        self.shared: dict[Hashable, SharedExecution] = {}
+
+    def share(self, key: Hashable, make_executor: Callable[[], Executor[Any]]) -> SharedExecution:
+        """The shared execution for ``key`` (one more user of it)."""
+        shared = self.shared.get(key)
+        if shared is None:
+            shared = self.shared[key] = SharedExecution(make_executor())
+        shared.users += 1
+        return shared
+
+    def unshare(self, key: Hashable) -> None:
+        """One user fewer; the last one drops it."""
+        shared = self.shared.get(key)
+        if shared is not None:
+            shared.users -= 1
+            if shared.users <= 0:
+                del self.shared[key]
 
     def group(
         self, key: Hashable, make_executor: Callable[[], Executor[Any]], stream: ChannelStream[Any]

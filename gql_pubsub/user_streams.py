@@ -46,9 +46,11 @@ class UserSubscriptionsStream(Generic[T]):
         *,
         kinds: Collection[EventKind] | None = None,
         map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+        shared: bool = False,
         broker: Broker | None = None,
     ) -> None:
         self.user = user
+        self.shared = shared
         self.kinds = frozenset(kinds) if kinds is not None else None
         self.map = map
         self.channels: set[str] = set()
@@ -96,6 +98,13 @@ class UserSubscriptionsStream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        while True:
+            value = self.map(await self.next_event())
+            if value is not SKIP:
+                return value
+
+    async def next_event(self) -> Event:
+        """The next event of a followed channel, unmapped (control messages are applied)."""
         await self.open()
         assert self._subscriber is not None
         while True:
@@ -105,11 +114,8 @@ class UserSubscriptionsStream(Generic[T]):
                 continue
             if event.channel not in self.channels:
                 continue  # queued before its channel was revoked
-            if self.kinds is not None and event.kind not in self.kinds:
-                continue
-            value = self.map(event)
-            if value is not SKIP:
-                return value
+            if self.kinds is None or event.kind in self.kinds:
+                return event
 
     async def _apply(self, change: dict[str, Any]) -> None:
         channel, active = str(change.get("channel")), bool(change.get("active"))
@@ -158,7 +164,13 @@ def listen_to_user_subscriptions(
     *,
     kinds: Collection[EventKind] | None = None,
     map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+    shared: bool = False,
     broker: Broker | None = None,
 ) -> UserSubscriptionsStream[T]:
-    """Stream every event of every channel ``user`` actively subscribes to, following changes."""
-    return UserSubscriptionsStream(user, kinds=kinds, map=map, broker=broker)
+    """Stream every event of every channel ``user`` actively subscribes to, following changes.
+
+    ``shared=True`` declares that a subscription's result for an event does not depend on who
+    receives it: the WebSocket server then executes each event once for all such streams (with
+    an anonymous context) instead of once per subscriber.
+    """
+    return UserSubscriptionsStream(user, kinds=kinds, map=map, shared=shared, broker=broker)

@@ -28,12 +28,13 @@ from strawberry.types.execution import PreExecutionError
 
 from . import protocol
 from .auth import aauthenticate_token, token_from_connection_params
+from .broker import SubscriberOverflow
 from .conf import get_settings
 from .context import Context, WebSocketRequest
-from .fanout import FanOut, Group, Member, encode_result
+from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .outbox import Outbox
 from .protocol import CloseCode, MessageType
-from .subscriptions import ChannelStream
+from .subscriptions import SKIP, ChannelStream
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -214,6 +215,11 @@ class _Connection:
         if isinstance(source, ExecutionResult):
             await self._send_error(op.id, [error.formatted for error in source.errors or ()])
             return
+        from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
+
+        if isinstance(source, UserSubscriptionsStream) and source.shared:
+            await self._stream_shared(op, document, source)
+            return
         if not isinstance(source, ChannelStream):
             await self._stream_results(op.id, map_source_to_response_event(executor, source))
             return
@@ -236,6 +242,35 @@ class _Connection:
             self.operations[op.id] = _Joined(group, token)
         else:  # completed or closed while joining
             group.leave(token)
+
+    async def _stream_shared(
+        self, op: protocol.Subscribe, document: DocumentNode, source: Any
+    ) -> None:
+        """A per-subscriber stream whose events are executed once for all its subscribers."""
+        schema = self.server.schema._schema  # type: ignore[attr-defined]
+        key: Hashable = (
+            op.query,
+            orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b"",
+            op.operation_name,
+            source.map,
+        )
+        fanout = self.server.fanout
+        shared = fanout.share(key, functools.partial(_shared_executor, schema, document, op))
+        prefix = next_prefix(op.id)
+        try:
+            async with source:
+                while op.id in self.protocol.operations:
+                    event = await source.next_event()
+                    root = source.map(event)
+                    if root is SKIP:
+                        continue
+                    await self.outbox.send(prefix + await shared.payload(event, root) + "}")
+        except StopAsyncIteration:
+            await self._finish(op.id, None)
+        except SubscriberOverflow as overflow:
+            await self._finish(op.id, str(overflow))
+        finally:
+            fanout.unshare(key)
 
     def _viewer_key(self) -> Hashable:
         user = self.context.user if self.context is not None else None
@@ -267,13 +302,7 @@ class _Connection:
                 if op_id not in self.protocol.operations:
                     return
                 payload = encode_result(result)  # type: ignore[arg-type]
-                await self.outbox.send(
-                    '{"id":'
-                    + orjson.dumps(op_id).decode()
-                    + ',"type":"next","payload":'
-                    + payload
-                    + "}"
-                )
+                await self.outbox.send(next_prefix(op_id) + payload + "}")
         await self._finish(op_id, None)
 
     async def _finish(self, op_id: str, error: str | None) -> None:

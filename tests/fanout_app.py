@@ -55,5 +55,14 @@ class Subscription:
             raise PermissionError("You may not read this channel.")
         return stream(channel, map=to_item, shared=shared)  # type: ignore[return-value]
 
+    @strawberry.subscription
+    async def followed(self, info: Info[Any, Any]) -> AsyncGenerator[Item, None]:
+        """Everything the caller follows, executed once per event for all of them."""
+        from gql_pubsub.user_streams import listen_to_user_subscriptions
+
+        return listen_to_user_subscriptions(  # type: ignore[return-value]
+            get_user(info), map=to_item, shared=True
+        )
+
 
 schema = strawberry.Schema(query=Query, subscription=Subscription)

@@ -223,3 +223,53 @@ def _until(predicate: Callable[[], bool]) -> None:
     from .services import wait_until
 
     wait_until(predicate, 10, "the group's members")
+
+
+@pytest.fixture
+def followers(make_user: Callable[..., Any], token_for: Any, channel: str) -> list[str]:
+    """Three users following one `news:` channel; their tokens."""
+    from gql_pubsub.models import Channel
+
+    news = Channel.objects.create(name=f"news:{channel}")
+    users = [make_user("follower") for _ in range(3)]
+    for user in users:
+        news.subscribe(user)
+    return [token_for(user) for user in users]
+
+
+async def test_followed_streams_of_different_users_share_one_execution_per_event(
+    app_server: InProcessServer, redis_client: redis.Redis, followers: list[str], channel: str
+) -> None:
+    """Each user's own stream; one shared execution per event, with no user in its context."""
+    query = "subscription { followed { n executions viewer } }"
+    clients = [await socket(app_server, token) for token in followers]
+    try:
+        for client in clients:
+            await client.subscribe("f", query)
+        await asyncio.to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
+        # The first subscriber's stream is live; publish until every stream has one event.
+        received: list[dict[str, Any]] = []
+        for client in clients:
+            while True:
+                n = f"{channel}-{len(received)}"
+                await apublish(f"news:{channel}", "custom", {"n": n})
+                try:
+                    received.append(
+                        (await client.next_payload("f", timeout=0.5))["data"]["followed"]
+                    )
+                    break
+                except TimeoutError:
+                    continue
+        await apublish(f"news:{channel}", "custom", {"n": f"{channel}-last"})
+        last = [await _next_with_n(client, f"{channel}-last") for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    assert last == [{"n": f"{channel}-last", "executions": 1, "viewer": None}] * 3
+    assert fanout_app.executions[f"{channel}-last"] == 1
+
+
+async def _next_with_n(client: GraphQLWS, n: str) -> dict[str, Any]:
+    while True:
+        item: dict[str, Any] = (await client.next_payload("f"))["data"]["followed"]
+        if item["n"] == n:
+            return item

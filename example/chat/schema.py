@@ -311,7 +311,10 @@ class Subscription:
     async def events(self, info: Info[Any, Any]) -> AsyncGenerator[ChannelEvent, None]:
         """Every event of every channel the caller actively follows, following changes live."""
         user = _require_user(info)
-        return listen_to_user_subscriptions(user, map=_channel_event)  # type: ignore[return-value]
+        # shared: an event reads the same to everyone allowed to receive it.
+        return listen_to_user_subscriptions(  # type: ignore[return-value]
+            user, map=_channel_event, shared=True
+        )
 
 
 _NODE_MODELS = {m.publish_label(): m for m in (models.Message, models.Correspondence)}
