@@ -71,7 +71,8 @@ def measure(
     loadgen = subprocess.Popen(
         ["node", str(args.harness / "loadgen" / "loadgen.mjs"), "--url", url,
          "--connections", str(args.connections), "--query", query,
-         "--vars-template", json.dumps({"c": str(room)}), "--init-payload", json.dumps({"token": token}),
+         "--vars-template", json.dumps({"c": str(room)}),
+         "--init-payload", json.dumps({"token": token}),
          "--expect", str(expected), "--timeout", "120", "--idle-timeout", "15"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
