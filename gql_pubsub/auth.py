@@ -57,6 +57,25 @@ def jwt_user(token: str) -> AbstractBaseUser | None:
     return _active_user(claims["sub"])
 
 
+def jwt_expiry(token: str) -> float | None:
+    """When an (already verified) JWT expires, as a Unix time; None if it never does."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    expires = claims.get("exp")
+    return float(expires) if isinstance(expires, int | float) else None
+
+
+def token_expiry(token: str) -> float | None:
+    """When ``token`` stops being valid, by the ``TOKEN_EXPIRY`` function (None: never)."""
+    path = get_settings().TOKEN_EXPIRY
+    if not path:
+        return None
+    function: Callable[[str], float | None] = import_string(path)
+    return function(token)
+
+
 def drf_token_user(token: str) -> AbstractBaseUser | None:
     """The active user of a Django REST framework ``Token``, or None."""
     try:

@@ -27,7 +27,10 @@ class Settings:
     JWT_LIFETIME: float = 3600.0
     GRAPHQL_PATH: str = "/graphql/"
     CONNECTION_INIT_TIMEOUT: float = 3.0
-    SESSION_AUTH_ORIGINS: tuple[str, ...] = ()
+    ALLOWED_ORIGINS: tuple[str, ...] = ()
+    TOKEN_EXPIRY: str = "gql_pubsub.auth.jwt_expiry"
+    KEEPALIVE_INTERVAL: float = 20.0
+    KEEPALIVE_TIMEOUT: float = 10.0
     REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
     GC_FREEZE_ON_STARTUP: bool = True
     GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 50, 200)
@@ -41,7 +44,7 @@ class Settings:
         return self.JWT_SECRET or str(django_settings.SECRET_KEY)
 
 
-_TUPLE_KEYS = {"JWT_ALGORITHMS", "SESSION_AUTH_ORIGINS", "GC_THRESHOLD"}
+_TUPLE_KEYS = {"JWT_ALGORITHMS", "ALLOWED_ORIGINS", "GC_THRESHOLD"}
 
 
 @cache

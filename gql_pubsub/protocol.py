@@ -30,6 +30,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
     TRY_AGAIN_LATER = 1013
     """Not graphql-transport-ws's: the client read too slowly and fell too far behind."""
     INTERNAL_SERVER_ERROR = 4500

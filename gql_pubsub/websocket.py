@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterable, Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ from strawberry.types.execution import ExecutionResult as StrawberryResult
 from strawberry.types.execution import PreExecutionError
 
 from . import protocol
-from .auth import aauthenticate_token, token_from_connection_params
+from .auth import aauthenticate_token, token_expiry, token_from_connection_params
 from .broker import SubscriberOverflow
 from .conf import get_settings
 from .context import Context, WebSocketRequest
@@ -73,6 +74,11 @@ class GraphQLWebSocket:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        if not _origin_allowed(scope, required=False):
+            # Cross-site WebSocket hijacking: a page of another origin may not open a socket
+            # that the browser would authenticate with this site's cookies. HTTP 403.
+            await send({"type": "websocket.close", "code": CloseCode.FORBIDDEN})
+            return
         if protocol.SUBPROTOCOL not in scope.get("subprotocols", ()):
             # Accept without a subprotocol so the client can read why it is refused.
             await send({"type": "websocket.accept"})
@@ -114,11 +120,10 @@ class _Connection:
         self.operations: dict[str, asyncio.Task[None] | _Joined] = {}
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     async def run(self) -> None:
-        timer = asyncio.get_running_loop().call_later(
-            get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out
-        )
+        self._after("init", get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out)
         try:
             while not self.closed:
                 message = await self.receive()
@@ -131,7 +136,8 @@ class _Connection:
                 await self._handle(self.protocol.receive(frame))
         finally:
             self.closed = True
-            timer.cancel()
+            for timer in self._timers.values():
+                timer.cancel()
             await self._stop_operations()
             await self.outbox.close()
 
@@ -140,6 +146,7 @@ class _Connection:
             case protocol.Close(code, reason):
                 await self._close(code, reason)
             case protocol.Init(payload):
+                self._cancel("init")
                 user = await self._authenticate(payload)
                 if user is None:
                     close = self.protocol.reject()
@@ -156,10 +163,13 @@ class _Connection:
                 )
                 self.protocol.acknowledge()
                 await self._send_json({"type": MessageType.CONNECTION_ACK})
+                self._schedule_ping()
             case protocol.Ping():
                 await self._send_json({"type": MessageType.PONG})
             case protocol.Pong():
-                pass
+                if "pong" in self._timers:  # the answer to our keepalive ping
+                    self._cancel("pong")
+                    self._schedule_ping()
             case protocol.Subscribe() as subscribe:
                 self.operations[subscribe.id] = asyncio.create_task(self._start(subscribe))
             case protocol.Complete(id=op_id):
@@ -352,22 +362,46 @@ class _Connection:
     async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | None:
         token = token_from_connection_params(params)
         if token is not None:
-            return await aauthenticate_token(token)
-        if self._origin_allowed_for_session():
+            user = await aauthenticate_token(token)
+            expires = token_expiry(token) if user is not None else None
+            if expires is not None:
+                self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
+            return user
+        if _origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
             return await sync_to_async(_session_user)(self.scope)
         return None
 
-    def _origin_allowed_for_session(self) -> bool:
-        headers = dict(self.scope.get("headers", []))
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        host = headers.get(b"host", b"").decode("latin-1")
-        if not origin:
-            return False
-        if origin in get_settings().SESSION_AUTH_ORIGINS:
-            return True
-        return bool(urlsplit(origin).netloc == host)
+    def _after(self, name: str, delay: float, callback: Any) -> None:
+        self._cancel(name)
+        self._timers[name] = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _schedule_ping(self) -> None:
+        interval = get_settings().KEEPALIVE_INTERVAL
+        if interval > 0 and not self.closed:
+            self._after("ping", interval, self._ping)
+
+    def _ping(self) -> None:
+        self._timers.pop("ping", None)
+        self._in_background(self._send_json({"type": MessageType.PING}))
+        self._after("pong", get_settings().KEEPALIVE_TIMEOUT, self._pong_missing)
+
+    def _pong_missing(self) -> None:
+        self._timers.pop("pong", None)
+        self._in_background(self._close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong"))
+
+    def _token_expired(self) -> None:
+        self._timers.pop("expiry", None)
+        self._in_background(
+            self._close(CloseCode.FORBIDDEN, "Token expired: reconnect with a fresh token")
+        )
 
     def _init_timed_out(self) -> None:
+        self._timers.pop("init", None)
         close = self.protocol.init_timed_out()
         if close is not None:
             self._in_background(self._close(close.code, close.reason))
@@ -400,6 +434,21 @@ class _Connection:
         await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
+def _origin_allowed(scope: Scope, *, required: bool) -> bool:
+    """Whether the handshake's Origin is this site's own or in ALLOWED_ORIGINS.
+
+    Clients that are not browsers send no Origin: allowed, unless ``required``.
+    """
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if not origin:
+        return not required
+    allowed = get_settings().ALLOWED_ORIGINS
+    if origin in allowed or "*" in allowed:
+        return True
+    return bool(urlsplit(origin).netloc == headers.get(b"host", b"").decode("latin-1"))
 
 
 def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:

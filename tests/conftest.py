@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import uvicorn
 
-from .services import LiveServer, database_service, live_server, redis_service, wait_until
+from .services import (
+    LiveServer,
+    database_service,
+    free_port,
+    live_server,
+    redis_service,
+    scaled,
+    wait_until,
+)
 
 _services = contextlib.ExitStack()
 
@@ -61,6 +71,37 @@ def server(log_dir: Path) -> Iterator[LiveServer]:
     """One uvicorn worker serving the example on the Redis broker."""
     with live_server({}, log_dir=log_dir) as live:
         yield live
+
+
+class InProcessServer:
+    """uvicorn serving the counting schema on this test's event loop."""
+
+    def __init__(self, server: uvicorn.Server, port: int) -> None:
+        self.server = server
+        self.port = port
+        self.app = server.config.app
+        self.ws_url = f"ws://127.0.0.1:{port}/graphql/"
+
+
+@pytest.fixture
+async def app_server() -> AsyncIterator[InProcessServer]:
+    port = free_port()
+    from gql_pubsub.asgi import get_asgi_application
+
+    from . import fanout_app
+
+    app = get_asgi_application(fanout_app.schema)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(int(scaled(200))):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "in-process uvicorn did not start"
+    yield InProcessServer(server, port)
+    server.should_exit = True
+    await asyncio.wait_for(task, scaled(20))
 
 
 _names = itertools.count()

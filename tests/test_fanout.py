@@ -4,55 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-import uvicorn
 from django.conf import settings
 from django.test import override_settings
 
 from gql_pubsub import apublish
-from gql_pubsub.asgi import get_asgi_application
 from gql_pubsub.protocol import CloseCode
 
 from . import fanout_app
-from .conftest import wait_numsub
+from .conftest import InProcessServer, wait_numsub
 from .gqlws import Closed, GraphQLWS, StalledClient
-from .services import free_port, scaled
 
 ITEMS = """
 subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n executions viewer } }
 """
 _channels = itertools.count()
-
-
-class InProcessServer:
-    """uvicorn serving the counting schema on this test's event loop."""
-
-    def __init__(self, server: uvicorn.Server, port: int) -> None:
-        self.server = server
-        self.port = port
-        self.app = server.config.app
-        self.ws_url = f"ws://127.0.0.1:{port}/graphql/"
-
-
-@pytest.fixture
-async def app_server() -> AsyncIterator[InProcessServer]:
-    port = free_port()
-    app = get_asgi_application(fanout_app.schema)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(int(scaled(200))):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "in-process uvicorn did not start"
-    yield InProcessServer(server, port)
-    server.should_exit = True
-    await asyncio.wait_for(task, scaled(20))
 
 
 @pytest.fixture
