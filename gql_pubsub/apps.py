@@ -9,3 +9,6 @@ class GqlPubsubConfig(AppConfig):
     name = "gql_pubsub"
     verbose_name = "GraphQL pub/sub"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks

@@ -134,3 +134,81 @@ def test_drf_tokens_authenticate_their_active_user(user: Any) -> None:
         user.is_active = False
         user.save()
         assert authenticate_token(key) is None
+
+
+def test_an_hs256_token_signed_with_the_rs256_public_key_is_refused(user: Any) -> None:
+    """The algorithm-confusion trick: with RS256 configured, the public key is no HMAC secret."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = {"sub": str(user.pk), "exp": 4_000_000_000}
+    config = {"JWT_SECRET": public_pem.decode(), "JWT_ALGORITHMS": ["RS256"]}
+    with override_settings(GQL_PUBSUB=config):
+        genuine = jwt.encode(claims, private, algorithm="RS256")
+        assert jwt_user(genuine) == user
+        forged = _hs256_with_raw_key(claims, public_pem)
+        assert jwt_user(forged) is None
+
+
+def _hs256_with_raw_key(claims: dict[str, Any], key: bytes) -> str:
+    """HS256-sign with any bytes as the key (PyJWT itself refuses a PEM key, rightly)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(key, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64(signature)}"
+
+
+@pytest.mark.parametrize(
+    ("secret", "error"),
+    [
+        (None, "gql_pubsub.E001"),
+        ("short", "gql_pubsub.E002"),
+        ("dev-insecure-" + "x" * 40, "gql_pubsub.E002"),
+    ],
+)
+def test_production_refuses_a_missing_or_placeholder_jwt_secret(
+    secret: str | None, error: str
+) -> None:
+    """With DEBUG off, Django's system checks fail and say how to fix it."""
+    from django.core.checks import run_checks
+
+    config = {"JWT_SECRET": secret} if secret else {}
+    with override_settings(DEBUG=False, GQL_PUBSUB=config):
+        ids = {message.id for message in run_checks(tags=["security"])}
+    assert error in ids
+    with override_settings(DEBUG=False, GQL_PUBSUB={"JWT_SECRET": "k" * 48}):
+        assert not {m.id for m in run_checks(tags=["security"]) if m.id.startswith("gql_pubsub")}
+
+
+def test_the_example_refuses_to_pass_its_checks_in_production_with_its_dev_secret() -> None:
+    """`manage.py check` on the example with DEBUG=0 and no JWT_SECRET fails, naming the fix."""
+    import os
+    import subprocess
+    import sys
+
+    from .services import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    env["DEBUG"] = "0"
+    done = subprocess.run(
+        [sys.executable, "example/manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "gql_pubsub.E002" in done.stderr
+    assert "JWT_SECRET" in done.stderr
