@@ -7,7 +7,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from .backends import Backend, backend_from_url
@@ -84,6 +84,25 @@ class Subscriber:
                 await self._waiter
             finally:
                 self._waiter = None
+
+
+class Watcher(Subscriber):
+    """A subscriber handled as each event is dispatched, before any later event is.
+
+    For control messages whose effect must precede every event published after them.
+    """
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Event], None]) -> None:
+        super().__init__(set(), 1)
+        self.callback = callback
+
+    def deliver(self, event: Event) -> None:
+        try:
+            self.callback(event)
+        except Exception:
+            logger.exception("A watcher of %s failed", sorted(self.channels))
 
 
 class Broker:
@@ -195,6 +214,19 @@ class Broker:
                 self._ready.pop(channel).cancel()
                 if self.state is BrokerState.RUNNING:
                     await self.backend.unsubscribe(channel)
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, callback: Callable[[Event], None], *channels: str
+    ) -> AsyncIterator[Watcher]:
+        """Call ``callback(event)`` synchronously for each event on ``channels`` while open."""
+        await self.start()
+        watcher = Watcher(callback)
+        try:
+            await self.add(watcher, *channels)
+            yield watcher
+        finally:
+            await self.remove(watcher, *watcher.channels)
 
     def subscriber_count(self, channel: str | None = None) -> int:
         """Local subscribers on ``channel`` (or on any channel)."""

@@ -154,15 +154,37 @@ class Subscription(models.Model):
 
 
 def _announce(user_pk: Any, channel: str, active: bool, *, committed: bool) -> None:
-    publish_event_sync(
-        control_channel(user_pk),
-        Event(
-            kind=EventKind.UPDATED,
-            model=None,
-            pk=None,
-            data={"channel": channel, "active": active, "committed": committed},
+    data = {"channel": channel, "active": active, "committed": committed}
+    publish_event_sync(control_channel(user_pk), _control_event(data))
+
+
+def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
+    """Announce that ``user`` lost access to ``channel``: their open subscriptions of it end.
+
+    Announced now and again after the commit, like an unsubscribe, so nothing published after
+    the commit reaches them; call it inside the transaction that removes the access.
+    """
+    data = {"revoked": channel, "committed": False}
+    publish_event_sync(control_channel(user.pk), _control_event(data))
+    transaction.on_commit(
+        partial(
+            publish_event_sync,
+            control_channel(user.pk),
+            _control_event({**data, "committed": True}),
         ),
+        using=using,
+        robust=True,
     )
+
+
+def _control_event(data: dict[str, Any]) -> Event:
+    return Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
+
+
+def _on_user_save(sender: Any, instance: Any, raw: bool, **kw: Any) -> None:
+    if not raw and instance.pk is not None and not getattr(instance, "is_active", True):
+        # Deactivated: their sockets close, before the commit (see revoke()).
+        publish_event_sync(control_channel(instance.pk), _control_event({"deactivated": True}))
 
 
 def _on_subscription_change(instance: Subscription, active: bool, using: str) -> None:
@@ -191,4 +213,5 @@ def _on_subscription_delete(sender: Any, instance: Subscription, using: str, **k
 
 
 post_save.connect(_on_subscription_save, sender=Subscription, dispatch_uid="gql_pubsub.sub_save")
+post_save.connect(_on_user_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="gql_pubsub.user")
 post_delete.connect(_on_subscription_delete, sender=Subscription, dispatch_uid="gql_pubsub.sub_del")

@@ -118,6 +118,10 @@ class UserSubscriptionsStream(Generic[T]):
                 return event
 
     async def _apply(self, change: dict[str, Any]) -> None:
+        if "revoked" in change:
+            change = {**change, "channel": change["revoked"], "active": False}
+        elif "channel" not in change:
+            return  # e.g. "deactivated": the connection itself is closed
         channel, active = str(change.get("channel")), bool(change.get("active"))
         if not active:
             await self._drop(channel)

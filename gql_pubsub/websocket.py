@@ -29,9 +29,10 @@ from strawberry.types.execution import PreExecutionError
 
 from . import protocol
 from .auth import aauthenticate_token, token_expiry, token_from_connection_params
-from .broker import SubscriberOverflow
+from .broker import SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
+from .events import Event
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .outbox import Outbox
 from .protocol import CloseCode, MessageType
@@ -121,6 +122,40 @@ class _Connection:
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
+
+    async def _watch_access(self, user: Any) -> None:
+        """Follow the user's control channel: revocations end operations before any later event."""
+        from .models import control_channel  # needs Django's apps: imported late
+
+        self._watch = get_broker().watch(self._on_control, control_channel(user.pk))
+        await self._watch.__aenter__()
+
+    def _on_control(self, event: Event) -> None:
+        """Runs inside the broker's dispatch: groups lose the member before the next event."""
+        if event.data.get("deactivated"):
+            self._in_background(self._close(CloseCode.FORBIDDEN, "Forbidden: user deactivated"))
+            return
+        channel = event.data.get("revoked")
+        if not channel:
+            return
+        for op_id, entry in list(self.operations.items()):
+            if isinstance(entry, _Joined) and channel in entry.group.stream.channels:
+                self._stop(op_id)
+                self._in_background(
+                    self._send_error_after_revocation(op_id, f"Access to {channel!r} was revoked.")
+                )
+
+    async def _send_error_after_revocation(self, op_id: str, message: str) -> None:
+        if self.protocol.finish(op_id):
+            await self._send_json(
+                {
+                    "id": op_id,
+                    "type": MessageType.NEXT,
+                    "payload": {"data": None, "errors": [{"message": message}]},
+                }
+            )
+            await self._send_json({"id": op_id, "type": MessageType.COMPLETE})
 
     async def run(self) -> None:
         self._after("init", get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out)
@@ -139,6 +174,8 @@ class _Connection:
             for timer in self._timers.values():
                 timer.cancel()
             await self._stop_operations()
+            if self._watch is not None:
+                await self._watch.__aexit__(None, None, None)
             await self.outbox.close()
 
     async def _handle(self, action: protocol.Action) -> None:
@@ -161,6 +198,8 @@ class _Connection:
                     user=user,
                     connection_params=payload,
                 )
+                if user.is_authenticated and getattr(user, "pk", None) is not None:
+                    await self._watch_access(user)
                 self.protocol.acknowledge()
                 await self._send_json({"type": MessageType.CONNECTION_ACK})
                 self._schedule_ping()

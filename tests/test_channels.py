@@ -190,3 +190,62 @@ async def test_typing_is_a_custom_event_with_data_and_no_node(
         "data": {"typing": eve_name},
         "node": None,
     }
+
+
+async def test_a_removed_participant_is_dropped_from_a_shared_group_at_once(
+    server: LiveServer, redis_client: redis.Redis, member: Any
+) -> None:
+    """messageAdded shares one execution among participants; removal ends Dana's, not Eve's."""
+    from .helpers import MESSAGE_ADDED
+
+    dana, dana_token, eve_token, rooms = member
+    room = rooms[0]
+    dana_socket = await connected(server, dana_token)
+    eve_socket = await connected(server, eve_token)
+    try:
+        for client in (dana_socket, eve_socket):
+            await client.subscribe("m", MESSAGE_ADDED, {"c": str(room.pk)})
+        await asyncio.to_thread(wait_numsub, redis_client, room.channel, 1)
+        await send_message(server, eve_token, room.pk, "before")  # both are live
+        for client in (dana_socket, eve_socket):
+            while (await client.next_payload("m"))["data"]["messageAdded"]["body"] != "before":
+                pass
+
+        @sync_to_async
+        def remove_then_write() -> None:
+            Correspondence.objects.get(pk=room.pk).participants.remove(dana)
+            author = room.participants.first()
+            for n in range(20):
+                Message.objects.create(correspondence=room, author=author, body=f"after {n}")
+
+        await remove_then_write()
+        ended = await dana_socket.receive()
+        assert ended["type"] == "next"
+        assert "revoked" in ended["payload"]["errors"][0]["message"]
+        assert await dana_socket.receive() == {"id": "m", "type": "complete"}
+        bodies = [
+            (await eve_socket.next_payload("m"))["data"]["messageAdded"]["body"] for _ in range(20)
+        ]
+        assert bodies == [f"after {n}" for n in range(20)]
+    finally:
+        await asyncio.gather(dana_socket.close(), eve_socket.close())
+
+
+async def test_a_deactivated_user_is_disconnected(
+    server: LiveServer, redis_client: redis.Redis, member: Any
+) -> None:
+    from gql_pubsub.models import control_channel
+
+    dana, dana_token, _eve_token, _rooms = member
+
+    async with await connected(server, dana_token) as client:
+        await asyncio.to_thread(wait_numsub, redis_client, control_channel(dana.pk), 1)
+
+        @sync_to_async
+        def deactivate() -> None:
+            dana.is_active = False
+            dana.save(update_fields=["is_active"])
+
+        await deactivate()
+        closed = await client.expect_close()
+    assert closed.code == 4403

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models.signals import m2m_changed, pre_delete
 
-from gql_pubsub.models import Channel, PublishableModel
+from gql_pubsub.models import Channel, PublishableModel, revoke
 
 
 class Correspondence(PublishableModel):
@@ -72,6 +72,7 @@ def _follow_participants(
             channel.subscribe(user)
         else:
             channel.unsubscribe(user)
+            revoke(user, correspondence.channel)  # ends their open subscriptions of it, too
 
 
 def _drop_channel(sender: Any, instance: Correspondence, **kw: Any) -> None:
