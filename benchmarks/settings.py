@@ -14,6 +14,7 @@ GQL_PUBSUB = {
     # The harness probes and publishes on `room:<room>` as is.
     "CHANNEL_PREFIX": "",
     "TOKEN_AUTH": "benchmarks.app.bench_user",
+    "MAX_CONNECTIONS_PER_USER": 0,  # every benchmark socket is the same synthetic user
 }
 
 if os.environ.get("GQL_PUBSUB_BENCH_GC_THRESHOLD"):  # for experiments: "700,10,10"

@@ -26,6 +26,10 @@ class BrokerState(enum.Enum):
     STOPPING = "stopping"
 
 
+class EventTooLarge(ValueError):
+    """An event's encoding is larger than MAX_EVENT_SIZE; it was not published."""
+
+
 class SubscriberOverflow(RuntimeError):
     """A subscriber fell behind by more than its buffer holds; its stream is ended."""
 
@@ -115,9 +119,11 @@ class Broker:
         prefix: str = "gql_pubsub:",
         buffer_size: int = 1000,
         health_check_interval: float = 15.0,
+        max_event_size: int = 1_048_576,
     ) -> None:
         self.url = url
         self.buffer_size = buffer_size
+        self.max_event_size = max_event_size
         self.backend: Backend = backend_from_url(
             url, prefix=prefix, health_check_interval=health_check_interval
         )
@@ -252,11 +258,23 @@ class Broker:
         """Publish ``event`` to ``channels`` from async code (encoded once)."""
         if self.state is not BrokerState.RUNNING:
             await self.start()
-        await self.backend.publish(list(channels), event.encode())
+        names = list(channels)
+        await self.backend.publish(names, self._encode(names, event))
 
     def publish_sync(self, channels: Iterable[str], event: Event) -> None:
         """Publish ``event`` to ``channels`` from sync code, in any thread."""
-        self.backend.publish_sync(list(channels), event.encode())
+        names = list(channels)
+        self.backend.publish_sync(names, self._encode(names, event))
+
+    def _encode(self, channels: list[str], event: Event) -> bytes:
+        payload = event.encode()
+        if len(payload) > self.max_event_size:
+            raise EventTooLarge(
+                f"A {event.kind.value} event of {event.model or 'custom data'} for {channels} is "
+                f"{len(payload):,} bytes, over GQL_PUBSUB['MAX_EVENT_SIZE'] "
+                f"({self.max_event_size:,}): publish less (an id to fetch) or raise the limit."
+            )
+        return payload
 
 
 def _retrieve_exception(future: asyncio.Future[None]) -> None:
@@ -275,6 +293,7 @@ def _broker_settings() -> tuple[Any, ...]:
         settings.CHANNEL_PREFIX,
         settings.SUBSCRIBER_BUFFER,
         settings.REDIS_HEALTH_CHECK_INTERVAL,
+        settings.MAX_EVENT_SIZE,
     )
 
 
@@ -295,6 +314,7 @@ def get_broker() -> Broker:
             prefix=settings.CHANNEL_PREFIX,
             buffer_size=settings.SUBSCRIBER_BUFFER,
             health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
+            max_event_size=settings.MAX_EVENT_SIZE,
         )
         _built_from = _broker_settings()
     return _broker

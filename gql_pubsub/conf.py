@@ -31,6 +31,14 @@ class Settings:
     TOKEN_EXPIRY: str = "gql_pubsub.auth.jwt_expiry"
     KEEPALIVE_INTERVAL: float = 20.0
     KEEPALIVE_TIMEOUT: float = 10.0
+    MAX_OPERATIONS_PER_CONNECTION: int = 500
+    MAX_CONNECTIONS_PER_USER: int = 1000
+    MAX_MESSAGE_SIZE: int = 65536
+    MAX_QUERY_DEPTH: int = 15
+    MAX_QUERY_FIELDS: int = 500
+    OPERATION_RATE: float = 100.0
+    OPERATION_BURST: int = 500
+    MAX_EVENT_SIZE: int = 1_048_576
     REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
     GC_FREEZE_ON_STARTUP: bool = True
     GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 50, 200)

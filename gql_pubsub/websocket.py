@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -21,6 +22,7 @@ from graphql import (
     OperationType,
     get_operation_ast,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.execution import Executor, create_source_event_stream, map_source_to_response_event
@@ -34,6 +36,7 @@ from .conf import get_settings
 from .context import Context, WebSocketRequest
 from .events import Event
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
+from .limits import RateLimit, operation_limits_rule
 from .outbox import Outbox
 from .protocol import CloseCode, MessageType
 from .subscriptions import SKIP, ChannelStream
@@ -61,14 +64,20 @@ class GraphQLWebSocket:
             schema, "directives", ()
         )
         self.prepare = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
+        self.connections_per_user: collections.Counter[Any] = collections.Counter()
+        settings = get_settings()
+        self.rules = [
+            *specified_rules,
+            operation_limits_rule(settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS),
+        ]
 
     def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
-        """Parse and validate a document once per distinct text."""
+        """Parse and validate a document once per distinct text (with the operation limits)."""
         try:
-            document = parse(query)
+            document = parse(query, max_tokens=10_000)
         except GraphQLError as error:
             return [error]
-        errors = validate(self.schema._schema, document)  # type: ignore[attr-defined]
+        errors = validate(self.schema._schema, document, self.rules)  # type: ignore[attr-defined]
         return errors or document
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,6 +132,10 @@ class _Connection:
         self._background: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
+        settings = get_settings()
+        self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
+        self.max_message_size = settings.MAX_MESSAGE_SIZE
+        self.counted_user: Any = None
 
     async def _watch_access(self, user: Any) -> None:
         """Follow the user's control channel: revocations end operations before any later event."""
@@ -168,12 +181,23 @@ class _Connection:
                 frame = message.get("text")
                 if frame is None:
                     frame = message.get("bytes")
+                if frame is not None and len(frame) > self.max_message_size:
+                    await self._close(
+                        CloseCode.MESSAGE_TOO_BIG,
+                        f"Message too big: the limit is {self.max_message_size} bytes",
+                    )
+                    break
                 await self._handle(self.protocol.receive(frame))
         finally:
             self.closed = True
             for timer in self._timers.values():
                 timer.cancel()
             await self._stop_operations()
+            if self.counted_user is not None:
+                counts = self.server.connections_per_user
+                counts[self.counted_user] -= 1
+                if counts[self.counted_user] <= 0:
+                    del counts[self.counted_user]
             if self._watch is not None:
                 await self._watch.__aexit__(None, None, None)
             await self.outbox.close()
@@ -199,6 +223,16 @@ class _Connection:
                     connection_params=payload,
                 )
                 if user.is_authenticated and getattr(user, "pk", None) is not None:
+                    limit = get_settings().MAX_CONNECTIONS_PER_USER
+                    counts = self.server.connections_per_user
+                    if limit and counts[user.pk] >= limit:
+                        await self._close(
+                            CloseCode.FORBIDDEN,
+                            f"Forbidden: this user already has {limit} connections here",
+                        )
+                        return
+                    counts[user.pk] += 1
+                    self.counted_user = user.pk
                     await self._watch_access(user)
                 self.protocol.acknowledge()
                 await self._send_json({"type": MessageType.CONNECTION_ACK})
@@ -210,6 +244,10 @@ class _Connection:
                     self._cancel("pong")
                     self._schedule_ping()
             case protocol.Subscribe() as subscribe:
+                refusal = self._refuse()
+                if refusal is not None:
+                    await self._send_error(subscribe.id, [{"message": refusal}])
+                    return
                 self.operations[subscribe.id] = asyncio.create_task(self._start(subscribe))
             case protocol.Complete(id=op_id):
                 self._stop(op_id)
@@ -219,7 +257,7 @@ class _Connection:
     async def _start(self, op: protocol.Subscribe) -> None:
         """Start an operation: a group membership for subscriptions, else Strawberry's pipeline."""
         try:
-            document = self.server.prepare(op.query) if self.server.grouping else None
+            document = self.server.prepare(op.query)
             if isinstance(document, list):
                 await self._send_error(op.id, [error.formatted for error in document])
                 return
@@ -227,7 +265,7 @@ class _Connection:
                 get_operation_ast(document, op.operation_name) if document is not None else None
             )
             if (
-                document is None
+                not self.server.grouping
                 or operation is None
                 or operation.operation is not OperationType.SUBSCRIPTION
             ):
@@ -320,6 +358,21 @@ class _Connection:
             await self._finish(op.id, str(overflow))
         finally:
             fanout.unshare(key)
+
+    def _refuse(self) -> str | None:
+        """Why a new operation may not start (the connection's limits), if it may not."""
+        settings = get_settings()
+        if len(self.operations) >= settings.MAX_OPERATIONS_PER_CONNECTION:
+            return (
+                f"Too many operations on this connection: the limit is "
+                f"{settings.MAX_OPERATIONS_PER_CONNECTION}. Complete some first."
+            )
+        if not self.rate.allow():
+            return (
+                f"Too many operations too fast: at most {settings.OPERATION_RATE:g} per second "
+                f"(bursts of {settings.OPERATION_BURST}). Retry a little later."
+            )
+        return None
 
     def _viewer_key(self) -> Hashable:
         user = self.context.user if self.context is not None else None
