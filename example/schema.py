@@ -1,7 +1,8 @@
 """The example's GraphQL schema."""
 
-import strawberry
+from example.chat.schema import ChatError, Mutation, Query, Subscription
+from gql_pubsub.schema import Schema
 
-from example.chat.schema import Mutation, Query, Subscription
-
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+schema = Schema(
+    query=Query, mutation=Mutation, subscription=Subscription, expected_errors=(ChatError,)
+)

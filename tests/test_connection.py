@@ -204,3 +204,34 @@ async def test_an_invalid_bearer_token_over_http_is_a_401(server: LiveServer) ->
     response = await graphql(server, "{ me { id } }", token="nope")
     assert response.status_code == 401
     assert "log in again" in response.json()["errors"][0]["message"]
+
+
+async def test_no_token_secret_or_password_reaches_the_logs(
+    log_dir: Any, alice: Any, make_user: Callable[..., Any]
+) -> None:
+    """Wrong passwords (inline and as variables) and bad tokens leave no trace in the log."""
+    from .services import live_server
+
+    user, token = alice
+    secrets = ["hunter2-inline-pw", "hunter2-variable-pw", "bad.token.value", token[:-4] + "XXXX"]
+    with live_server({"DEBUG": "1"}, log_dir=log_dir) as server:
+        await graphql(
+            server,
+            f'mutation {{ login(username: "{user.username}", password: "{secrets[0]}") '
+            "{ token } }",
+        )
+        await graphql(
+            server,
+            "mutation ($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
+            {"u": user.username, "p": secrets[1]},
+        )
+        await graphql(server, "{ me { id } }", token=secrets[2])
+        for bad in secrets[2:]:
+            async with await GraphQLWS.connect(server.ws_url) as client:
+                await client.send({"type": "connection_init", "payload": {"token": bad}})
+                await client.expect_close()
+        log = server.log
+    text = log.read_text()
+    assert "Wrong username or password" in text  # the errors are logged…
+    for secret in secrets:
+        assert secret not in text  # …without what the client sent
