@@ -20,7 +20,7 @@ from .services import LiveServer
 
 @pytest.fixture
 def alice(make_user: Callable[..., Any], token_for: Any) -> Any:
-    user = make_user("alice")
+    user = make_user("alice", password="pw")
     return user, token_for(user)
 
 
