@@ -125,7 +125,7 @@ class Group:
         try:
             await asyncio.shield(self.ready)
         except BaseException:
-            self.members.pop(token, None)
+            self.leave(token)  # cancelled while waiting (the socket closed): the last one ends it
             raise
         return token
 

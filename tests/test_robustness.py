@@ -1,0 +1,138 @@
+"""After abuse, nothing is left behind: counted inside a server running in its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gql_pubsub.protocol import CloseCode
+
+from .gqlws import Closed, GraphQLWS
+from .services import free_port, scaled, wait_until
+from .test_fuzz import CLIENT_CAUSED, frames
+
+
+class ThreadedServer:
+    """uvicorn with the counting schema on its own event loop, in a thread, for inspection."""
+
+    def __init__(self) -> None:
+        from gql_pubsub.asgi import get_asgi_application
+
+        from . import fanout_app
+
+        self.port = free_port()
+        self.app = get_asgi_application(fanout_app.schema)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.ws_url = f"ws://127.0.0.1:{self.port}/graphql/"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.server.servers[0].get_loop()
+
+    def inspect(self) -> dict[str, Any]:
+        """Counts taken on the server's own loop."""
+
+        async def counts() -> dict[str, Any]:
+            from gql_pubsub import get_broker
+
+            websocket = self.app.websocket
+            return {
+                "tasks": len(asyncio.all_tasks()),
+                "broker_subscribers": get_broker().subscriber_count(),
+                "groups": len(websocket.fanout.groups),
+                "shared": len(websocket.fanout.shared),
+                "connections": sum(websocket.connections_per_user.values()),
+            }
+
+        return asyncio.run_coroutine_threadsafe(counts(), self.loop).result(10)
+
+
+@pytest.fixture(scope="module")
+def threaded() -> Iterator[ThreadedServer]:
+    server = ThreadedServer()
+    server.thread.start()
+    wait_until(lambda: server.server.started, 30, "threaded uvicorn")
+    yield server
+    server.server.should_exit = True
+    server.thread.join(scaled(20))
+
+
+@pytest.fixture(scope="module")
+def fuzz_token() -> str:
+    from django.contrib.auth import get_user_model
+
+    from gql_pubsub.auth import create_jwt
+
+    return create_jwt(get_user_model().objects.create_user(username="robust"))
+
+
+async def _play(url: str, token: str, init: bool, sent: list[str | bytes]) -> int | None:
+    async with await GraphQLWS.connect(url) as client:
+        try:
+            if init:
+                await client.init({"token": token})
+            for frame in sent:
+                await client.ws.send(frame)
+            await client.send({"type": "ping"})
+            while (await client.receive(timeout=10)).get("type") != "pong":
+                pass
+        except Closed as closed:
+            return closed.code
+    return None
+
+
+def test_fuzzing_leaves_no_task_group_subscriber_or_connection_behind(
+    threaded: ThreadedServer, fuzz_token: str
+) -> None:
+    """Counted on the server's loop before and after 200 random sequences."""
+    before = threaded.inspect()
+    query = 'subscription { items(channel: "fuzzed") { n } }'
+    valid = json.dumps({"id": "s", "type": "subscribe", "payload": {"query": query}})
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        init=st.booleans(),
+        sent=st.lists(st.one_of(frames(0), st.just(valid)), min_size=1, max_size=10),
+    )
+    def play(init: bool, sent: list[str | bytes]) -> None:
+        code = asyncio.run(_play(threaded.ws_url, fuzz_token, init, sent))
+        assert code is None or code in CLIENT_CAUSED
+
+    play()
+    wait_until(
+        lambda: threaded.inspect() == before,
+        10,
+        f"the counts to return to {before} (now {threaded.inspect()})",
+    )
+
+
+def test_an_internal_error_closes_with_4500_and_no_traceback(
+    threaded: ThreadedServer, fuzz_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault inside the server (injected) closes the socket with 4500 and a plain reason."""
+    from gql_pubsub import websocket
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(websocket.Executor, "build", broken)
+
+    async def scenario() -> Closed:
+        async with await GraphQLWS.connect(threaded.ws_url) as client:
+            await client.init({"token": fuzz_token})
+            await client.subscribe("1", 'subscription { items(channel: "x") { n } }')
+            return await client.expect_close()
+
+    closed = asyncio.run(scenario())
+    assert closed.code == CloseCode.INTERNAL_SERVER_ERROR
+    assert closed.reason == "Internal server error"
