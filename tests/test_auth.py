@@ -40,8 +40,10 @@ def test_a_created_token_names_its_user(user: Any) -> None:
         {"exp": 1},  # long expired
         {},  # no exp: required
         {"exp": 4_000_000_000, "nbf": 4_000_000_000},  # not yet valid
+        {"exp": 4_000_000_000, "iat": 3_900_000_000},  # issued in the future
+        {"exp": 4_000_000_000, "iat": "yesterday"},  # malformed
     ],
-    ids=["expired", "no-exp", "not-before"],
+    ids=["expired", "no-exp", "not-before", "issued-in-future", "bad-iat"],
 )
 def test_tokens_with_bad_time_claims_are_refused(user: Any, claims: dict[str, Any]) -> None:
     assert jwt_user(sign({"sub": str(user.pk), **claims})) is None
