@@ -41,7 +41,7 @@ class Settings:
     MAX_EVENT_SIZE: int = 1_048_576
     REDIS_HEALTH_CHECK_INTERVAL: float = 15.0
     GC_FREEZE_ON_STARTUP: bool = True
-    GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 50, 200)
+    GC_THRESHOLD: tuple[int, int, int] | None = (5_000, 20, 20)
     SEND_BUFFER: int = 1000
     CHANNEL_POLICIES: tuple[tuple[str, Any], ...] = ()
     REVOCATION_CONFIRM_TIMEOUT: float = 5.0
