@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,21 +70,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--port", type=int, default=4013)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
     os.environ.update({"DJANGO_SETTINGS_MODULE": "benchmarks.settings"})
     from benchmarks.publisher import publish
+    from benchmarks.server import bench_server
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks.app:application", "--port", str(args.port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", args.port)) != 0:
-            if time.monotonic() > deadline:
-                sys.exit("the server did not start")
-            time.sleep(0.1)
+    with bench_server(args.port) as server:
         url = f"ws://127.0.0.1:{args.port}/graphql"
         warm = asyncio.run(churn(url, 15, args.workers, publish))
         before = rss_kb(server.pid)
@@ -97,9 +85,6 @@ def main() -> None:
             "warm_up_connections": warm, "connections": churned, "seconds": args.seconds,
             "rss_before_kb": before, "rss_after_kb": after, "rss_growth_kb": after - before,
         }))  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(15)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,10 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.server import bench_server  # noqa: E402
+
 QUERY = "subscription($room: String!) { messageAdded(room: $room) { id room body sentAt } }"
 
 
@@ -40,20 +43,8 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--port", type=int, default=4011)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:6379/0"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks.app:application", "--port", str(args.port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    client = redis.Redis.from_url(env["REDIS_URL"])
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", args.port)) != 0:
-            if time.monotonic() > deadline:
-                sys.exit("the server did not start")
-            time.sleep(0.1)
-        time.sleep(1)
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    with bench_server(args.port) as server:
         cpu_before = cpu_seconds(server.pid)
         started = time.monotonic()
         loadgen = subprocess.Popen(
@@ -91,10 +82,7 @@ def main() -> None:
             "server_redis_connections": ours,
         }
         print(json.dumps(result))
-    finally:
-        server.terminate()
-        server.wait(15)
-        client.close()
+    client.close()
 
 
 if __name__ == "__main__":

@@ -79,11 +79,9 @@ def fuzz_target() -> tuple[str, int]:
     return create_jwt(user), correspondence.pk
 
 
-async def _scenario(
-    server: LiveServer, token: str, init: bool, sent: list[str | bytes]
-) -> int | None:
+async def play_frames(url: str, token: str, init: bool, sent: list[str | bytes]) -> int | None:
     """Play the frames; end with a ping; return the close code (None: still open and sane)."""
-    async with await GraphQLWS.connect(server.ws_url) as client:
+    async with await GraphQLWS.connect(url) as client:
         try:
             if init:
                 await client.init({"token": token})
@@ -108,7 +106,7 @@ def test_random_frames_never_break_the_server(
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(init=st.booleans(), sent=st.lists(frames(correspondence_id), min_size=1, max_size=12))
     def play(init: bool, sent: list[str | bytes]) -> None:
-        code = asyncio.run(_scenario(server, token, init, sent))
+        code = asyncio.run(play_frames(server.ws_url, token, init, sent))
         assert code is None or code in CLIENT_CAUSED, (code, sent)
         outcomes[code] = outcomes.get(code, 0) + 1
         frames_sent.append(len(sent))

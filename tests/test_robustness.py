@@ -17,7 +17,7 @@ from gql_pubsub.protocol import CloseCode
 
 from .gqlws import Closed, GraphQLWS
 from .services import free_port, scaled, wait_until
-from .test_fuzz import CLIENT_CAUSED, frames
+from .test_fuzz import CLIENT_CAUSED, frames, play_frames
 
 
 class ThreadedServer:
@@ -76,21 +76,6 @@ def fuzz_token() -> str:
     return create_jwt(get_user_model().objects.create_user(username="robust"))
 
 
-async def _play(url: str, token: str, init: bool, sent: list[str | bytes]) -> int | None:
-    async with await GraphQLWS.connect(url) as client:
-        try:
-            if init:
-                await client.init({"token": token})
-            for frame in sent:
-                await client.ws.send(frame)
-            await client.send({"type": "ping"})
-            while (await client.receive(timeout=10)).get("type") != "pong":
-                pass
-        except Closed as closed:
-            return closed.code
-    return None
-
-
 def test_fuzzing_leaves_no_task_group_subscriber_or_connection_behind(
     threaded: ThreadedServer, fuzz_token: str
 ) -> None:
@@ -105,7 +90,7 @@ def test_fuzzing_leaves_no_task_group_subscriber_or_connection_behind(
         sent=st.lists(st.one_of(frames(0), st.just(valid)), min_size=1, max_size=10),
     )
     def play(init: bool, sent: list[str | bytes]) -> None:
-        code = asyncio.run(_play(threaded.ws_url, fuzz_token, init, sent))
+        code = asyncio.run(play_frames(threaded.ws_url, fuzz_token, init, sent))
         assert code is None or code in CLIENT_CAUSED
 
     play()
