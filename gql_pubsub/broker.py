@@ -192,7 +192,7 @@ class Broker:
 
     async def add(self, subscriber: Subscriber, *channels: str) -> None:
         """Also deliver ``channels`` to an open subscriber; returns once they are live."""
-        ready = []
+        waiting = []
         for channel in channels:
             if channel in subscriber.channels:
                 continue
@@ -203,9 +203,14 @@ class Broker:
                 task = asyncio.ensure_future(self.backend.subscribe(channel))
                 task.add_done_callback(_retrieve_exception)
                 self._ready[channel] = task
-            ready.append(asyncio.shield(self._ready[channel]))
+            ready = self._ready[channel]
+            if not ready.done():
+                waiting.append(asyncio.shield(ready))
+            elif not ready.cancelled() and ready.exception() is not None:
+                raise ready.exception()  # type: ignore[misc]
         # Later subscribers of a channel wait for the first one's SUBSCRIBE to be confirmed.
-        await asyncio.gather(*ready)
+        if waiting:
+            await asyncio.gather(*waiting)
 
     async def remove(self, subscriber: Subscriber, *channels: str) -> None:
         """Stop delivering ``channels`` to a subscriber (the last one out unsubscribes)."""
