@@ -6,9 +6,11 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jwt
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.module_loading import import_string
@@ -17,6 +19,8 @@ from .conf import get_settings
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
+
+    from .types import Scope
 
 TokenAuth = Callable[[str], "AbstractBaseUser | Awaitable[AbstractBaseUser | None] | None"]
 """The ``TOKEN_AUTH`` contract: a token in, an active user or None out; sync or ``async def``."""
@@ -155,6 +159,46 @@ def token_from_connection_params(params: dict[str, Any]) -> str | None:
     if isinstance(headers, dict):
         return token_from_connection_params({k: v for k, v in headers.items() if k != "headers"})
     return None
+
+
+def origin_allowed(scope: Scope, *, required: bool) -> bool:
+    """Whether the handshake's Origin is this site's own or in ALLOWED_ORIGINS.
+
+    Clients that are not browsers send no Origin: allowed, unless ``required``.
+    """
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if not origin:
+        return not required
+    allowed = get_settings().ALLOWED_ORIGINS
+    if origin in allowed or "*" in allowed:
+        return True
+    return bool(urlsplit(origin).netloc == headers.get(b"host", b"").decode("latin-1"))
+
+
+def session_user(scope: Scope) -> AbstractBaseUser | None:
+    """The user logged in through Django's session cookie on the handshake, if any."""
+    from http.cookies import SimpleCookie
+    from importlib import import_module
+    from types import SimpleNamespace
+
+    from django.contrib.auth import get_user
+
+    cookie_header = dict(scope.get("headers", [])).get(b"cookie", b"").decode("latin-1")
+    cookies = SimpleCookie()
+    try:
+        cookies.load(cookie_header)
+    except Exception:
+        return None
+    morsel = cookies.get(django_settings.SESSION_COOKIE_NAME)
+    if morsel is None:
+        return None
+    engine = import_module(django_settings.SESSION_ENGINE)
+    request = SimpleNamespace(session=engine.SessionStore(morsel.value))
+    user = get_user(request)  # type: ignore[arg-type]  # get_user only reads request.session
+    if not user.is_authenticated or not user.is_active:
+        return None
+    return user
 
 
 def _unauthorized() -> JsonResponse:

@@ -10,11 +10,9 @@ import logging
 import time
 from collections.abc import AsyncIterable, Hashable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.conf import settings as django_settings
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -30,7 +28,13 @@ from strawberry.types.execution import ExecutionResult as StrawberryResult
 from strawberry.types.execution import PreExecutionError
 
 from . import protocol
-from .auth import aauthenticate_token, token_expiry, token_from_connection_params
+from .auth import (
+    aauthenticate_token,
+    origin_allowed,
+    session_user,
+    token_expiry,
+    token_from_connection_params,
+)
 from .broker import SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
@@ -84,7 +88,7 @@ class GraphQLWebSocket:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        if not _origin_allowed(scope, required=False):
+        if not origin_allowed(scope, required=False):
             # Cross-site WebSocket hijacking: a page of another origin may not open a socket
             # that the browser would authenticate with this site's cookies. HTTP 403.
             await send({"type": "websocket.close", "code": CloseCode.FORBIDDEN})
@@ -155,20 +159,7 @@ class _Connection:
         for op_id, entry in list(self.operations.items()):
             if isinstance(entry, _Joined) and channel in entry.group.stream.channels:
                 self._stop(op_id)
-                self._in_background(
-                    self._send_error_after_revocation(op_id, f"Access to {channel!r} was revoked.")
-                )
-
-    async def _send_error_after_revocation(self, op_id: str, message: str) -> None:
-        if self.protocol.finish(op_id):
-            await self._send_json(
-                {
-                    "id": op_id,
-                    "type": MessageType.NEXT,
-                    "payload": {"data": None, "errors": [{"message": message}]},
-                }
-            )
-            await self._send_json({"id": op_id, "type": MessageType.COMPLETE})
+                self._in_background(self._finish(op_id, f"Access to {channel!r} was revoked."))
 
     async def run(self) -> None:
         self._after("init", get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out)
@@ -459,8 +450,8 @@ class _Connection:
             if expires is not None:
                 self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
             return user
-        if _origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
-            return await sync_to_async(_session_user)(self.scope)
+        if origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
+            return await sync_to_async(session_user)(self.scope)
         return None
 
     def _after(self, name: str, delay: float, callback: Any) -> None:
@@ -528,21 +519,6 @@ class _Connection:
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
 
 
-def _origin_allowed(scope: Scope, *, required: bool) -> bool:
-    """Whether the handshake's Origin is this site's own or in ALLOWED_ORIGINS.
-
-    Clients that are not browsers send no Origin: allowed, unless ``required``.
-    """
-    headers = dict(scope.get("headers", []))
-    origin = headers.get(b"origin", b"").decode("latin-1")
-    if not origin:
-        return not required
-    allowed = get_settings().ALLOWED_ORIGINS
-    if origin in allowed or "*" in allowed:
-        return True
-    return bool(urlsplit(origin).netloc == headers.get(b"host", b"").decode("latin-1"))
-
-
 def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:
     """The executor of a shared group: nobody's user, so no result can depend on one."""
     from django.contrib.auth.models import AnonymousUser
@@ -557,28 +533,3 @@ def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe
     )
     assert isinstance(executor, Executor)  # the same arguments built one for the first member
     return executor
-
-
-def _session_user(scope: Scope) -> AbstractBaseUser | None:
-    """The user logged in through Django's session cookie on the handshake, if any."""
-    from http.cookies import SimpleCookie
-    from importlib import import_module
-    from types import SimpleNamespace
-
-    from django.contrib.auth import get_user
-
-    cookie_header = dict(scope.get("headers", [])).get(b"cookie", b"").decode("latin-1")
-    cookies = SimpleCookie()
-    try:
-        cookies.load(cookie_header)
-    except Exception:
-        return None
-    morsel = cookies.get(django_settings.SESSION_COOKIE_NAME)
-    if morsel is None:
-        return None
-    engine = import_module(django_settings.SESSION_ENGINE)
-    request = SimpleNamespace(session=engine.SessionStore(morsel.value))
-    user = get_user(request)  # type: ignore[arg-type]  # get_user only reads request.session
-    if not user.is_authenticated or not user.is_active:
-        return None
-    return user
