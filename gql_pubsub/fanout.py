@@ -150,18 +150,23 @@ class SharedExecution:
     def __init__(self, executor: Executor[Any]) -> None:
         self.executor = executor
         self.users = 0
-        self._cache: OrderedDict[int, tuple[object, asyncio.Future[str]]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[object, asyncio.Future[str | None]]] = OrderedDict()
 
-    async def payload(self, event: object, root: Any) -> str:
-        """The encoded ``next`` payload for ``event`` (mapped to ``root``), executed once."""
+    async def payload(self, event: object, map: Callable[[Any], Any]) -> str | None:
+        """The encoded ``next`` payload for ``map(event)``, mapped and executed once per event
+        for every stream (None: the map dropped the event)."""
         entry = self._cache.get(id(event))
         if entry is not None and entry[0] is event:
             return await entry[1]
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._cache[id(event)] = (event, future)
         if len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
         try:
+            root = map(event)
+            if root is SKIP:
+                future.set_result(None)
+                return None
             result = execute_subscription_event(self.executor.build_per_event_executor(root))
             if self.executor.is_awaitable(result):
                 result = await result

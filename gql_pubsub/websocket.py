@@ -43,7 +43,7 @@ from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
 from .outbox import Outbox
 from .protocol import CloseCode, MessageType
-from .subscriptions import SKIP, ChannelStream
+from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -339,10 +339,9 @@ class _Connection:
             async with source:
                 while op.id in self.protocol.operations:
                     event = await source.next_event()
-                    root = source.map(event)
-                    if root is SKIP:
-                        continue
-                    await self.outbox.send(prefix + await shared.payload(event, root) + "}")
+                    payload = await shared.payload(event, source.map)
+                    if payload is not None:
+                        await self.outbox.send(prefix + payload + "}")
         except StopAsyncIteration:
             await self._finish(op.id, None)
         except SubscriberOverflow as overflow:
