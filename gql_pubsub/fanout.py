@@ -58,6 +58,18 @@ def encode_result(result: ExecutionResult) -> str:
     return orjson.dumps(payload).decode()
 
 
+async def execute_event(executor: Executor[Any], root: Any) -> str:
+    """Execute the operation's selection set on one event's root value; the encoded payload."""
+    result = execute_subscription_event(executor.build_per_event_executor(root))
+    if executor.is_awaitable(result):
+        result = await result
+    assert isinstance(result, ExecutionResult)
+    for error in result.errors or ():
+        if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+            logger.warning("Subscription field %s raised %r", error.path, error.original_error)
+    return encode_result(result)
+
+
 class Group:
     """Subscribers served by one execution per event."""
 
@@ -85,7 +97,7 @@ class Group:
                     root = self.stream.map(event)
                     if root is SKIP:
                         continue
-                    frame_tail = await self._execute(root) + "}"
+                    frame_tail = await execute_event(self.executor, root) + "}"
                     for member in tuple(self.members.values()):
                         await member.deliver(member.prefix + frame_tail)
         except SubscriberOverflow as overflow:
@@ -105,18 +117,6 @@ class Group:
         for member in tuple(self.members.values()):
             await member.finish(ending)
         self.members.clear()
-
-    async def _execute(self, root: Any) -> str:
-        result = execute_subscription_event(self.executor.build_per_event_executor(root))
-        if self.executor.is_awaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        for error in result.errors or ():
-            if error.original_error is not None and not isinstance(
-                error.original_error, GraphQLError
-            ):
-                logger.warning("Subscription field %s raised %r", error.path, error.original_error)
-        return encode_result(result)
 
     async def join(self, member: Member) -> int:
         """Add a member; returns once the group's broker subscription is live."""
@@ -167,11 +167,7 @@ class SharedExecution:
             if root is SKIP:
                 future.set_result(None)
                 return None
-            result = execute_subscription_event(self.executor.build_per_event_executor(root))
-            if self.executor.is_awaitable(result):
-                result = await result
-            assert isinstance(result, ExecutionResult)
-            text = encode_result(result)
+            text = await execute_event(self.executor, root)
         except BaseException as error:
             self._cache.pop(id(event), None)
             future.set_exception(error)

@@ -302,9 +302,7 @@ class _Connection:
             await self._stream_results(op.id, map_source_to_response_event(executor, source))
             return
         key: Hashable = (
-            op.query,
-            orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b"",
-            op.operation_name,
+            *_operation_key(op),
             source.key,
             None if source.shared else self._viewer_key(),
         )
@@ -326,12 +324,7 @@ class _Connection:
     ) -> None:
         """A per-subscriber stream whose events are executed once for all its subscribers."""
         schema = self.server.schema._schema  # type: ignore[attr-defined]
-        key: Hashable = (
-            op.query,
-            orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b"",
-            op.operation_name,
-            source.map,
-        )
+        key: Hashable = (*_operation_key(op), source.map)
         fanout = self.server.fanout
         shared = fanout.share(key, functools.partial(_shared_executor, schema, document, op))
         prefix = next_prefix(op.id)
@@ -516,6 +509,12 @@ class _Connection:
         await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
+def _operation_key(op: protocol.Subscribe) -> tuple[str, bytes, str | None]:
+    """What makes two operations the same: document text, variables (key order aside), name."""
+    variables = orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b""
+    return op.query, variables, op.operation_name
 
 
 def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:
