@@ -153,9 +153,25 @@ class Subscription(models.Model):
         return f"{self.user} → {self.channel} ({'active' if self.active else 'inactive'})"
 
 
-def _announce(user_pk: Any, channel: str, active: bool, *, committed: bool) -> None:
-    data = {"channel": channel, "active": active, "committed": committed}
-    publish_event_sync(control_channel(user_pk), _control_event(data))
+def _control(user_pk: Any, data: dict[str, Any]) -> None:
+    """Publish a change of ``user_pk``'s access on their control channel, now."""
+    publish_event_sync(
+        control_channel(user_pk), Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
+    )
+
+
+def _announce(user_pk: Any, data: dict[str, Any], *, early: bool, using: str | None) -> None:
+    """Announce after the commit and, for a loss of access (``early``), also right now.
+
+    Announced before the commit, a loss of access precedes every event published after the
+    commit, so it can never reach a stream that had the channel. A rollback is repaired by the
+    stream itself (it re-reads the subscription when no committed announcement follows).
+    """
+    if early:
+        _control(user_pk, {**data, "committed": False})
+    transaction.on_commit(
+        partial(_control, user_pk, {**data, "committed": True}), using=using, robust=True
+    )
 
 
 def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
@@ -164,41 +180,17 @@ def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
     Announced now and again after the commit, like an unsubscribe, so nothing published after
     the commit reaches them; call it inside the transaction that removes the access.
     """
-    data = {"revoked": channel, "committed": False}
-    publish_event_sync(control_channel(user.pk), _control_event(data))
-    transaction.on_commit(
-        partial(
-            publish_event_sync,
-            control_channel(user.pk),
-            _control_event({**data, "committed": True}),
-        ),
-        using=using,
-        robust=True,
-    )
-
-
-def _control_event(data: dict[str, Any]) -> Event:
-    return Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
+    _announce(user.pk, {"revoked": channel}, early=True, using=using)
 
 
 def _on_user_save(sender: Any, instance: Any, raw: bool, **kw: Any) -> None:
     if not raw and instance.pk is not None and not getattr(instance, "is_active", True):
-        # Deactivated: their sockets close, before the commit (see revoke()).
-        publish_event_sync(control_channel(instance.pk), _control_event({"deactivated": True}))
+        _control(instance.pk, {"deactivated": True})  # their sockets close, before the commit
 
 
 def _on_subscription_change(instance: Subscription, active: bool, using: str) -> None:
-    channel = instance.channel.name
-    if not active:
-        # Revoke now, before the commit: any event published after the commit is published
-        # after this, so it can never reach a stream that had the channel. A rollback is
-        # repaired by the stream itself (it re-reads the subscription when no commit follows).
-        _announce(instance.user_id, channel, False, committed=False)
-    transaction.on_commit(
-        partial(_announce, instance.user_id, channel, active, committed=True),
-        using=using,
-        robust=True,
-    )
+    data = {"channel": instance.channel.name, "active": active}
+    _announce(instance.user_id, data, early=not active, using=using)
 
 
 def _on_subscription_save(
