@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "servestatic",  # its system checks; after staticfiles, so runserver still serves static files
     "strawberry_django",
     "gql_pubsub",
     "example.chat",
@@ -38,6 +39,7 @@ except ImportError:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",  # async: no thread hop per request
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -78,6 +80,12 @@ AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # for `manage.py collectstatic` (a CDN or a web server)
+# With DEBUG on, gql_pubsub's ASGI app serves static files as runserver does. With DEBUG off,
+# ServeStatic serves them from the apps' static directories (the finders), indexed once at
+# startup: nothing to collect before starting the example.
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_AUTOREFRESH = False  # no per-request file lookup in a thread, even with DEBUG on
 
 GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL") or None,

@@ -76,11 +76,21 @@ def get_asgi_application(
     """Build the project's ASGI app (call it in ``asgi.py`` instead of Django's).
 
     ``schema`` may be a dotted path (``"myproject.schema.schema"``), imported after Django is
-    set up so that the schema's model types can load.
+    set up so that the schema's model types can load. With ``DEBUG`` on and
+    ``django.contrib.staticfiles`` installed, ``STATIC_URL`` is served from the apps' static
+    directories, as ``runserver`` does; in production, serve static files with ServeStatic's
+    async middleware (or a web server or CDN).
     """
+    from django.apps import apps
+    from django.conf import settings
     from django.core.asgi import get_asgi_application as django_asgi_application
     from django.utils.module_loading import import_string
 
-    django_app: ASGIApp = django_asgi_application()  # type: ignore[assignment]  # sets Django up
+    handler = django_asgi_application()  # sets Django up
+    if settings.DEBUG and apps.is_installed("django.contrib.staticfiles"):
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        handler = ASGIStaticFilesHandler(handler)
+    django_app: ASGIApp = handler  # type: ignore[assignment]
     resolved: BaseSchema = import_string(schema) if isinstance(schema, str) else schema
     return GraphQLApplication(resolved, django_app, path=path)

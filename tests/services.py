@@ -28,6 +28,19 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_SCALE
 
 
+def production_env(**overrides: str) -> dict[str, str]:
+    """What a deployer sets for the example: DEBUG off, real secrets from the environment."""
+    import secrets
+
+    return {
+        "DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "JWT_SECRET": secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        **overrides,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -138,7 +151,7 @@ def database_service() -> Iterator[str]:
 
 @dataclasses.dataclass
 class LiveServer:
-    """A uvicorn process serving the example project."""
+    """A server process (uvicorn, or gunicorn's arbiter) serving the example project."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -157,39 +170,79 @@ class LiveServer:
         return self.process.pid
 
     def stop(self) -> None:
+        """SIGTERM the server and wait (it stops its workers); then kill whatever is left."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(scaled(15))
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.kill_group()
                 self.process.wait(5)
+        self.kill_group()  # a worker that outlived its server must not outlive the test
+
+    def kill_group(self) -> None:
+        """SIGKILL every process left in the server's process group (it leads one)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], env: dict[str, str], *, port: int, log: Path
+) -> Iterator[LiveServer]:
+    """Start ``command`` (which listens on ``port``), yield once it accepts, stop it after."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # its workers too can be found, and killed if need be
+        )
+    server = LiveServer(process, port, log)
+    name = Path(command[2]).name
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log.read_text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(up, 60, f"{name} on port {port}")
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager
 def live_server(env: dict[str, str], *, workers: int = 1, log_dir: Path) -> Iterator[LiveServer]:
     """Run ``uvicorn example.asgi:application`` on a free port until the block ends."""
     port = free_port()
-    log = log_dir / f"uvicorn-{port}.log"
     command = [
         sys.executable, "-m", "uvicorn", "example.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-    server = LiveServer(process, port, log)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    try:
-        wait_until(up, 60, f"uvicorn on port {port}")
+    with _running(command, env, port=port, log=log_dir / f"uvicorn-{port}.log") as server:
         yield server
-    finally:
-        server.stop()
+
+
+@contextlib.contextmanager
+def gunicorn_server(
+    env: dict[str, str], *, workers: int = 2, log_dir: Path
+) -> Iterator[LiveServer]:
+    """Run ``gunicorn example.asgi:application -k uvicorn_worker.UvicornWorker`` (the arbiter
+    is ``LiveServer.process``; SIGTERM stops its workers) on a free port until the block ends."""
+    port = free_port()
+    runtime_dir = log_dir / f"gunicorn-{port}"  # gunicorn >= 25.1 puts its control socket here
+    runtime_dir.mkdir()
+    command = [
+        sys.executable, "-m", "gunicorn", "example.asgi:application",
+        "-k", "uvicorn_worker.UvicornWorker", "-w", str(workers),
+        "-b", f"127.0.0.1:{port}", "--graceful-timeout", "10", "--log-level", "warning",
+    ]  # fmt: skip
+    env = {"XDG_RUNTIME_DIR": str(runtime_dir), **env}
+    with _running(command, env, port=port, log=log_dir / f"gunicorn-{port}.log") as server:
+        yield server
