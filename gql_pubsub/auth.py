@@ -12,6 +12,7 @@ import jwt
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.module_loading import import_string
 
@@ -23,7 +24,30 @@ if TYPE_CHECKING:
     from .types import Scope
 
 TokenAuth = Callable[[str], "AbstractBaseUser | Awaitable[AbstractBaseUser | None] | None"]
-"""The ``TOKEN_AUTH`` contract: a token in, an active user or None out; sync or ``async def``."""
+"""The ``TOKEN_AUTH`` contract: a token in, an active user out; sync or ``async def``.
+
+Refuse a token by raising ``TokenRejected("why")`` (or by returning None: "invalid token").
+"""
+
+
+class TokenRejected(Exception):
+    """A token names no user; the message says why (never the token itself).
+
+    The reason reaches the client (HTTP 401 body, WebSocket close reason) and the server's log.
+    """
+
+
+_JWT_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.InvalidSignatureError, "token signature invalid"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidIssuedAtError, "token malformed: bad iat claim"),
+    (jwt.InvalidAudienceError, "token audience not accepted"),
+    (jwt.InvalidIssuerError, "token issuer not accepted"),
+    (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+    (jwt.DecodeError, "token malformed"),
+)
+_NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
 def create_jwt(user: AbstractBaseUser, *, lifetime: float | None = None) -> str:
@@ -43,8 +67,8 @@ def create_jwt(user: AbstractBaseUser, *, lifetime: float | None = None) -> str:
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.JWT_ALGORITHMS[0])
 
 
-def jwt_user(token: str) -> AbstractBaseUser | None:
-    """The active user a valid JWT names, or None (bad signature, expired, wrong claims)."""
+def jwt_user(token: str) -> AbstractBaseUser:
+    """The active user a valid JWT names; raises ``TokenRejected`` saying why not."""
     settings = get_settings()
     try:
         claims = jwt.decode(
@@ -56,8 +80,16 @@ def jwt_user(token: str) -> AbstractBaseUser | None:
             leeway=settings.JWT_LEEWAY,
             options={"require": ["exp", "sub"]},
         )
-    except jwt.InvalidTokenError:
-        return None
+    except jwt.MissingRequiredClaimError as error:
+        raise TokenRejected(f"token lacks the {error.claim!r} claim") from None
+    except jwt.InvalidTokenError as error:
+        reason = next((r for kind, r in _JWT_REFUSALS if isinstance(error, kind)), None)
+        raise TokenRejected(reason or "token invalid") from None
+    for claim in _NUMERIC_DATES:
+        # RFC 7519 dates are JSON numbers. PyJWT also takes "123" for exp; the socket's expiry
+        # timer reads the same claims, so a string date is refused here rather than ignored there.
+        if claim in claims and not _is_number(claims[claim]):
+            raise TokenRejected(f"token malformed: {claim} must be a number")
     return _active_user(claims["sub"])
 
 
@@ -66,9 +98,15 @@ def jwt_expiry(token: str) -> float | None:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
-        return None
+        return 0.0  # unreadable here: expire at once rather than never
     expires = claims.get("exp")
-    return float(expires) if isinstance(expires, int | float) else None
+    if expires is None:
+        return None
+    return float(expires) if _is_number(expires) else 0.0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def token_expiry(token: str) -> float | None:
@@ -80,8 +118,8 @@ def token_expiry(token: str) -> float | None:
     return function(token)
 
 
-def drf_token_user(token: str) -> AbstractBaseUser | None:
-    """The active user of a Django REST framework ``Token``, or None."""
+def drf_token_user(token: str) -> AbstractBaseUser:
+    """The active user of a Django REST framework ``Token``; raises ``TokenRejected``."""
     try:
         from rest_framework.authtoken.models import Token
     except ImportError as error:  # pragma: no cover - depends on the project
@@ -90,20 +128,24 @@ def drf_token_user(token: str) -> AbstractBaseUser | None:
             "'rest_framework.authtoken' in INSTALLED_APPS."
         ) from error
     found = Token.objects.select_related("user").filter(key=token).first()
-    if found is None or not found.user.is_active:
-        return None
+    if found is None:
+        raise TokenRejected("unknown token")
     user: AbstractBaseUser = found.user
+    if not user.is_active:
+        raise TokenRejected("user deactivated")
     return user
 
 
-def _active_user(pk: Any) -> AbstractBaseUser | None:
+def _active_user(pk: Any) -> AbstractBaseUser:
     user_model = get_user_model()
     try:
-        user: AbstractBaseUser | None = user_model._default_manager.filter(
-            pk=pk, is_active=True
-        ).first()
-    except (ValueError, TypeError):
-        return None
+        user: AbstractBaseUser | None = user_model._default_manager.filter(pk=pk).first()
+    except (ValueError, TypeError, ValidationError):
+        user = None
+    if user is None:
+        raise TokenRejected("unknown user")
+    if not user.is_active:
+        raise TokenRejected("user deactivated")
     return user
 
 
@@ -113,28 +155,34 @@ def _token_auth(path: str) -> TokenAuth:
     return function
 
 
-def authenticate_token(token: str) -> AbstractBaseUser | None:
-    """Resolve a token with the ``TOKEN_AUTH`` function, from sync code."""
+def authenticate_token(token: str) -> AbstractBaseUser:
+    """The user of a token by the ``TOKEN_AUTH`` function, from sync code; or ``TokenRejected``."""
     if not token:
-        return None
+        raise TokenRejected("missing token")
     function = _token_auth(get_settings().TOKEN_AUTH)
     if iscoroutinefunction(function):
-        return async_to_sync(function)(token)  # type: ignore[no-any-return]
-    return function(token)  # type: ignore[return-value]
+        return _accepted(async_to_sync(function)(token))
+    return _accepted(function(token))
 
 
-async def aauthenticate_token(token: str) -> AbstractBaseUser | None:
-    """Resolve a token with the ``TOKEN_AUTH`` function, from async code.
+async def aauthenticate_token(token: str) -> AbstractBaseUser:
+    """The user of a token by the ``TOKEN_AUTH`` function, from async code; or ``TokenRejected``.
 
     An ``async def`` function is awaited in place; a sync one runs in a thread (it may query
     the database), which costs about 0.1 ms per call.
     """
     if not token:
-        return None
+        raise TokenRejected("missing token")
     function = _token_auth(get_settings().TOKEN_AUTH)
     if iscoroutinefunction(function):
-        return await function(token)  # type: ignore[no-any-return]
-    return await sync_to_async(function)(token)  # type: ignore[return-value]
+        return _accepted(await function(token))
+    return _accepted(await sync_to_async(function)(token))
+
+
+def _accepted(user: Any) -> AbstractBaseUser:
+    if user is None:
+        raise TokenRejected("invalid token")
+    return user  # type: ignore[no-any-return]
 
 
 def token_from_header(value: str | None) -> str | None:
@@ -201,9 +249,10 @@ def session_user(scope: Scope) -> AbstractBaseUser | None:
     return user
 
 
-def _unauthorized() -> JsonResponse:
+def _unauthorized(refusal: TokenRejected) -> JsonResponse:
+    reason = str(refusal)
     response = JsonResponse(
-        {"errors": [{"message": "Invalid or expired token: log in again for a new one."}]},
+        {"errors": [{"message": f"{reason[:1].upper()}{reason[1:]}: log in again for a new one."}]},
         status=401,
     )
     response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -230,9 +279,10 @@ def TokenAuthenticationMiddleware(get_response: Any) -> Any:
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
             token = token_from_header(request.headers.get("Authorization"))
             if token is not None or "Authorization" in request.headers:
-                user = await aauthenticate_token(token or "")
-                if user is None:
-                    return _unauthorized()
+                try:
+                    user = await aauthenticate_token(token or "")
+                except TokenRejected as refusal:
+                    return _unauthorized(refusal)
                 _authenticate_request(request, user)
             response: HttpResponseBase = await get_response(request)
             return response
@@ -243,9 +293,10 @@ def TokenAuthenticationMiddleware(get_response: Any) -> Any:
     def middleware(request: HttpRequest) -> HttpResponseBase:
         token = token_from_header(request.headers.get("Authorization"))
         if token is not None or "Authorization" in request.headers:
-            user = authenticate_token(token or "")
-            if user is None:
-                return _unauthorized()
+            try:
+                user = authenticate_token(token or "")
+            except TokenRejected as refusal:
+                return _unauthorized(refusal)
             _authenticate_request(request, user)
         response: HttpResponseBase = get_response(request)
         return response

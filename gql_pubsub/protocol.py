@@ -177,9 +177,9 @@ class ProtocolConnection:
         self._expect(ConnectionState.INITIALISING)
         self.state = ConnectionState.ACKNOWLEDGED
 
-    def reject(self) -> Close:
-        """The server refused ``connection_init``."""
-        return self._close(CloseCode.FORBIDDEN, "Forbidden")
+    def reject(self, why: str) -> Close:
+        """The server refused ``connection_init``, for the reason ``why``."""
+        return self._close(CloseCode.FORBIDDEN, _close_reason(f"Forbidden: {why}"))
 
     def init_timed_out(self) -> Close | None:
         """The init wait ran out: a Close if the client never sent ``connection_init``."""
@@ -227,3 +227,12 @@ def _optional_object(message: dict[str, Any], key: str) -> dict[str, Any] | None
 def encode(message: dict[str, Any]) -> str:
     """Encode a server message as the text frame to send."""
     return orjson.dumps(message).decode()
+
+
+MAX_CLOSE_REASON = 123
+"""Bytes a WebSocket close reason may have (RFC 6455: 125 bytes of payload, less the code)."""
+
+
+def _close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame, on a character boundary."""
+    return text.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")

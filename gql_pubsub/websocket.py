@@ -29,6 +29,7 @@ from strawberry.types.execution import PreExecutionError
 
 from . import protocol
 from .auth import (
+    TokenRejected,
     aauthenticate_token,
     origin_allowed,
     session_user,
@@ -140,6 +141,8 @@ class _Connection:
         self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
         self.max_message_size = settings.MAX_MESSAGE_SIZE
         self.counted_user: Any = None
+        host, port = scope.get("client") or ("unknown", 0)
+        self.client = f"{host}:{port}"  # the peer's address, for the log
 
     async def _watch_access(self, user: Any) -> None:
         """Follow the user's control channel: revocations end operations before any later event."""
@@ -172,7 +175,9 @@ class _Connection:
                 frame = message.get("text")
                 if frame is None:
                     frame = message.get("bytes")
-                if frame is not None and len(frame) > self.max_message_size:
+                if frame is not None and _frame_size(frame, self.max_message_size) > (
+                    self.max_message_size
+                ):
                     await self._close(
                         CloseCode.MESSAGE_TOO_BIG,
                         f"Message too big: the limit is {self.max_message_size} bytes",
@@ -199,9 +204,10 @@ class _Connection:
                 await self._close(code, reason)
             case protocol.Init(payload):
                 self._cancel("init")
-                user = await self._authenticate(payload)
-                if user is None:
-                    close = self.protocol.reject()
+                try:
+                    user = await self._authenticate(payload)
+                except TokenRejected as rejected:
+                    close = self.protocol.reject(str(rejected))
                     await self._close(close.code, close.reason)
                     return
                 request = WebSocketRequest(
@@ -409,6 +415,12 @@ class _Connection:
 
     async def _send_error(self, op_id: str, errors: list[Any]) -> None:
         if self.protocol.finish(op_id):
+            logger.info(
+                "Operation %r of %s failed: %s",
+                op_id,
+                self.client,
+                "; ".join(str(error.get("message")) for error in errors)[:1000],
+            )
             await self._send_json({"id": op_id, "type": MessageType.ERROR, "payload": errors})
 
     def _stop(self, op_id: str) -> None:
@@ -434,17 +446,20 @@ class _Connection:
 
     # -- connection ---------------------------------------------------------------------------
 
-    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | None:
+    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser:
+        """The connection's user, or ``TokenRejected`` saying why there is none."""
         token = token_from_connection_params(params)
         if token is not None:
             user = await aauthenticate_token(token)
-            expires = token_expiry(token) if user is not None else None
+            expires = token_expiry(token)
             if expires is not None:
                 self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
             return user
         if origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
-            return await sync_to_async(session_user)(self.scope)
-        return None
+            session = await sync_to_async(session_user)(self.scope)
+            if session is not None:
+                return session
+        raise TokenRejected("no token in connection_init and no logged-in session")
 
     def _after(self, name: str, delay: float, callback: Any) -> None:
         self._cancel(name)
@@ -502,6 +517,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
+        logger.info("Closed the socket of %s with %d: %s", self.client, code, reason)
         # Leave every group first: the close frame may wait a long time behind a stalled client.
         for op_id in list(self.operations):
             if self.operations[op_id] is not asyncio.current_task():
@@ -509,6 +525,13 @@ class _Connection:
         await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
+def _frame_size(frame: str | bytes, limit: int) -> int:
+    """The frame's size in bytes as sent (UTF-8), computed only when it could exceed ``limit``."""
+    if isinstance(frame, bytes) or not limit // 4 < len(frame) <= limit:
+        return len(frame)  # UTF-8 has 1 to 4 bytes a character: the count decides already
+    return len(frame.encode())
 
 
 def _operation_key(op: protocol.Subscribe) -> tuple[str, bytes, str | None]:

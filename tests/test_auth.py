@@ -11,6 +11,7 @@ import pytest
 from django.test import override_settings
 
 from gql_pubsub.auth import (
+    TokenRejected,
     authenticate_token,
     create_jwt,
     jwt_user,
@@ -35,32 +36,49 @@ def test_a_created_token_names_its_user(user: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "claims",
+    ("claims", "reason"),
     [
-        {"exp": 1},  # long expired
-        {},  # no exp: required
-        {"exp": 4_000_000_000, "nbf": 4_000_000_000},  # not yet valid
-        {"exp": 4_000_000_000, "iat": 3_900_000_000},  # issued in the future
-        {"exp": 4_000_000_000, "iat": "yesterday"},  # malformed
+        ({"exp": 1}, "token expired"),
+        ({}, "token lacks the 'exp' claim"),
+        ({"exp": 4_000_000_000, "nbf": 4_000_000_000}, "token not yet valid"),
+        ({"exp": 4_000_000_000, "iat": 3_900_000_000}, "token not yet valid"),
+        ({"exp": 4_000_000_000, "iat": "yesterday"}, "token malformed: bad iat claim"),
+        ({"exp": "4000000000"}, "token malformed: exp must be a number"),
+        ({"exp": 4_000_000_000, "nbf": "1"}, "token malformed: nbf must be a number"),
     ],
-    ids=["expired", "no-exp", "not-before", "issued-in-future", "bad-iat"],
+    ids=[
+        "expired",
+        "no-exp",
+        "not-before",
+        "issued-in-future",
+        "bad-iat",
+        "string-exp",
+        "string-nbf",
+    ],
 )
-def test_tokens_with_bad_time_claims_are_refused(user: Any, claims: dict[str, Any]) -> None:
-    assert jwt_user(sign({"sub": str(user.pk), **claims})) is None
+def test_tokens_with_bad_time_claims_are_refused_saying_why(
+    user: Any, claims: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(TokenRejected) as refused:
+        jwt_user(sign({"sub": str(user.pk), **claims}))
+    assert str(refused.value) == reason
 
 
 def test_an_unsigned_token_is_refused(user: Any) -> None:
     """alg=none is never accepted."""
     token = jwt.encode({"sub": str(user.pk), "exp": 4_000_000_000}, None, algorithm="none")
-    assert jwt_user(token) is None
+    with pytest.raises(TokenRejected, match="token algorithm not accepted"):
+        jwt_user(token)
 
 
 def test_a_token_for_an_inactive_or_missing_user_is_refused(user: Any) -> None:
     user.is_active = False
     user.save()
-    assert jwt_user(sign({"sub": str(user.pk), "exp": 4_000_000_000})) is None
-    assert jwt_user(sign({"sub": "999999999", "exp": 4_000_000_000})) is None
-    assert jwt_user(sign({"sub": "not-a-pk", "exp": 4_000_000_000})) is None
+    with pytest.raises(TokenRejected, match=r"^user deactivated$"):
+        jwt_user(sign({"sub": str(user.pk), "exp": 4_000_000_000}))
+    for missing in ("999999999", "not-a-pk"):
+        with pytest.raises(TokenRejected, match=r"^unknown user$"):
+            jwt_user(sign({"sub": missing, "exp": 4_000_000_000}))
 
 
 def test_audience_issuer_and_leeway_are_settings(user: Any) -> None:
@@ -70,12 +88,14 @@ def test_audience_issuer_and_leeway_are_settings(user: Any) -> None:
         assert jwt.decode(good, "s" * 40, algorithms=["HS256"], audience="chat")["iss"] == "us"
         assert jwt_user(good) == user
         wrong_audience = sign({"sub": str(user.pk), "exp": 4_000_000_000, "aud": "x", "iss": "us"})
-        assert jwt_user(wrong_audience) is None
+        with pytest.raises(TokenRejected, match="token audience not accepted"):
+            jwt_user(wrong_audience)
         just_expired = sign(
             {"sub": str(user.pk), "exp": int(time.time()) - 10, "aud": "chat", "iss": "us"}
         )
         assert jwt_user(just_expired) == user  # within the 30 s leeway
-    assert jwt_user(good) is None  # signed with the overridden secret
+    with pytest.raises(TokenRejected, match="token signature invalid"):
+        jwt_user(good)  # signed with the overridden secret
 
 
 def test_token_auth_is_pluggable(user: Any) -> None:
@@ -132,10 +152,12 @@ def test_drf_tokens_authenticate_their_active_user(user: Any) -> None:
     key = Token.objects.create(user=user).key
     with override_settings(GQL_PUBSUB={"TOKEN_AUTH": "gql_pubsub.auth.drf_token_user"}):
         assert authenticate_token(key) == user
-        assert authenticate_token("0" * 40) is None
+        with pytest.raises(TokenRejected, match="unknown token"):
+            authenticate_token("0" * 40)
         user.is_active = False
         user.save()
-        assert authenticate_token(key) is None
+        with pytest.raises(TokenRejected, match="user deactivated"):
+            authenticate_token(key)
 
 
 def test_an_hs256_token_signed_with_the_rs256_public_key_is_refused(user: Any) -> None:
@@ -153,7 +175,8 @@ def test_an_hs256_token_signed_with_the_rs256_public_key_is_refused(user: Any) -
         genuine = jwt.encode(claims, private, algorithm="RS256")
         assert jwt_user(genuine) == user
         forged = _hs256_with_raw_key(claims, public_pem)
-        assert jwt_user(forged) is None
+        with pytest.raises(TokenRejected, match="token algorithm not accepted"):
+            jwt_user(forged)
 
 
 def _hs256_with_raw_key(claims: dict[str, Any], key: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,6 +104,25 @@ async def test_a_message_over_the_size_limit_closes_with_1009(
         closed = await client.expect_close()
     assert closed.code == CloseCode.MESSAGE_TOO_BIG
     assert "1000 bytes" in closed.reason
+
+
+@pytest.mark.parametrize("limits", [{"MAX_MESSAGE_SIZE": 1000}], indirect=True)
+@pytest.mark.usefixtures("limits")
+async def test_the_size_limit_counts_bytes_not_characters(
+    app_server: InProcessServer, token: str
+) -> None:
+    """300 emoji are 300 characters but 1,200 bytes of UTF-8: over a 1,000-byte limit."""
+    async with await socket(app_server, token) as client:
+        await client.subscribe("fits", "{ ok }" + " " * 900)  # ASCII under the limit: served
+        assert [(await client.receive())["type"] for _ in range(2)] == ["next", "complete"]
+        query = "{ ok } #" + "\U0001f600" * 300
+        frame = json.dumps(
+            {"id": "emoji", "type": "subscribe", "payload": {"query": query}}, ensure_ascii=False
+        )
+        assert len(frame) < 1000 < len(frame.encode())
+        await client.send(frame)
+        closed = await client.expect_close()
+    assert closed.code == CloseCode.MESSAGE_TOO_BIG
 
 
 @pytest.mark.parametrize("limits", [{"MAX_CONNECTIONS_PER_USER": 2}], indirect=True)

@@ -103,8 +103,18 @@ def test_acknowledging_twice_is_a_programming_error() -> None:
         connection.acknowledge()
 
 
-def test_a_rejected_init_closes_with_4403() -> None:
+def test_a_rejected_init_closes_with_4403_and_the_reason() -> None:
     connection = ProtocolConnection()
     connection.receive('{"type":"connection_init"}')
-    assert connection.reject().code == CloseCode.FORBIDDEN
+    close = connection.reject("token expired")
+    assert (close.code, close.reason) == (CloseCode.FORBIDDEN, "Forbidden: token expired")
     assert connection.state is ConnectionState.CLOSED
+
+
+def test_a_long_rejection_reason_is_cut_to_fit_a_close_frame() -> None:
+    """A close frame carries at most 123 bytes of reason; the cut never splits a character."""
+    connection = ProtocolConnection()
+    connection.receive('{"type":"connection_init"}')
+    reason = connection.reject("é" * 100).reason
+    assert len(reason.encode()) <= 123
+    assert reason == "Forbidden: " + "é" * 56
