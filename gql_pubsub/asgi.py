@@ -6,6 +6,9 @@ import gc
 import logging
 from typing import TYPE_CHECKING
 
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+
 from .broker import get_broker
 from .conf import get_settings
 from .websocket import GraphQLWebSocket
@@ -42,6 +45,12 @@ class GraphQLApplication:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await _check_configuration()
+                except ImproperlyConfigured as error:
+                    logger.error("%s", error)
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
                 _tune_gc()
                 try:
                     await get_broker().start()
@@ -54,6 +63,14 @@ class GraphQLApplication:
                 await get_broker().stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _check_configuration() -> None:
+    """Refuse to serve what ``manage.py check`` refuses (a forgeable secret with DEBUG off)."""
+    from .checks import check_before_serving  # needs Django's apps: imported late
+
+    for message in await sync_to_async(check_before_serving)():
+        logger.warning("%s", message)
 
 
 def _tune_gc() -> None:

@@ -295,7 +295,7 @@ def _broker_settings() -> tuple[Any, ...]:
     settings = get_settings()
     return (
         settings.BROKER_URL,
-        settings.CHANNEL_PREFIX,
+        settings.channel_prefix,
         settings.SUBSCRIBER_BUFFER,
         settings.REDIS_HEALTH_CHECK_INTERVAL,
         settings.MAX_EVENT_SIZE,
@@ -316,7 +316,7 @@ def get_broker() -> Broker:
             )
         _broker = Broker(
             settings.BROKER_URL,
-            prefix=settings.CHANNEL_PREFIX,
+            prefix=settings.channel_prefix,
             buffer_size=settings.SUBSCRIBER_BUFFER,
             health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
             max_event_size=settings.MAX_EVENT_SIZE,

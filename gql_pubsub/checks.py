@@ -1,15 +1,36 @@
-"""Django system checks: refuse to run in production with a development or missing secret."""
+"""Django system checks: valid settings, and no forgeable secret in production.
+
+``manage.py`` commands run them; so does the ASGI application at startup (``check_before_serving``),
+so that ``uvicorn`` or ``gunicorn`` never serves with a configuration ``check`` refuses.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import get_settings
 
 _INSECURE_MARKERS = ("insecure", "change-me", "changeme", "secret-key", "dev-")
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``GQL_PUBSUB`` must be valid (known keys, right types), whatever DEBUG says."""
+    try:
+        get_settings()
+    except ImproperlyConfigured as error:
+        return [
+            Error(
+                str(error),
+                hint="Fix GQL_PUBSUB in your Django settings (see the README's configuration).",
+                id="gql_pubsub.E003",
+            )
+        ]
+    return []
 
 
 @register("security")
@@ -17,7 +38,10 @@ def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     """With DEBUG off, HMAC tokens need a real JWT_SECRET: set, long, not a placeholder."""
     if django_settings.DEBUG:
         return []
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ImproperlyConfigured:
+        return []  # gql_pubsub.E003 reports it
     if not any(algorithm.startswith("HS") for algorithm in settings.JWT_ALGORITHMS):
         return []
     secret = settings.JWT_SECRET
@@ -34,3 +58,15 @@ def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         ]
     return []
+
+
+def check_before_serving() -> list[CheckMessage]:
+    """Run the system checks as ``runserver`` does: raise listing the errors, return the rest."""
+    messages = run_checks(include_deployment_checks=False)
+    errors = [m for m in messages if m.is_serious() and not m.is_silenced()]
+    if errors:
+        listed = "\n".join(str(error) for error in errors)
+        raise ImproperlyConfigured(
+            f"The system check found {len(errors)} error(s); the server will not start:\n{listed}"
+        )
+    return [m for m in messages if not m.is_silenced()]

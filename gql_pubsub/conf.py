@@ -16,7 +16,7 @@ class Settings:
     """Resolved ``GQL_PUBSUB`` settings; see the README for each key."""
 
     BROKER_URL: str | None = None
-    CHANNEL_PREFIX: str = "gql_pubsub:"
+    CHANNEL_PREFIX: str | None = None
     SUBSCRIBER_BUFFER: int = 1000
     TOKEN_AUTH: str = "gql_pubsub.auth.jwt_user"
     JWT_SECRET: str | None = None
@@ -26,6 +26,8 @@ class Settings:
     JWT_LEEWAY: float = 0.0
     JWT_LIFETIME: float = 3600.0
     GRAPHQL_PATH: str = "/graphql/"
+    GRAPHIQL: bool | None = None
+    INTROSPECTION: bool | None = None
     CONNECTION_INIT_TIMEOUT: float = 3.0
     ALLOWED_ORIGINS: tuple[str, ...] = ()
     TOKEN_EXPIRY: str = "gql_pubsub.auth.jwt_expiry"
@@ -47,9 +49,40 @@ class Settings:
     REVOCATION_CONFIRM_TIMEOUT: float = 5.0
 
     @property
+    def channel_prefix(self) -> str:
+        """The Redis channel prefix: ``CHANNEL_PREFIX``, else ``gql_pubsub:<db>:``.
+
+        Redis pub/sub ignores the database number, so by default the number of ``BROKER_URL``
+        is part of every channel name: deployments on ``…/0`` and ``…/1`` never see each
+        other's events.
+        """
+        if self.CHANNEL_PREFIX is not None:
+            return self.CHANNEL_PREFIX
+        return f"gql_pubsub:{broker_database(self.BROKER_URL)}:"
+
+    @property
+    def graphiql(self) -> bool:
+        """Whether the GraphQL view serves GraphiQL (``GRAPHIQL``, else ``DEBUG``)."""
+        return bool(django_settings.DEBUG if self.GRAPHIQL is None else self.GRAPHIQL)
+
+    @property
+    def introspection(self) -> bool:
+        """Whether ``__schema`` and ``__type`` may be asked (``INTROSPECTION``, else ``DEBUG``)."""
+        return bool(django_settings.DEBUG if self.INTROSPECTION is None else self.INTROSPECTION)
+
+    @property
     def jwt_secret(self) -> str:
         """The key that signs and verifies tokens (``JWT_SECRET``, else ``SECRET_KEY``)."""
         return self.JWT_SECRET or str(django_settings.SECRET_KEY)
+
+
+def broker_database(url: str | None) -> int:
+    """The Redis database number a broker URL names (0 when it names none, or for memory)."""
+    if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+        return 0
+    from redis.connection import parse_url
+
+    return int(parse_url(url).get("db") or 0)  # type: ignore[no-untyped-call]
 
 
 _TUPLE_KEYS = {"JWT_ALGORITHMS", "ALLOWED_ORIGINS", "GC_THRESHOLD"}

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Literal
 
+from cross_web import HTTPException
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import classonlymethod
 from django.views.decorators.csrf import csrf_exempt
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
+    OperationType,
+    get_operation_ast,
+    parse,
+    validate,
+)
 from strawberry.django.views import AsyncGraphQLView
+from strawberry.http import GraphQLRequestData
+from strawberry.http.ides import GraphQL_IDE
+from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
 
+from .conf import get_settings
 from .context import Context
+
+SUBSCRIPTION_OVER_HTTP = (
+    "Subscriptions are served over WebSocket (the graphql-transport-ws protocol, e.g. the "
+    "graphql-ws client) at this path, not over a plain HTTP request."
+)
 
 
 class GraphQLView(AsyncGraphQLView[Context, Any]):
@@ -19,7 +40,19 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
 
     CSRF is checked only where it matters: for requests authenticated by the session cookie.
     Bearer-token and anonymous requests carry no ambient credentials, so they need no token.
+    GraphiQL and introspection follow the ``GRAPHIQL`` and ``INTROSPECTION`` settings (by
+    default: on with ``DEBUG``, off without); ``graphql_ide=`` given to ``as_view`` wins.
     """
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        graphql_ide: GraphQL_IDE | Literal["from settings"] | None = "from settings",
+        **kwargs: Any,
+    ) -> None:
+        if graphql_ide == "from settings":
+            graphql_ide = "graphiql" if get_settings().graphiql else None
+        super().__init__(schema, graphql_ide=graphql_ide, **kwargs)
 
     @classonlymethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -39,6 +72,52 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
 
     async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         return Context(request=request, response=response, user=await request.auser())
+
+    async def execute_operation(  # type: ignore[override]
+        self, *, request_data: GraphQLRequestData | list[GraphQLRequestData], **kwargs: Any
+    ) -> Any:
+        """Refuse what this endpoint does not run, before Strawberry runs it.
+
+        A subscription in a plain request would run as a query (a null-field error and a
+        traceback); introspection is a validation error when ``INTROSPECTION`` is off.
+        """
+        batch = request_data if isinstance(request_data, list) else [request_data]
+        introspection = get_settings().introspection
+        for data in batch:
+            operation, errors = _inspect(
+                self.schema._schema,  # type: ignore[attr-defined]
+                data.query or "",
+                data.operation_name,
+                introspection,
+            )
+            if operation is OperationType.SUBSCRIPTION and data.protocol == "http":
+                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP)
+            if errors:
+                if len(batch) > 1:
+                    raise HTTPException(400, errors[0].message)
+                return ExecutionResult(data=None, errors=errors)
+        return await super().execute_operation(request_data=request_data, **kwargs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _inspect(
+    schema: GraphQLSchema, query: str, operation_name: str | None, introspection: bool
+) -> tuple[OperationType | None, list[GraphQLError]]:
+    """The operation's type if it may be a subscription, and the introspection errors if any.
+
+    Parsed once per distinct text, and only when the text could matter: a subscription needs the
+    word ``subscription``, introspection a ``__schema`` or ``__type`` field.
+    """
+    wanted = "subscription" in query or (not introspection and "__" in query)
+    if not wanted:
+        return None, []
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None, []  # Strawberry reports the syntax error itself
+    operation = get_operation_ast(document, operation_name)
+    errors = [] if introspection else validate(schema, document, [NoSchemaIntrospectionCustomRule])
+    return (operation.operation if operation else None), errors
 
 
 def _csrf_failure(request: HttpRequest) -> str | None:

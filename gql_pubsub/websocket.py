@@ -17,6 +17,7 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
+    NoSchemaIntrospectionCustomRule,
     OperationType,
     get_operation_ast,
     parse,
@@ -74,6 +75,7 @@ class GraphQLWebSocket:
         self.rules = [
             *specified_rules,
             operation_limits_rule(settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS),
+            *(() if settings.introspection else (NoSchemaIntrospectionCustomRule,)),
         ]
 
     def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:

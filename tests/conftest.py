@@ -143,7 +143,7 @@ def numsub(client: redis.Redis, channel: str) -> int:
     """How many Redis connections subscribe to a gql_pubsub channel."""
     from gql_pubsub.conf import get_settings
 
-    name = get_settings().CHANNEL_PREFIX + channel
+    name = get_settings().channel_prefix + channel
     return int(dict(client.pubsub_numsub(name)).get(name.encode(), 0))
 
 

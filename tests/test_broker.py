@@ -11,6 +11,7 @@ import redis
 
 from gql_pubsub import Broker, BrokerState, Event, EventKind, SubscriberOverflow
 from gql_pubsub.backends import BrokerUnavailable
+from gql_pubsub.conf import get_settings
 
 from .conftest import numsub, wait_numsub
 from .services import scaled
@@ -122,7 +123,7 @@ class contextlib_multi:
 
 async def test_redis_subscriptions_are_released_in_redis(redis_url: str) -> None:
     """After the last subscriber leaves, Redis itself shows no subscriber on the channel."""
-    broker = Broker(redis_url, prefix="gql_pubsub:")
+    broker = Broker(redis_url, prefix=get_settings().channel_prefix)
     client = redis.Redis.from_url(redis_url)
     try:
         async with broker.subscribe("released"):
