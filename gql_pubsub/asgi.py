@@ -47,8 +47,7 @@ class GraphQLApplication:
             if message["type"] == "lifespan.startup":
                 try:
                     await _check_configuration()
-                except ImproperlyConfigured as error:
-                    logger.error("%s", error)
+                except ImproperlyConfigured as error:  # the server logs the message
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 _tune_gc()
