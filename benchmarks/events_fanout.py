@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -110,6 +111,9 @@ def main() -> None:
         "DATABASE_URL": f"sqlite:///{workdir}/db.sqlite3",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "DEBUG": "0",
+        # production refuses the example's public development secrets
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "JWT_SECRET": secrets.token_urlsafe(40),
     }
     token, room = json.loads(python(SETUP, env=env).strip().splitlines()[-1])
     results = {}

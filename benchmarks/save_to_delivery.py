@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/db.sqlite3",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "DEBUG": "0",
+        # production refuses the example's public development secrets
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "JWT_SECRET": secrets.token_urlsafe(40),
     }
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
     sockets = setup_database(env, args.subscribers, args.rooms)
@@ -122,7 +126,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 ready.set()
                 async for raw in ws:
                     now = time.time() * 1000
-                    body = json.loads(raw)["payload"]["data"]["messageAdded"]["body"]
+                    message = json.loads(raw)
+                    if message["type"] == "ping":  # the server's keepalive, every 20 s
+                        await ws.send('{"type":"pong"}')
+                        continue
+                    body = message["payload"]["data"]["messageAdded"]["body"]
                     if body.startswith("warm"):
                         warm.add(room)
                         if warm >= rooms:

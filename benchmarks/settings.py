@@ -14,6 +14,7 @@ GQL_PUBSUB = {
     # The harness probes and publishes on `room:<room>` as is.
     "CHANNEL_PREFIX": "",
     "TOKEN_AUTH": "benchmarks.app.bench_user",
+    "JWT_SECRET": "benchmark-only-jwt-key-0123456789abcdefghijklmnopqrstuvwxyz",
     "MAX_CONNECTIONS_PER_USER": 0,  # every benchmark socket is the same synthetic user
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .broker import get_broker
 from .conf import get_settings
+from .relay import run_relay
 from .websocket import GraphQLWebSocket
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ class GraphQLApplication:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        stop_relay = asyncio.Event()
+        relay: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -57,8 +61,12 @@ class GraphQLApplication:
                     logger.exception("gql_pubsub could not start its broker")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
+                relay = asyncio.create_task(run_relay(stop_relay), name="gql_pubsub relay")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                stop_relay.set()
+                if relay is not None:
+                    await relay
                 await get_broker().stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

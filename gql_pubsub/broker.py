@@ -120,12 +120,17 @@ class Broker:
         buffer_size: int = 1000,
         health_check_interval: float = 15.0,
         max_event_size: int = 1_048_576,
+        publish_timeout: float = 1.0,
     ) -> None:
         self.url = url
+        self.prefix = prefix
         self.buffer_size = buffer_size
         self.max_event_size = max_event_size
         self.backend: Backend = backend_from_url(
-            url, prefix=prefix, health_check_interval=health_check_interval
+            url,
+            prefix=prefix,
+            health_check_interval=health_check_interval,
+            publish_timeout=publish_timeout,
         )
         self.state = BrokerState.STOPPED
         self._subscribers: dict[str, set[Subscriber]] = {}
@@ -264,14 +269,20 @@ class Broker:
         if self.state is not BrokerState.RUNNING:
             await self.start()
         names = list(channels)
-        await self.backend.publish(names, self._encode(names, event))
+        await self.backend.publish(names, self.encode(names, event))
 
     def publish_sync(self, channels: Iterable[str], event: Event) -> None:
         """Publish ``event`` to ``channels`` from sync code, in any thread."""
         names = list(channels)
-        self.backend.publish_sync(names, self._encode(names, event))
+        self.backend.publish_sync(names, self.encode(names, event))
 
-    def _encode(self, channels: list[str], event: Event) -> bytes:
+    @property
+    def destination(self) -> str:
+        """Where this broker's events go: the backend's URL (no password) and the prefix."""
+        return f"{self.backend.safe_url}|{self.prefix}"
+
+    def encode(self, channels: list[str], event: Event) -> bytes:
+        """The event's wire form; ``EventTooLarge`` past ``MAX_EVENT_SIZE``."""
         payload = event.encode()
         if len(payload) > self.max_event_size:
             raise EventTooLarge(
@@ -299,6 +310,7 @@ def _broker_settings() -> tuple[Any, ...]:
         settings.SUBSCRIBER_BUFFER,
         settings.REDIS_HEALTH_CHECK_INTERVAL,
         settings.MAX_EVENT_SIZE,
+        settings.PUBLISH_TIMEOUT,
     )
 
 
@@ -320,6 +332,7 @@ def get_broker() -> Broker:
             buffer_size=settings.SUBSCRIBER_BUFFER,
             health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
             max_event_size=settings.MAX_EVENT_SIZE,
+            publish_timeout=settings.PUBLISH_TIMEOUT,
         )
         _built_from = _broker_settings()
     return _broker

@@ -47,6 +47,9 @@ class Settings:
     SEND_BUFFER: int = 1000
     CHANNEL_POLICIES: tuple[tuple[str, Any], ...] = ()
     REVOCATION_CONFIRM_TIMEOUT: float = 5.0
+    PUBLISH_TIMEOUT: float = 1.0
+    RELAY_INTERVAL: float = 1.0
+    RELAY_CLAIM_TIMEOUT: float = 30.0
 
     @property
     def channel_prefix(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
@@ -10,7 +9,6 @@ from django.db import models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
 from .events import Event, EventKind
-from .publishing import publish_event_sync
 
 
 class PublishableModel(models.Model):
@@ -21,6 +19,12 @@ class PublishableModel(models.Model):
 
     class Meta:
         abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; the event is written to the outbox in the same transaction as the row."""
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            super().save(*args, **kwargs)
 
     @classmethod
     def publish_label(cls) -> str:
@@ -67,10 +71,10 @@ class PublishableModel(models.Model):
 def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) -> None:
     if not instance.publish_enabled:
         return
+    from .relay import enqueue
+
     # Snapshot and channels are taken now, at the write; the event goes out after the commit.
-    event = instance.publish_event(kind)
-    channels = instance.get_publish_channels()
-    transaction.on_commit(partial(publish_event_sync, channels, event), using=using, robust=True)
+    enqueue(instance.get_publish_channels(), instance.publish_event(kind), using=using)
 
 
 def _on_save(
@@ -153,25 +157,31 @@ class Subscription(models.Model):
         return f"{self.user} → {self.channel} ({'active' if self.active else 'inactive'})"
 
 
-def _control(user_pk: Any, data: dict[str, Any]) -> None:
-    """Publish a change of ``user_pk``'s access on their control channel, now."""
-    publish_event_sync(
-        control_channel(user_pk), Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
-    )
+def _control_event(data: dict[str, Any]) -> Event:
+    return Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
+
+
+def _control_now(user_pk: Any, data: dict[str, Any]) -> None:
+    """Publish a change of ``user_pk``'s access now, before the commit (best effort)."""
+    from .relay import publish_now
+
+    publish_now([control_channel(user_pk)], _control_event(data))
 
 
 def _announce(user_pk: Any, data: dict[str, Any], *, early: bool, using: str | None) -> None:
-    """Announce after the commit and, for a loss of access (``early``), also right now.
+    """Announce after the commit (through the outbox) and, for a loss of access, also right now.
 
     Announced before the commit, a loss of access precedes every event published after the
     commit, so it can never reach a stream that had the channel. A rollback is repaired by the
-    stream itself (it re-reads the subscription when no committed announcement follows).
+    stream itself (it re-reads the subscription when no committed announcement follows). The
+    committed announcement goes through the outbox like any event: if Redis was unreachable it
+    is relayed before every event written after it.
     """
+    from .relay import enqueue
+
     if early:
-        _control(user_pk, {**data, "committed": False})
-    transaction.on_commit(
-        partial(_control, user_pk, {**data, "committed": True}), using=using, robust=True
-    )
+        _control_now(user_pk, {**data, "committed": False})
+    enqueue([control_channel(user_pk)], _control_event({**data, "committed": True}), using=using)
 
 
 def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
@@ -183,9 +193,9 @@ def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
     _announce(user.pk, {"revoked": channel}, early=True, using=using)
 
 
-def _on_user_save(sender: Any, instance: Any, raw: bool, **kw: Any) -> None:
+def _on_user_save(sender: Any, instance: Any, raw: bool, using: str, **kw: Any) -> None:
     if not raw and instance.pk is not None and not getattr(instance, "is_active", True):
-        _control(instance.pk, {"deactivated": True})  # their sockets close, before the commit
+        _announce(instance.pk, {"deactivated": True}, early=True, using=using)  # sockets close
 
 
 def _on_subscription_change(instance: Subscription, active: bool, using: str) -> None:
@@ -207,3 +217,35 @@ def _on_subscription_delete(sender: Any, instance: Subscription, using: str, **k
 post_save.connect(_on_subscription_save, sender=Subscription, dispatch_uid="gql_pubsub.sub_save")
 post_save.connect(_on_user_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="gql_pubsub.user")
 post_delete.connect(_on_subscription_delete, sender=Subscription, dispatch_uid="gql_pubsub.sub_del")
+
+
+# -- the transactional outbox ----------------------------------------------------------------
+
+
+class OutboxEvent(models.Model):
+    """An event committed with its write and not yet published (see ``gql_pubsub.relay``)."""
+
+    destination = models.CharField(max_length=32)
+    """Which broker (URL and channel prefix, hashed) the event is for."""
+    channels = models.JSONField()
+    payload = models.TextField()
+    """The event's wire encoding."""
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_by = models.CharField(max_length=80, blank=True, default="")
+    """The process publishing it now ('' when it waits for a relay)."""
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["destination", "id"], name="gql_pubsub_outbox_order")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} → {self.channels}"
+
+
+class OutboxRelay(models.Model):
+    """Who relays a destination's outbox: one relay at a time keeps the events in order."""
+
+    destination = models.CharField(max_length=32, primary_key=True)
+    holder = models.CharField(max_length=80, blank=True, default="")
+    expires_at = models.DateTimeField()

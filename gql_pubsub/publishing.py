@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import transaction
+
 from .broker import get_broker
 from .events import Event, EventKind
-
-logger = logging.getLogger("gql_pubsub.publishing")
 
 
 def _channel_list(channels: str | Iterable[str]) -> list[str]:
@@ -20,13 +19,19 @@ def _channel_list(channels: str | Iterable[str]) -> list[str]:
 
 
 def publish_event_sync(channels: str | Iterable[str], event: Event) -> None:
-    """Publish ``event`` to ``channels`` from sync code (views, shell, commands, threads)."""
+    """Publish ``event`` to ``channels`` from sync code (views, shell, commands, threads).
+
+    Inside a transaction (of the default database) the event goes out when it commits, through
+    the outbox, so it is never lost; outside one it is published now, and ``BrokerUnavailable``
+    is raised if Redis cannot be reached.
+    """
     names = _channel_list(channels)
-    try:
-        get_broker().publish_sync(names, event)
-    except Exception:
-        logger.exception("Could not publish %s %s to %s", event.kind.value, event.model, names)
-        raise
+    if transaction.get_connection().in_atomic_block:
+        from .relay import enqueue  # needs Django's apps: imported late
+
+        enqueue(names, event, using=None)
+        return
+    get_broker().publish_sync(names, event)
 
 
 async def publish_event(channels: str | Iterable[str], event: Event) -> None:

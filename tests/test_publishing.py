@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from example.chat.models import Correspondence, Message
-from gql_pubsub import Broker, EventKind, get_broker, model_events, publish
+from gql_pubsub import Broker, Event, EventKind, get_broker, model_events, publish
 
 from .services import scaled, wait_until
 
@@ -110,7 +111,7 @@ async def test_a_rolled_back_write_publishes_nothing(broker: Broker, chat: Any) 
 
 
 async def test_publishing_waits_for_the_outer_transaction(broker: Broker, chat: Any) -> None:
-    """Inside a transaction nothing is published until it commits."""
+    """Inside a transaction nothing is published until it commits, publish() included."""
     alice, correspondence = chat
     async with broker.subscribe(correspondence.channel) as subscriber:
 
@@ -118,13 +119,36 @@ async def test_publishing_waits_for_the_outer_transaction(broker: Broker, chat: 
         def write() -> None:
             with transaction.atomic():
                 Message.objects.create(correspondence=correspondence, author=alice, body="later")
-                # Published right away, on the same connection: it must arrive first.
-                publish(correspondence.channel, "custom", {"marker": "before commit"})
+                publish(correspondence.channel, "custom", {"marker": "in the transaction"})
+                # Published right away by the broker itself: it must arrive before both.
+                get_broker().publish_sync(
+                    [correspondence.channel],
+                    Event(kind=EventKind.CUSTOM, model=None, pk=None, data={"now": True}),
+                )
 
         await write()
-        first, second = await next_event(subscriber), await next_event(subscriber)
-    assert first.data == {"marker": "before commit"}
-    assert second.data["body"] == "later"
+        events = [await next_event(subscriber) for _ in range(3)]
+    assert events[0].data == {"now": True}
+    assert events[1].data["body"] == "later"
+    assert events[2].data == {"marker": "in the transaction"}
+
+
+async def test_publish_in_a_rolled_back_transaction_publishes_nothing(
+    broker: Broker, chat: Any
+) -> None:
+    """publish() inside a transaction that rolls back is dropped with it."""
+    _alice, correspondence = chat
+    async with broker.subscribe(correspondence.channel) as subscriber:
+
+        @sync_to_async
+        def write() -> None:
+            with contextlib.suppress(RuntimeError), transaction.atomic():
+                publish(correspondence.channel, "custom", {"marker": "rolled back"})
+                raise RuntimeError("roll back")
+            publish(correspondence.channel, "custom", {"marker": "after"})
+
+        await write()
+        assert (await next_event(subscriber)).data == {"marker": "after"}
 
 
 async def test_the_model_decides_its_channels(broker: Broker, chat: Any) -> None:

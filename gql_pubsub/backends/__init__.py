@@ -16,7 +16,11 @@ _SCHEMES = {
 
 
 def backend_from_url(
-    url: str | None, *, prefix: str, health_check_interval: float = 15.0
+    url: str | None,
+    *,
+    prefix: str,
+    health_check_interval: float = 15.0,
+    publish_timeout: float = 1.0,
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none) or ``redis://…``."""
     scheme = urlsplit(url).scheme if url else "memory"
@@ -29,7 +33,10 @@ def backend_from_url(
         ) from None
     backend_class = getattr(import_module(module_name), class_name)
     backend: Backend = backend_class(
-        url or "memory://", prefix=prefix, health_check_interval=health_check_interval
+        url or "memory://",
+        prefix=prefix,
+        health_check_interval=health_check_interval,
+        publish_timeout=publish_timeout,
     )
     return backend
 

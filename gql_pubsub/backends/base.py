@@ -16,6 +16,11 @@ class BrokerUnavailable(ConnectionError):
 class Backend(Protocol):
     """Moves encoded events between processes; the Broker does fan-out and refcounting."""
 
+    durable: bool
+    """Whether publishing can fail, so that committed events must wait in the outbox."""
+    safe_url: str
+    """Where it publishes, without a password (for logs)."""
+
     async def connect(self, on_message: MessageHandler) -> None:
         """Start receiving; ``on_message`` is called for every message on a subscribed channel."""
 

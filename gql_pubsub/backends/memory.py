@@ -21,7 +21,18 @@ logger = logging.getLogger("gql_pubsub.broker")
 class MemoryBackend:
     """Delivers published payloads to this process's subscribers only."""
 
-    def __init__(self, url: str, *, prefix: str = "", health_check_interval: float = 0) -> None:
+    durable = False
+    """Publishing cannot fail here, so events need no outbox."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "",
+        health_check_interval: float = 0,
+        publish_timeout: float = 0,
+    ) -> None:
+        self.safe_url = url
         self._on_message: MessageHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None

@@ -14,6 +14,8 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .base import BrokerUnavailable, MessageHandler
 
@@ -22,16 +24,29 @@ logger = logging.getLogger("gql_pubsub.redis")
 SUBSCRIBE_TIMEOUT = 10.0
 """Seconds a subscribe waits for Redis to confirm before it fails."""
 
-_RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
+"""Seconds between attempts to reconnect the subscription connection: a returned Redis is used
+again within about a second (the outbox relay waits that long before it publishes)."""
 
 
 class RedisBackend:
     """Publishes with PUBLISH; receives on a single SUBSCRIBE connection read by one task."""
 
-    def __init__(self, url: str, *, prefix: str = "", health_check_interval: float = 15.0) -> None:
+    durable = True
+    """Publishing can fail (Redis unreachable): model events go through the outbox."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "",
+        health_check_interval: float = 15.0,
+        publish_timeout: float = 1.0,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.health_check_interval = health_check_interval
+        self.publish_timeout = publish_timeout
         self._client_name = f"gql_pubsub-{os.getpid()}"
         self._sync_client: redis.Redis | None = None
         self._sync_lock = threading.Lock()
@@ -117,23 +132,63 @@ class RedisBackend:
             await pipe.execute()
 
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
-        client = self._sync_client
-        if client is None:
-            with self._sync_lock:
-                if self._sync_client is None:
-                    self._sync_client = redis.Redis.from_url(
-                        self.url, client_name=f"{self._client_name}-publish-sync"
-                    )
-                client = self._sync_client
+        self.publish_many_sync([(channels, payload)])
+
+    def publish_many_sync(
+        self, events: list[tuple[list[str], bytes]], *, mark: tuple[str, list[int]] | None = None
+    ) -> None:
+        """Publish payloads in order in one round trip; with ``mark=(key, ids)`` also add the
+        ids to the sorted set ``key``, atomically (MULTI): the outbox's record of what went out.
+        """
         try:
-            with client.pipeline(transaction=False) as pipe:
-                for channel in channels:
-                    pipe.publish(self.prefix + channel, payload)
+            with self._sync().pipeline(transaction=mark is not None) as pipe:
+                for channels, payload in events:
+                    for channel in channels:
+                        pipe.publish(self.prefix + channel, payload)
+                if mark is not None and mark[1]:
+                    key, ids = mark
+                    pipe.zadd(self.prefix + key, {str(i): i for i in ids})
                 pipe.execute()
-        except redis.ConnectionError as error:
+        except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(
                 f"Cannot publish to Redis at {self._safe_url()}: {error}"
             ) from error
+
+    def marked_sync(self, key: str, ids: list[int]) -> set[int]:
+        """Which of ``ids`` the sorted set ``key`` holds (see ``publish_many_sync``)."""
+        if not ids:
+            return set()
+        scores = self._sync().zmscore(self.prefix + key, [str(i) for i in ids])
+        return {i for i, score in zip(ids, scores, strict=True) if score is not None}
+
+    def unmark_sync(self, key: str, ids: list[int]) -> None:
+        """Forget ``ids`` in the sorted set ``key``."""
+        if ids:
+            self._sync().zrem(self.prefix + key, *(str(i) for i in ids))
+
+    def ping_sync(self) -> None:
+        """Raise ``BrokerUnavailable`` unless Redis answers a PING now."""
+        try:
+            self._sync().ping()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise BrokerUnavailable(
+                f"Redis at {self._safe_url()} is unreachable: {error}"
+            ) from error
+
+    def _sync(self) -> redis.Redis:
+        """The sync publishing client (any thread), created on first use."""
+        with self._sync_lock:
+            if self._sync_client is None:
+                # Fail fast, no retries: a publish that fails is kept and retried by the outbox
+                # relay, and the write that made the event must not wait for Redis.
+                self._sync_client = redis.Redis.from_url(
+                    self.url,
+                    client_name=f"{self._client_name}-publish-sync",
+                    socket_timeout=self.publish_timeout,
+                    socket_connect_timeout=self.publish_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+            return self._sync_client
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -202,11 +257,10 @@ class RedisBackend:
             except asyncio.CancelledError:
                 raise
             except (redis.ConnectionError, redis.TimeoutError, OSError, BrokerUnavailable) as error:
-                delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 logger.warning(
-                    "Lost the Redis subscription connection (%s); retrying in %.2fs; "
-                    "events published meanwhile are not delivered",
+                    "Lost the Redis subscription connection (%s); retrying in %.2fs",
                     error,
                     delay,
                 )
@@ -238,6 +292,11 @@ class RedisBackend:
             await asyncio.sleep(self.health_check_interval)
             if self._connected.is_set():
                 await self._send("PING")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self._safe_url()
 
     def _safe_url(self) -> str:
         """The URL without its password, for messages and logs."""

@@ -1,0 +1,376 @@
+"""The transactional outbox: a committed event always reaches Redis, even if Redis was down.
+
+A publishable model's event (and a committed access announcement) is written to ``OutboxEvent``
+in the transaction of the write, claimed by the writing process. After the commit that process
+publishes it at once, and in the same Redis transaction (MULTI) records the row's id in the
+destination's set of published ids: the fast path costs no database write after the commit.
+
+A relay then tidies up, in whichever process holds the destination's lease (every ASGI server
+process runs one, ``run_relay``; ``manage.py gql_pubsub_relay`` runs one anywhere else): rows
+recorded as published are deleted; rows that were not — Redis was unreachable, or their writer
+died — are published in order, once Redis has been reachable for ``RECONNECT_GRACE`` (so that
+every server's subscription connection is back first). A problem is logged once per incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.db import close_old_connections, connections, router, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .backends.redis import RECONNECT_DELAYS, RedisBackend
+from .broker import Broker, get_broker
+from .conf import get_settings
+from .events import Event
+
+if TYPE_CHECKING:
+    from .models import OutboxEvent
+
+logger = logging.getLogger("gql_pubsub.publishing")
+
+PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+"""This process's name in the outbox's claims and the relay lease."""
+
+RECONNECT_GRACE = RECONNECT_DELAYS[-1] + 0.25
+"""Seconds Redis must have been reachable before kept events are relayed: longer than any
+server's subscription connection waits between reconnection attempts."""
+
+SETTLE = 1.0
+"""Seconds a row is left to its writer's fast path before the relay looks at it."""
+
+BATCH = 500
+"""Rows a relay handles per round trip."""
+
+
+def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
+    """Publish ``event`` once the current transaction commits, never losing it on the way."""
+    broker = get_broker()
+    payload = broker.encode(channels, event)  # EventTooLarge here, at the write
+    backend = broker.backend
+    if not isinstance(backend, RedisBackend):  # in-process: publishing cannot fail
+        transaction.on_commit(lambda: _publish(broker, channels, payload), using=using)
+        return
+    from .models import OutboxEvent
+
+    alias = using or router.db_for_write(OutboxEvent)
+    key = destination_key(broker)
+    row = OutboxEvent.objects.using(alias).create(
+        destination=key,
+        channels=channels,
+        payload=payload.decode(),
+        claimed_by=PROCESS,
+        claimed_at=timezone.now(),
+    )
+
+    def after_commit() -> None:
+        _fast_path(broker, backend, row.pk, channels, payload, alias)
+
+    transaction.on_commit(after_commit, alias)
+
+
+def publish_now(channels: list[str], event: Event) -> None:
+    """Publish now, outside the outbox; a failure is logged (once per incident), not raised."""
+    broker = get_broker()
+    _publish(broker, channels, broker.encode(channels, event))
+
+
+def destination_key(broker: Broker) -> str:
+    """The outbox's name for a broker: its URL (without password) and prefix, hashed."""
+    return hashlib.sha256(broker.destination.encode()).hexdigest()[:32]
+
+
+def _marks(key: str) -> str:
+    """The sorted set of a destination's published outbox ids (a hash tag keeps it one slot)."""
+    return f"outbox:{{{key}}}:published"
+
+
+def _publish(broker: Broker, channels: list[str], payload: bytes) -> bool:
+    try:
+        broker.backend.publish_sync(channels, payload)
+    except Exception as error:
+        _health(broker).failed(error)
+        return False
+    return True
+
+
+def _fast_path(
+    broker: Broker,
+    backend: RedisBackend,
+    pk: int,
+    channels: list[str],
+    payload: bytes,
+    using: str,
+) -> None:
+    """Publish the committed event now; if that fails, release its row to a relay."""
+    health = _health(broker)
+    key = destination_key(broker)
+    if health.failing and _recovered_here(health, backend, key, pk, using):
+        health.recovered(0)
+    if not health.failing:  # else kept events are relayed first: leave this one to the relay
+        try:
+            backend.publish_many_sync([(channels, payload)], mark=(_marks(key), [pk]))
+            return
+        except Exception as error:
+            health.failed(error)
+    try:
+        _release(using, [pk])
+    except Exception as error:  # the database failed after its own commit: the claim expires
+        logger.warning("Could not release outbox row %s (%s); a relay takes it later", pk, error)
+
+
+def _recovered_here(health: _Health, backend: RedisBackend, key: str, pk: int, using: str) -> bool:
+    """After an incident, a writer publishes directly again once Redis is back and no older
+    event of its destination still waits for the relay (so that none is overtaken)."""
+    from .models import OutboxEvent
+
+    if not health.ready(backend):
+        return False
+    older = OutboxEvent.objects.using(using).filter(destination=key, claimed_by="", pk__lt=pk)
+    return not older.exists()
+
+
+def _release(using: str, ids: list[int]) -> None:
+    from .models import OutboxEvent
+
+    OutboxEvent.objects.using(using).filter(pk__in=ids).update(claimed_by="", claimed_at=None)
+
+
+class _Health:
+    """Whether publishing to one broker works; each incident is logged once, then its end."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.url = broker.backend.safe_url
+        self._lock = threading.Lock()
+        self.failing_since: float | None = None
+        self.reachable_since: float | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.reachable_since = None
+            if self.failing_since is not None:
+                return
+            self.failing_since = time.monotonic()
+        logger.warning(
+            "Cannot publish to %s (%s): committed events are kept in the outbox and relayed, "
+            "in order, when it is reachable again",
+            self.url,
+            error,
+        )
+
+    def ready(self, backend: RedisBackend) -> bool:
+        """Whether kept events may be published now (Redis back for ``RECONNECT_GRACE``)."""
+        if self.failing_since is None:
+            return True
+        try:
+            backend.ping_sync()
+        except Exception:
+            self.reachable_since = None
+            return False
+        now = time.monotonic()
+        if self.reachable_since is None:
+            self.reachable_since = now
+        return now - self.reachable_since >= RECONNECT_GRACE
+
+    def recovered(self, relayed: int) -> None:
+        with self._lock:
+            since, self.failing_since = self.failing_since, None
+        if since is not None:
+            logger.info(
+                "Publishing to %s works again after %.1fs (%d kept events relayed here)",
+                self.url,
+                time.monotonic() - since,
+                relayed,
+            )
+
+
+_healths: dict[str, _Health] = {}
+
+
+def _health(broker: Broker) -> _Health:
+    """The publishing health of ``broker``'s destination in this process."""
+    key = destination_key(broker)
+    health = _healths.get(key)
+    if health is None:
+        health = _healths.setdefault(key, _Health(broker))
+    return health
+
+
+def relay_once(broker: Broker | None = None) -> int:
+    """Tidy the outbox if this process holds the relay lease: delete the rows already published,
+    publish the others in order. Returns how many were published here.
+
+    Safe to run in any number of processes at once: one holds the lease, the others wait.
+    """
+    from .models import OutboxEvent
+
+    broker = broker or get_broker()
+    backend = broker.backend
+    if not isinstance(backend, RedisBackend):
+        return 0
+    health = _health(broker)
+    if not health.ready(backend):
+        return 0
+    key = destination_key(broker)
+    relayed = 0
+    for alias in _outbox_databases():
+        settled = OutboxEvent.objects.using(alias).filter(
+            destination=key, created_at__lt=timezone.now() - timedelta(seconds=SETTLE)
+        )
+        if not settled.exists() or not _hold_lease(alias, key):
+            continue  # a read only: idle relays take no write lock
+        while True:
+            rows = list(settled.order_by("id")[:BATCH])
+            try:
+                relayed += _tidy(backend, alias, key, rows)
+            except Exception as error:
+                health.failed(error)
+                return relayed
+            if len(rows) < BATCH:
+                break
+    if health.failing:
+        health.recovered(relayed)
+    return relayed
+
+
+def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) -> int:
+    """Delete the rows Redis has; publish, in order, those no live writer is publishing."""
+    from .models import OutboxEvent
+
+    marks = _marks(key)
+    published = backend.marked_sync(marks, [row.pk for row in rows])
+    stale = timezone.now() - timedelta(seconds=get_settings().RELAY_CLAIM_TIMEOUT)
+    waiting = [
+        row.pk
+        for row in rows
+        if row.pk not in published
+        and (not row.claimed_by or (row.claimed_at is not None and row.claimed_at < stale))
+    ]
+    relayed: list[OutboxEvent] = []
+    if waiting:
+        token = f"{PROCESS}:relay"
+        # The UPDATE checks the claim again: a row its writer still holds stays its own.
+        OutboxEvent.objects.using(alias).filter(
+            Q(claimed_by="") | Q(claimed_at__lt=stale), pk__in=waiting
+        ).update(claimed_by=token, claimed_at=timezone.now())
+        claimed = OutboxEvent.objects.using(alias).filter(pk__in=waiting, claimed_by=token)
+        relayed = list(claimed.order_by("id"))
+        try:
+            backend.publish_many_sync(
+                [(row.channels, row.payload.encode()) for row in relayed],
+                mark=(marks, [row.pk for row in relayed]),
+            )
+        except Exception:
+            _release(alias, [row.pk for row in relayed])
+            raise
+    done = [*published, *(row.pk for row in relayed)]
+    OutboxEvent.objects.using(alias).filter(pk__in=done)._raw_delete(alias)  # no collector
+    backend.unmark_sync(marks, done)
+    return len(relayed)
+
+
+def _hold_lease(alias: str, key: str) -> bool:
+    """Take or renew the destination's relay lease (one relay at a time keeps the order)."""
+    from .models import OutboxRelay
+
+    now = timezone.now()
+    lease = timedelta(seconds=get_settings().RELAY_CLAIM_TIMEOUT)
+    OutboxRelay.objects.using(alias).get_or_create(
+        destination=key, defaults={"holder": "", "expires_at": now}
+    )
+    taken = (
+        OutboxRelay.objects.using(alias)
+        .filter(Q(holder=PROCESS) | Q(expires_at__lt=now) | Q(holder=""), destination=key)
+        .update(holder=PROCESS, expires_at=now + lease)
+    )
+    return taken == 1
+
+
+def pending(broker: Broker | None = None) -> int:
+    """How many events of this broker are in the outbox (published or not yet), all databases."""
+    from .models import OutboxEvent
+
+    key = destination_key(broker or get_broker())
+    return sum(
+        OutboxEvent.objects.using(alias).filter(destination=key).count()
+        for alias in _outbox_databases()
+    )
+
+
+def release_lease(broker: Broker | None = None) -> None:
+    """Give the relay lease up (at shutdown), so that another process takes over at once."""
+    from .models import OutboxRelay
+
+    key = destination_key(broker or get_broker())
+    for alias in _outbox_databases():
+        OutboxRelay.objects.using(alias).filter(destination=key, holder=PROCESS).update(holder="")
+
+
+def _outbox_databases() -> list[str]:
+    from .models import OutboxEvent
+
+    return [
+        alias
+        for alias in connections
+        if router.allow_migrate_model(alias, OutboxEvent)
+        and connections[alias].settings_dict["ENGINE"] != "django.db.backends.dummy"
+    ]
+
+
+async def run_relay(stop: asyncio.Event) -> None:
+    """Relay the outbox every ``RELAY_INTERVAL`` seconds until ``stop`` is set.
+
+    The relay's database work runs in one thread of its own (one database connection).
+    """
+    broker = get_broker()
+    if not isinstance(broker.backend, RedisBackend):
+        return
+    loop = asyncio.get_running_loop()
+    interval = get_settings().RELAY_INTERVAL
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gql_pubsub relay") as thread:
+        try:
+            while not stop.is_set():
+                await loop.run_in_executor(thread, _relay_in_thread, broker)
+                # While publishing fails, look for Redis's return more often.
+                wait = min(interval, 0.25) if _health(broker).failing else interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            await loop.run_in_executor(thread, _stop_in_thread, broker)
+
+
+def _relay_in_thread(broker: Broker) -> int:
+    close_old_connections()
+    try:
+        return relay_once(broker)
+    except Exception as error:  # the database is unreachable, say: try again next time
+        logger.warning("The outbox relay failed (%s); retrying", error)
+        return 0
+
+
+def _stop_in_thread(broker: Broker) -> None:
+    try:
+        release_lease(broker)
+    except Exception as error:
+        logger.warning("Could not release the outbox relay lease (%s); it expires", error)
+    finally:
+        connections.close_all()
+
+
+__all__ = ["enqueue", "pending", "publish_now", "relay_once", "run_relay"]
