@@ -94,11 +94,15 @@ def jwt_user(token: str) -> AbstractBaseUser:
 
 
 def jwt_expiry(token: str) -> float | None:
-    """When an (already verified) JWT expires, as a Unix time; None if it never does."""
+    """When an (already verified) JWT expires, as a Unix time; None if it never does.
+
+    A token that is no JWT (a DRF token, say) has no expiry here; a JWT whose ``exp`` is no
+    number expires at once rather than never.
+    """
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
-        return 0.0  # unreadable here: expire at once rather than never
+        return None
     expires = claims.get("exp")
     if expires is None:
         return None

@@ -237,3 +237,13 @@ def test_the_example_refuses_to_pass_its_checks_in_production_with_its_dev_secre
     assert done.returncode != 0
     assert "gql_pubsub.E002" in done.stderr
     assert "JWT_SECRET" in done.stderr
+
+
+def test_the_socket_expiry_of_a_token_is_read_from_its_numeric_exp_only() -> None:
+    """A DRF token has no expiry (the socket stays open); a JWT's string exp expires at once."""
+    from gql_pubsub.auth import jwt_expiry
+
+    assert jwt_expiry("0123456789abcdef0123456789abcdef01234567") is None
+    assert jwt_expiry(sign({"sub": "1", "exp": 4_000_000_000})) == 4_000_000_000.0
+    assert jwt_expiry(sign({"sub": "1", "exp": "4000000000"})) == 0.0
+    assert jwt_expiry(sign({"sub": "1"})) is None

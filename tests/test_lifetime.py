@@ -104,3 +104,29 @@ async def test_only_the_sites_own_and_allowed_origins_may_open_a_socket(
             with pytest.raises(InvalidStatus) as refused:
                 await GraphQLWS.connect(app_server.ws_url, additional_headers=headers)
             assert refused.value.response.status_code == 403
+
+
+async def test_a_socket_authenticated_by_a_drf_token_stays_open_and_receives_events(
+    log_dir: Any, pair_of_drf_tokens: Any, redis_client: Any
+) -> None:
+    """TOKEN_AUTH = drf_token_user: no JWT expiry applies, the socket lives and gets events."""
+    from .helpers import MESSAGE_ADDED, connected, send_message, subscribed
+    from .services import live_server
+
+    alice_key, bob_key, correspondence = pair_of_drf_tokens
+    with live_server({"TOKEN_AUTH": "gql_pubsub.auth.drf_token_user"}, log_dir=log_dir) as server:
+        async with await connected(server, bob_key) as bob:
+            await subscribed(bob, redis_client, "m", MESSAGE_ADDED, correspondence)
+            sent = await send_message(server, alice_key, correspondence.pk, "via DRF")
+            assert await bob.next_payload("m") == {"data": {"messageAdded": sent}}
+
+
+@pytest.fixture
+def pair_of_drf_tokens(
+    make_user: Callable[..., Any], make_correspondence: Callable[..., Any]
+) -> tuple[str, str, Any]:
+    from rest_framework.authtoken.models import Token
+
+    alice, bob = make_user("alice"), make_user("bob")
+    keys = [Token.objects.create(user=user).key for user in (alice, bob)]
+    return keys[0], keys[1], make_correspondence(alice, bob)
