@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -89,7 +90,12 @@ def publish_now(channels: list[str], event: Event) -> None:
 
 def destination_key(broker: Broker) -> str:
     """The outbox's name for a broker: its URL (without password) and prefix, hashed."""
-    return hashlib.sha256(broker.destination.encode()).hexdigest()[:32]
+    return _hashed(broker.destination)
+
+
+@functools.cache
+def _hashed(destination: str) -> str:
+    return hashlib.sha256(destination.encode()).hexdigest()[:32]
 
 
 def _marks(key: str) -> str:

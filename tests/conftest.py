@@ -128,6 +128,15 @@ def token_for() -> Callable[[Any], str]:
 
 
 @pytest.fixture
+def pair(make_user: Callable[..., Any], make_correspondence: Callable[..., Any]) -> Any:
+    """Alice's and Bob's tokens, and a correspondence between them."""
+    from gql_pubsub.auth import create_jwt
+
+    alice, bob = make_user("alice"), make_user("bob")
+    return create_jwt(alice), create_jwt(bob), make_correspondence(alice, bob)
+
+
+@pytest.fixture
 def make_correspondence() -> Callable[..., Any]:
     from example.chat.models import Correspondence
 

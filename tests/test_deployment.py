@@ -6,13 +6,11 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import django.contrib.admin
 import httpx
-import pytest
 import redis
 
 from .helpers import MESSAGE_ADDED, connected, graphql, send_message, subscribed
@@ -69,15 +67,6 @@ def in_group(pid: int, group: int) -> bool:
         return os.getpgid(pid) == group
     except ProcessLookupError:
         return False
-
-
-@pytest.fixture
-def pair(
-    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
-) -> Any:
-    """Alice's and Bob's tokens, and a correspondence between them."""
-    alice, bob = make_user("alice"), make_user("bob")
-    return token_for(alice), token_for(bob), make_correspondence(alice, bob)
 
 
 async def test_gunicorn_with_two_uvicorn_workers_serves_queries_and_subscriptions(

@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
+from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql
 from .services import ROOT, RedisServer, live_server, scaled, wait_until
 
@@ -28,23 +30,20 @@ def outage_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def pair(
-    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
-) -> Any:
-    alice, bob = make_user("alice"), make_user("bob")
-    return token_for(alice), token_for(bob), make_correspondence(alice, bob)
-
-
-def subscribers(url: str, channel: str) -> int:
-    client = redis.Redis.from_url(url)
+async def subscribed(client: GraphQLWS, redis_server: RedisServer, correspondence: Any) -> None:
+    """Subscribe to messageAdded and wait until the server's SUBSCRIBE reached ``redis_server``."""
+    await client.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
+    name = f"gql_pubsub:0:{correspondence.channel}"
+    admin = redis.Redis.from_url(redis_server.url)
     try:
-        name = f"gql_pubsub:0:{channel}"
-        return int(dict(client.pubsub_numsub(name)).get(name.encode(), 0))
-    except redis.ConnectionError:
-        return 0
+        await asyncio.to_thread(
+            wait_until,
+            lambda: dict(admin.pubsub_numsub(name)).get(name.encode()) == 1,
+            10,
+            f"a subscription to {name}",
+        )
     finally:
-        client.close()
+        admin.close()
 
 
 async def test_writes_succeed_while_redis_is_down_and_their_events_arrive_once_it_is_back(
@@ -52,13 +51,9 @@ async def test_writes_succeed_while_redis_is_down_and_their_events_arrive_once_i
 ) -> None:
     """20 messages sent with Redis stopped: 20 successes, one log line, 20 deliveries in order."""
     alice_token, bob_token, correspondence = pair
-    channel = correspondence.channel
     with live_server({"REDIS_URL": outage_redis.url}, log_dir=log_dir) as server:
         async with await connected(server, bob_token) as bob:
-            await bob.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
-            await asyncio.to_thread(
-                wait_until, lambda: subscribers(outage_redis.url, channel) == 1, 10, "SUBSCRIBE"
-            )
+            await subscribed(bob, outage_redis, correspondence)
             outage_redis.stop()
             bodies = [f"during the outage {i}" for i in range(20)]
             for body in bodies:
@@ -87,13 +82,9 @@ async def test_a_write_during_a_redis_stall_answers_quickly_and_its_event_arrive
 ) -> None:
     """CLIENT PAUSE for 4 s: the mutation answers within PUBLISH_TIMEOUT, the event follows."""
     alice_token, bob_token, correspondence = pair
-    channel = correspondence.channel
     with live_server({"REDIS_URL": outage_redis.url}, log_dir=log_dir) as server:
         async with await connected(server, bob_token) as bob:
-            await bob.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
-            await asyncio.to_thread(
-                wait_until, lambda: subscribers(outage_redis.url, channel) == 1, 10, "SUBSCRIBE"
-            )
+            await subscribed(bob, outage_redis, correspondence)
             admin = redis.Redis.from_url(outage_redis.url)
             admin.execute_command("CLIENT", "PAUSE", 4000, "ALL")
             admin.close()
@@ -107,6 +98,51 @@ async def test_a_write_during_a_redis_stall_answers_quickly_and_its_event_arrive
             payload = await bob.next_payload("m", timeout=15)
             assert payload["data"]["messageAdded"]["body"] == "stalled"
             await bob.expect_silence(1.0)  # once
+
+
+async def test_a_revocation_during_an_outage_reaches_the_socket_before_any_later_event(
+    outage_redis: RedisServer,
+    log_dir: Path,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """Dana is removed while Redis is down: once it is back her subscription ends, and no
+    message written after her removal reaches her; Eve gets them all, in order."""
+    from django.conf import settings
+
+    from example.chat.models import Correspondence, Message
+
+    dana, eve = await asyncio.to_thread(lambda: (make_user("dana"), make_user("eve")))
+    room = await asyncio.to_thread(make_correspondence, dana, eve)
+    tokens = await asyncio.to_thread(lambda: (token_for(dana), token_for(eve)))
+    with live_server({"REDIS_URL": outage_redis.url}, log_dir=log_dir) as server:
+        dana_socket, eve_socket = [await connected(server, token) for token in tokens]
+        for client in (dana_socket, eve_socket):
+            await subscribed(client, outage_redis, room)
+        outage_redis.stop()
+
+        @sync_to_async
+        def remove_then_write() -> None:
+            config = {**settings.GQL_PUBSUB, "BROKER_URL": outage_redis.url}
+            with override_settings(GQL_PUBSUB=config):
+                Correspondence.objects.get(pk=room.pk).participants.remove(dana)
+                for n in range(5):
+                    Message.objects.create(correspondence=room, author=eve, body=f"after {n}")
+
+        await remove_then_write()
+        outage_redis.start()
+        ended = await dana_socket.receive(timeout=15)
+        assert ended["type"] == "next"
+        assert "revoked" in ended["payload"]["errors"][0]["message"]
+        assert await dana_socket.receive() == {"id": "m", "type": "complete"}
+        bodies = [
+            (await eve_socket.next_payload("m", timeout=15))["data"]["messageAdded"]["body"]
+            for _ in range(5)
+        ]
+        assert bodies == [f"after {n}" for n in range(5)]
+        await dana_socket.expect_silence(0.5)
+        await asyncio.gather(dana_socket.close(), eve_socket.close())
 
 
 def test_a_save_in_the_shell_succeeds_while_redis_is_down(

@@ -80,14 +80,6 @@ def test_the_example_refuses_to_start_with_its_development_secret_key() -> None:
 
 
 @pytest.fixture
-def pair(
-    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
-) -> Any:
-    alice, bob = make_user("alice"), make_user("bob")
-    return alice, token_for(alice), token_for(bob), make_correspondence(alice, bob)
-
-
-@pytest.fixture
 def user(make_user: Callable[..., Any]) -> Any:
     return make_user("prod")
 
@@ -140,7 +132,7 @@ async def test_deployments_on_different_redis_databases_never_see_each_others_ev
     log_dir: Path, redis_url: str, redis_client: redis.Redis, pair: Any
 ) -> None:
     """Staging on …/14 and production on …/15 of one Redis: a message reaches only its own."""
-    _alice, alice_token, bob_token, correspondence = pair
+    alice_token, bob_token, correspondence = pair
     channel = correspondence.channel
     with (
         live_server({"REDIS_URL": _with_database(redis_url, 15)}, log_dir=log_dir) as production,
@@ -204,7 +196,7 @@ async def test_an_operation_error_sent_over_the_socket_is_logged_with_the_client
     server: LiveServer, pair: Any, make_correspondence: Callable[..., Any]
 ) -> None:
     """A refused subscription is an `error` for the client and an INFO line for the operator."""
-    _alice, alice_token, _bob_token, _correspondence = pair
+    alice_token, _bob_token, _correspondence = pair
     elsewhere = await asyncio.to_thread(make_correspondence)  # alice is no participant
     async with await connected(server, alice_token) as client:
         host, port = client.ws.local_address[:2]
@@ -283,7 +275,7 @@ async def test_a_production_project_can_turn_graphiql_and_introspection_on() -> 
 async def test_a_subscription_sent_over_http_gets_a_clear_400_and_no_traceback(
     server: LiveServer, pair: Any
 ) -> None:
-    _alice, alice_token, _bob_token, correspondence = pair
+    alice_token, _bob_token, correspondence = pair
     log_before = server.log.read_text()
     response = await graphql(server, MESSAGE_ADDED, {"c": str(correspondence.pk)}, alice_token)
     assert response.status_code == 400

@@ -22,14 +22,6 @@ SUBSCRIPTIONS = 200
 
 
 @pytest.fixture
-def pair(
-    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
-) -> Any:
-    alice, bob = make_user("alice"), make_user("bob")
-    return token_for(alice), token_for(bob), make_correspondence(alice, bob)
-
-
-@pytest.fixture
 def second_server(log_dir: Path) -> Iterator[LiveServer]:
     with live_server({}, log_dir=log_dir) as live:
         yield live
