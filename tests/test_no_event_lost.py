@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -204,3 +205,57 @@ def test_the_outbox_keeps_100_writes_and_two_relays_publish_each_once_in_order(
         assert bodies == [f"kept {i}" for i in range(100)]  # each once, in order
         assert pending(get_broker()) == 0
         assert sum(int(o.split("Relayed ")[1].split()[0]) for o in outputs) == 100
+
+
+KILLED_AFTER_COMMIT = """
+import os, signal, sys
+import django
+django.setup()
+from django.db import transaction
+from example.chat.models import Message
+with transaction.atomic():
+    # Registered first, so it runs first: the process dies between the commit and the publish.
+    transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    Message.objects.create(correspondence_id=int(sys.argv[1]), author_id=int(sys.argv[2]),
+                           body="orphan")
+"""
+
+
+def test_an_event_whose_writer_was_killed_after_the_commit_is_relayed_once(
+    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], redis_url: str
+) -> None:
+    """SIGKILL between COMMIT and PUBLISH: the row's claim expires and a relay publishes it."""
+    from django.conf import settings
+
+    from gql_pubsub.models import OutboxEvent
+    from gql_pubsub.relay import relay_once
+
+    user = make_user("killed")
+    correspondence = make_correspondence(user)
+    own_url = redis_url.rsplit("/", 1)[0] + "/13"  # a destination no other relay serves
+    listener = redis.Redis.from_url(own_url).pubsub()
+    listener.subscribe(f"gql_pubsub:13:{correspondence.channel}")
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", KILLED_AFTER_COMMIT, str(correspondence.pk), str(user.pk)],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": own_url},
+            capture_output=True,
+            timeout=scaled(60),
+        )
+        assert writer.returncode == -signal.SIGKILL, writer.stderr.decode()
+        config = {**settings.GQL_PUBSUB, "BROKER_URL": own_url, "RELAY_CLAIM_TIMEOUT": 1}
+        orphan = OutboxEvent.objects.filter(payload__contains='"orphan"')
+        assert orphan.count() == 1  # committed, never published
+        with override_settings(GQL_PUBSUB=config):
+            wait_until(lambda: relay_once() >= 1, 10, "the relay to publish the orphan")
+            bodies = []
+            deadline = time.monotonic() + scaled(5)
+            while time.monotonic() < deadline and len(bodies) < 2:
+                message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
+                if message and message["type"] == "message":
+                    bodies.append(orjson.loads(message["data"])["data"]["body"])
+            assert bodies == ["orphan"]
+            wait_until(lambda: (relay_once(), not orphan.exists())[1], 10, "its row deleted")
+    finally:
+        listener.close()
