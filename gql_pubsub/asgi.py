@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
+from .backends import BrokerUnavailable
 from .broker import get_broker
 from .conf import get_settings
 from .relay import run_relay
@@ -57,6 +58,9 @@ class GraphQLApplication:
                 _tune_gc()
                 try:
                     await get_broker().start()
+                except BrokerUnavailable as error:  # says where and what to do; the server logs it
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
                 except Exception as error:
                     logger.exception("gql_pubsub could not start its broker")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})

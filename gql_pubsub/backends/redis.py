@@ -203,7 +203,7 @@ class RedisBackend:
             await conn.connect()  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, OSError) as error:
             raise BrokerUnavailable(
-                f"Cannot connect to Redis at {self._safe_url()}: {error}. "
+                f"Cannot connect to Redis at {self._safe_url()}: {str(error).rstrip('.')}. "
                 "Start Redis or fix GQL_PUBSUB['BROKER_URL']."
             ) from error
         self._conn = conn
@@ -252,6 +252,10 @@ class RedisBackend:
                     response = await self._conn.read_response(
                         disable_decoding=True, timeout=read_timeout
                     )
+                    if response is None:  # redis-py's answer to a read timeout: a silent server
+                        raise redis.TimeoutError(
+                            f"no answer to the health check for {read_timeout:g}s"
+                        )
                     attempt = 0
                     self._dispatch(response)
             except asyncio.CancelledError:
