@@ -6,8 +6,7 @@ import functools
 from typing import Any, Literal
 
 from cross_web import HTTPException
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import classonlymethod
 from django.views.decorators.csrf import csrf_exempt
@@ -64,10 +63,9 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         user = await request.auser()
         if user.is_authenticated and not getattr(request, "_dont_enforce_csrf_checks", False):
             reason = _csrf_failure(request)
-            if reason is not None:
-                raise PermissionDenied(
-                    f"CSRF check failed ({reason}): send the X-CSRFToken header."
-                )
+            if reason is not None:  # a GraphQL-shaped answer: Django's 403 page drops the text
+                message = f"CSRF check failed ({reason}): send the X-CSRFToken header."
+                return JsonResponse({"errors": [{"message": message}]}, status=403)
         return await super().dispatch(request, *args, **kwargs)
 
     async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
