@@ -109,6 +109,8 @@ def get_settings() -> Settings:
             )
         raw["CHANNEL_POLICIES"] = tuple(policies.items())
     for key in _TUPLE_KEYS & raw.keys():
+        if raw[key] is None:  # GC_THRESHOLD = None: keep Python's thresholds
+            continue
         if isinstance(raw[key], str):
             raise ImproperlyConfigured(f"GQL_PUBSUB[{key!r}] must be a list, not a string.")
         raw[key] = tuple(raw[key])
