@@ -55,6 +55,18 @@ def redis_url() -> str:
 
 
 @pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[Any]:
+    """The process broker from settings (the Redis one: REDIS_URL is set for the suite)."""
+    from gql_pubsub import get_broker
+
+    broker = get_broker()
+    assert broker.url == redis_url
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client

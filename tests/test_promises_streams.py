@@ -47,16 +47,6 @@ async def within(awaitable: Awaitable[Any], timeout: float = 5) -> Any:
     return await asyncio.wait_for(awaitable, scaled(timeout))
 
 
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[Broker]:
-    """The process broker from settings (the Redis one: REDIS_URL is set for the suite)."""
-    broker = get_broker()
-    assert broker.url == redis_url
-    await broker.start()
-    yield broker
-    await broker.stop()
-
-
 # -- 1. a publishable model's default channels ----------------------------------------------
 
 

@@ -19,16 +19,6 @@ from .services import scaled, wait_until
 
 
 @pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[Broker]:
-    """The process broker from settings (the Redis one: REDIS_URL is set for the suite)."""
-    broker = get_broker()
-    assert broker.url == redis_url
-    await broker.start()
-    yield broker
-    await broker.stop()
-
-
-@pytest.fixture
 def chat(make_user: Callable[..., Any], make_correspondence: Callable[..., Any]) -> Any:
     alice = make_user("alice")
     return alice, make_correspondence(alice)
