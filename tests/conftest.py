@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
 import uvicorn
@@ -25,6 +26,11 @@ from .services import (
 )
 
 _services = contextlib.ExitStack()
+
+# Fuzzing: random locally, reproducible in CI (a failure there fails again on a rerun).
+hypothesis.settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:
