@@ -24,7 +24,15 @@ from gql_pubsub.protocol import CloseCode
 
 from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, connected, graphql, send_message
-from .services import ROOT, LiveServer, live_server, production_env, scaled, wait_until
+from .services import (
+    ROOT,
+    LiveServer,
+    gunicorn_server,
+    live_server,
+    production_env,
+    scaled,
+    wait_until,
+)
 
 ME = "{ me { id username } }"
 
@@ -301,6 +309,16 @@ def test_the_in_memory_broker_warns_when_the_server_runs_several_workers(log_dir
     with live_server({"REDIS_URL": ""}, log_dir=log_dir) as single:
         assert "using the in-memory broker" in single.log.read_text()  # started: lifespan done
         assert "worker processes" not in single.log.read_text()
+
+
+def test_the_in_memory_broker_warns_under_gunicorn_with_several_workers(log_dir: Path) -> None:
+    """`gunicorn -w 2 -k uvicorn_worker.UvicornWorker` without REDIS_URL: the same WARNING."""
+    with gunicorn_server({"REDIS_URL": ""}, workers=2, log_dir=log_dir) as several:
+        wait_until(
+            lambda: MEMORY_BROKER_WARNING in several.log.read_text(),
+            30,
+            "the in-memory broker's warning",
+        )
 
 
 def _connection_payload(spec: dict[str, Any], make_user: Callable[..., Any]) -> dict[str, Any]:
