@@ -50,7 +50,11 @@ async def test_every_local_subscriber_of_a_channel_gets_each_event(broker: Broke
     async with contextlib_multi(broker, "room", 50) as subscribers:
         await broker.publish(["room"], event(7))
         received = [await receive(s) for s in subscribers]
+        # Once: a later event is the next each one gets, not the same one again.
+        await broker.publish(["room"], event(8))
+        following = [await receive(s) for s in subscribers]
     assert [e.pk for e in received] == [7] * 50
+    assert [e.pk for e in following] == [8] * 50
 
 
 async def test_sync_publishing_from_another_thread_reaches_subscribers(broker: Broker) -> None:

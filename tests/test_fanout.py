@@ -18,6 +18,7 @@ from gql_pubsub.protocol import CloseCode
 from . import fanout_app
 from .conftest import InProcessServer, wait_numsub
 from .gqlws import Closed, GraphQLWS, StalledClient
+from .services import scaled
 
 ITEMS = """
 subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n executions viewer } }
@@ -62,9 +63,7 @@ async def test_identical_subscriptions_share_one_execution_per_event(
         # Every member joined before the first event: the group registers them synchronously
         # once the broker subscription is live, which the NUMSUB wait observed for the first.
         groups = app_server.app.websocket.fanout.groups
-        await asyncio.to_thread(
-            lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 5)
-        )
+        await _members(groups, 5)
         for n in range(3):
             await apublish(channel, "custom", {"n": f"{channel}-{n}"})
         received = [await items(client, "1", 3) for client in clients]
@@ -72,6 +71,7 @@ async def test_identical_subscriptions_share_one_execution_per_event(
         await asyncio.gather(*(c.close() for c in clients))
     expected = [{"n": f"{channel}-{n}", "executions": 1, "viewer": user.username} for n in range(3)]
     assert received == [expected] * 5
+    assert [fanout_app.executions[f"{channel}-{n}"] for n in range(3)] == [1, 1, 1]
 
 
 async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
@@ -86,9 +86,7 @@ async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
             await client.subscribe("shared", ITEMS, {"c": channel, "s": True})
         await ready(redis_client, channel)
         groups = app_server.app.websocket.fanout.groups
-        await asyncio.to_thread(
-            lambda: _until(lambda: sum(len(g.members) for g in groups.values()) == 4)
-        )
+        await _members(groups, 4)
         assert len(groups) == 3  # ann's, ben's, and the shared one
         await apublish(channel, "custom", {"n": f"{channel}-x"})
         got: dict[str, dict[str, Any]] = {}
@@ -172,27 +170,33 @@ async def test_a_stalled_client_is_closed_and_the_others_keep_their_pace(
             payload = await fast.next_payload("1")
             assert payload["data"]["items"]["n"] == str(events)
             events += 1
-        received, closed = await _read_until_closed(stalled)
+        received, closed = await _read_until_closed(stalled, events)
         assert closed.code == CloseCode.TRY_AGAIN_LATER
         assert received < events
     finally:
         await asyncio.gather(fast.close(), stalled.close())
 
 
-async def _read_until_closed(client: StalledClient) -> tuple[int, Closed]:
+async def _read_until_closed(client: StalledClient, sent: int) -> tuple[int, Closed]:
+    """Read until the close frame; fail if more than the ``sent`` events arrive before it."""
     received = 0
-    while True:
+    while received <= sent:
         try:
             await client.receive()
         except Closed as closed:
             return received, closed
         received += 1
+    raise AssertionError(f"{received} messages for {sent} events, and no close")
 
 
-def _until(predicate: Callable[[], bool]) -> None:
-    from .services import wait_until
-
-    wait_until(predicate, 10, "the group's members")
+async def _members(groups: dict[Any, Any], count: int, timeout: float = 10) -> None:
+    """Wait until ``groups`` have ``count`` members in all. Polled on this event loop, the
+    in-process server's own, so the live dict is never read while the server changes it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(timeout)
+    while (members := sum(len(g.members) for g in groups.values())) != count:
+        assert loop.time() < deadline, f"{members} group members after {timeout}s, not {count}"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -219,10 +223,11 @@ async def test_followed_streams_of_different_users_share_one_execution_per_event
         await asyncio.to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
         # The first subscriber's stream is live; publish until every stream has one event.
         received: list[dict[str, Any]] = []
-        for client in clients:
-            while True:
-                n = f"{channel}-{len(received)}"
-                await apublish(f"news:{channel}", "custom", {"n": n})
+        published = 0
+        for index, client in enumerate(clients):
+            for _ in range(40):  # 0.5 s each: 20 s at most
+                published += 1
+                await apublish(f"news:{channel}", "custom", {"n": f"{channel}-{published}"})
                 try:
                     received.append(
                         (await client.next_payload("f", timeout=0.5))["data"]["followed"]
@@ -230,16 +235,20 @@ async def test_followed_streams_of_different_users_share_one_execution_per_event
                     break
                 except TimeoutError:
                     continue
+            else:
+                raise AssertionError(f"the stream of follower {index} never went live")
         await apublish(f"news:{channel}", "custom", {"n": f"{channel}-last"})
-        last = [await _next_with_n(client, f"{channel}-last") for client in clients]
+        last = [await _next_with_n(client, f"{channel}-last", published + 1) for client in clients]
     finally:
         await asyncio.gather(*(c.close() for c in clients))
     assert last == [{"n": f"{channel}-last", "executions": 1, "viewer": None}] * 3
     assert fanout_app.executions[f"{channel}-last"] == 1
 
 
-async def _next_with_n(client: GraphQLWS, n: str) -> dict[str, Any]:
-    while True:
+async def _next_with_n(client: GraphQLWS, n: str, limit: int) -> dict[str, Any]:
+    """The first item numbered ``n``, among at most ``limit`` (every event published)."""
+    for _ in range(limit):
         item: dict[str, Any] = (await client.next_payload("f"))["data"]["followed"]
         if item["n"] == n:
             return item
+    raise AssertionError(f"no item {n!r} among {limit} messages")

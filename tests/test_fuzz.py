@@ -92,13 +92,17 @@ async def play_frames(url: str, token: str, init: bool, sent: list[str | bytes])
             for frame in sent:
                 await client.ws.send(frame)
             await client.send({"type": "ping"})
-            while True:
+            # Each frame is answered by a few messages at most (an ack, a result and its
+            # complete, a pong): far fewer than this before the pong to the final ping.
+            limit = 4 * len(sent) + 10
+            for _ in range(limit):
                 message = await client.receive(timeout=10)
                 assert message.get("type") in SERVER_MESSAGES, message
                 if message.get("type") == "pong":
                     return None
         except Closed as closed:
             return closed.code
+        raise AssertionError(f"no pong among {limit} messages after {len(sent)} frames")
 
 
 def test_random_frames_never_break_the_server(

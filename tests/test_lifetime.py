@@ -41,6 +41,15 @@ async def test_a_token_that_expires_closes_its_socket_with_4403(
     assert closed.code == CloseCode.FORBIDDEN
     assert "expired" in closed.reason
     assert expires - 1 <= closed_at <= expires + scaled(1)
+    # The client reconnects: the expired token is refused again, a fresh one is served.
+    async with await GraphQLWS.connect(server.ws_url) as stale:
+        await stale.send({"type": "connection_init", "payload": {"token": token}})
+        refused = await stale.expect_close()
+    assert refused.code == CloseCode.FORBIDDEN and "expired" in refused.reason
+    async with await GraphQLWS.connect(server.ws_url) as again:
+        await again.init({"token": create_jwt(user)})
+        await again.subscribe("me", "{ me { username } }")
+        assert await again.next_payload("me") == {"data": {"me": {"username": user.username}}}
 
 
 async def test_the_server_pings_and_keeps_a_client_that_answers(

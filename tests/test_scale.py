@@ -45,11 +45,16 @@ async def test_a_message_sent_through_one_server_reaches_a_subscriber_on_another
     assert payload["data"]["messageAdded"] == sent
 
 
+SEND_OVER_SOCKET = """
+mutation ($c: ID!, $b: String!) { sendMessage(correspondenceId: $c, body: $b) { body } }
+"""
+
+
 async def test_two_uvicorn_workers_both_deliver(
     two_workers: LiveServer, redis_client: redis.Redis, pair: Any
 ) -> None:
     """With --workers 2, subscribers on either worker receive a message sent through either."""
-    alice_token, bob_token, correspondence = pair
+    _alice_token, bob_token, correspondence = pair
     clients: list[GraphQLWS] = []
     try:
         # Connections land on whichever worker accepts; open them until both workers subscribe.
@@ -64,36 +69,68 @@ async def test_two_uvicorn_workers_both_deliver(
                 10,
                 "a worker subscribed",
             )
-        await _warm_up(clients, correspondence)
-        sent = await send_message(two_workers, alice_token, correspondence.pk, "to both workers")
-        for client in clients:
-            payload = await _next_with_body(client, "to both workers")
-            assert payload["data"]["messageAdded"]["id"] == sent["id"]
+        warm_ups = await _warm_up(clients, correspondence)
+        # Every socket sends one message over itself: the worker holding that socket runs the
+        # mutation and publishes. Both workers hold some of these sockets (each holds a Redis
+        # subscription, and only these sockets subscribe), so messages go out through both.
+        bodies = [f"through socket {n}" for n in range(len(clients))]
+        received: list[list[str]] = [[] for _ in clients]  # messageAdded bodies, as received
+        for n, (client, body) in enumerate(zip(clients, bodies, strict=True)):
+            op = f"send{n}"
+            await client.subscribe(op, SEND_OVER_SOCKET, {"c": str(correspondence.pk), "b": body})
+            # Left-over warm-ups and the messages sent so far may come first; then the answer.
+            limit = warm_ups + n + 2
+            answer = await _messages_until(client, op, received[n], limit)
+            assert answer == {
+                "id": op,
+                "type": "next",
+                "payload": {"data": {"sendMessage": {"body": body}}},
+            }
+            done = await _messages_until(client, op, received[n], limit)
+            assert done == {"id": op, "type": "complete"}
+        for n, client in enumerate(clients):
+            while bodies[-1] not in received[n]:
+                assert len(received[n]) < warm_ups + len(bodies), f"socket {n}: {received[n]}"
+                payload = await client.next_payload("m")
+                received[n].append(payload["data"]["messageAdded"]["body"])
+            got = [body for body in received[n] if body != "warm-up"]
+            assert got == bodies, f"socket {n} received {got}, not every message once in order"
     finally:
         await asyncio.gather(*(c.close() for c in clients))
 
 
-async def _warm_up(clients: list[GraphQLWS], correspondence: Any) -> None:
-    """Publish until every subscription has received one event (they are then all live)."""
+async def _warm_up(clients: list[GraphQLWS], correspondence: Any) -> int:
+    """Publish until every subscription has received one event (they are then all live);
+    return how many warm-up messages were published."""
     author = await sync_to_async(lambda: correspondence.participants.first())()
     pending = set(range(len(clients)))
+    published = 0
     deadline = asyncio.get_running_loop().time() + scaled(30)
     while pending:
         assert asyncio.get_running_loop().time() < deadline, f"{len(pending)} never warmed up"
         await Message.objects.acreate(correspondence=correspondence, author=author, body="warm-up")
+        published += 1
         for index in list(pending):
             try:
                 await clients[index].next_payload("m", timeout=0.5)
                 pending.discard(index)
             except TimeoutError:
                 pass
+    return published
 
 
-async def _next_with_body(client: GraphQLWS, body: str) -> dict[str, Any]:
-    while True:
-        payload = await client.next_payload("m")
-        if payload["data"]["messageAdded"]["body"] == body:
-            return payload
+async def _messages_until(
+    client: GraphQLWS, op: str, received: list[str], limit: int
+) -> dict[str, Any]:
+    """The next message for operation ``op``; the ``messageAdded`` events read before it are
+    appended to ``received``. Fails after ``limit`` messages of any other kind."""
+    for _ in range(limit):
+        message = await client.receive()
+        if message.get("id") == op:
+            return message
+        assert message.get("id") == "m" and message["type"] == "next", message
+        received.append(message["payload"]["data"]["messageAdded"]["body"])
+    raise AssertionError(f"no message for {op!r} among {limit} messages: {received}")
 
 
 def _correspondences(count: int, *participants: Any) -> list[Correspondence]:
