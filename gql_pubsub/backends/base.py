@@ -16,8 +16,6 @@ class BrokerUnavailable(ConnectionError):
 class Backend(Protocol):
     """Moves encoded events between processes; the Broker does fan-out and refcounting."""
 
-    durable: bool
-    """Whether publishing can fail, so that committed events must wait in the outbox."""
     safe_url: str
     """Where it publishes, without a password (for logs)."""
 

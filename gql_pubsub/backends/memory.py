@@ -21,9 +21,6 @@ logger = logging.getLogger("gql_pubsub.broker")
 class MemoryBackend:
     """Delivers published payloads to this process's subscribers only."""
 
-    durable = False
-    """Publishing cannot fail here, so events need no outbox."""
-
     def __init__(
         self,
         url: str,

@@ -32,9 +32,6 @@ again within about a second (the outbox relay waits that long before it publishe
 class RedisBackend:
     """Publishes with PUBLISH; receives on a single SUBSCRIBE connection read by one task."""
 
-    durable = True
-    """Publishing can fail (Redis unreachable): model events go through the outbox."""
-
     def __init__(
         self,
         url: str,
@@ -111,7 +108,7 @@ class RedisBackend:
             await asyncio.wait_for(asyncio.shield(waiter), SUBSCRIBE_TIMEOUT)
         except TimeoutError:
             raise BrokerUnavailable(
-                f"Redis at {self._safe_url()} did not confirm SUBSCRIBE {channel!r} "
+                f"Redis at {self.safe_url} did not confirm SUBSCRIBE {channel!r} "
                 f"within {SUBSCRIBE_TIMEOUT:.0f}s; is it reachable?"
             ) from None
 
@@ -151,7 +148,7 @@ class RedisBackend:
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(
-                f"Cannot publish to Redis at {self._safe_url()}: {error}"
+                f"Cannot publish to Redis at {self.safe_url}: {error}"
             ) from error
 
     def marked_sync(self, key: str, ids: list[int]) -> set[int]:
@@ -171,9 +168,7 @@ class RedisBackend:
         try:
             self._sync().ping()
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise BrokerUnavailable(
-                f"Redis at {self._safe_url()} is unreachable: {error}"
-            ) from error
+            raise BrokerUnavailable(f"Redis at {self.safe_url} is unreachable: {error}") from error
 
     def _sync(self) -> redis.Redis:
         """The sync publishing client (any thread), created on first use."""
@@ -203,7 +198,7 @@ class RedisBackend:
             await conn.connect()  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, OSError) as error:
             raise BrokerUnavailable(
-                f"Cannot connect to Redis at {self._safe_url()}: {str(error).rstrip('.')}. "
+                f"Cannot connect to Redis at {self.safe_url}: {str(error).rstrip('.')}. "
                 "Start Redis or fix GQL_PUBSUB['BROKER_URL']."
             ) from error
         self._conn = conn
@@ -246,7 +241,7 @@ class RedisBackend:
             try:
                 if self._conn is None:
                     await self._open()
-                    logger.info("Reconnected to Redis at %s", self._safe_url())
+                    logger.info("Reconnected to Redis at %s", self.safe_url)
                 assert self._conn is not None
                 while True:
                     response = await self._conn.read_response(
@@ -299,10 +294,6 @@ class RedisBackend:
 
     @property
     def safe_url(self) -> str:
-        """The URL without its password, for messages and logs."""
-        return self._safe_url()
-
-    def _safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
         from urllib.parse import urlsplit, urlunsplit
 
