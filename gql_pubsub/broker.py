@@ -12,7 +12,7 @@ from typing import Any
 
 from .backends import Backend, backend_from_url
 from .conf import get_settings
-from .events import Event, EventDecodeError
+from .events import Event, EventDecodeError, Gap, Offset
 
 logger = logging.getLogger("gql_pubsub.broker")
 
@@ -34,6 +34,18 @@ class SubscriberOverflow(RuntimeError):
     """A subscriber fell behind by more than its buffer holds; its stream is ended."""
 
 
+class EventsLost(RuntimeError):
+    """Events of a channel may have been lost (Redis lost its data, the history no longer
+    reached back): the stream is ended and its client must refetch."""
+
+    def __init__(self, gap: Gap) -> None:
+        super().__init__(
+            f"Events on {gap.channel!r} may have been lost ({gap.reason}): refetch, then "
+            "subscribe again."
+        )
+        self.gap = gap
+
+
 class Subscriber:
     """One consumer's bounded view of some channels; iterate it for events."""
 
@@ -42,12 +54,12 @@ class Subscriber:
     def __init__(self, channels: set[str], maxsize: int) -> None:
         self.channels = channels
         self.maxsize = maxsize
-        self._buffer: deque[Event] = deque()
+        self._buffer: deque[Event | Gap] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: Event | Gap) -> None:
         """Queue an event; a full buffer ends this subscriber, never the others."""
         if self._closed or self._overflowed:
             return
@@ -71,7 +83,7 @@ class Subscriber:
     def __aiter__(self) -> Subscriber:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> Event | Gap:
         while True:
             if self._overflowed:
                 raise SubscriberOverflow(
@@ -98,11 +110,11 @@ class Watcher(Subscriber):
 
     __slots__ = ("callback",)
 
-    def __init__(self, callback: Callable[[Event], None]) -> None:
+    def __init__(self, callback: Callable[[Event | Gap], None]) -> None:
         super().__init__(set(), 1)
         self.callback = callback
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: Event | Gap) -> None:
         try:
             self.callback(event)
         except Exception:
@@ -121,6 +133,8 @@ class Broker:
         health_check_interval: float = 15.0,
         max_event_size: int = 1_048_576,
         publish_timeout: float = 1.0,
+        history_length: int = 1000,
+        history_age: float = 3600.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -131,6 +145,8 @@ class Broker:
             prefix=prefix,
             health_check_interval=health_check_interval,
             publish_timeout=publish_timeout,
+            history_length=history_length,
+            history_age=history_age,
         )
         self.state = BrokerState.STOPPED
         self._subscribers: dict[str, set[Subscriber]] = {}
@@ -158,7 +174,7 @@ class Broker:
                 return
             self.state = BrokerState.STARTING
             try:
-                await self.backend.connect(self._on_message)
+                await self.backend.connect(self._on_message, self._on_gap)
             except BaseException:
                 self.state = BrokerState.STOPPED
                 raise
@@ -233,7 +249,7 @@ class Broker:
 
     @contextlib.asynccontextmanager
     async def watch(
-        self, callback: Callable[[Event], None], *channels: str
+        self, callback: Callable[[Event | Gap], None], *channels: str
     ) -> AsyncIterator[Watcher]:
         """Call ``callback(event)`` synchronously for each event on ``channels`` while open."""
         await self.start()
@@ -250,17 +266,44 @@ class Broker:
             return len(self._subscribers.get(channel, ()))
         return len({s for subs in self._subscribers.values() for s in subs})
 
-    def _on_message(self, channel: str, payload: bytes) -> None:
+    def _on_message(self, channel: str, payload: bytes, epoch: str, offset: Offset) -> None:
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
         try:
-            event = Event.decode(payload, channel)
+            event = Event.decode(payload, channel, epoch, offset)
         except EventDecodeError:
             logger.warning("Ignored a message on %r that is not a gql_pubsub event", channel)
             return
         for subscriber in tuple(subscribers):
             subscriber.deliver(event)
+
+    def _on_gap(self, channel: str, reason: str) -> None:
+        gap = Gap(channel, reason)
+        for subscriber in tuple(self._subscribers.get(channel, ())):
+            subscriber.deliver(gap)
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def tail(self, channels: Iterable[str]) -> tuple[str, dict[str, Offset]]:
+        """The history's epoch and where each channel's history ends now."""
+        await self.start()
+        return await self.backend.tail(list(channels))
+
+    async def replay(
+        self, channel: str, epoch: str, after: Offset, issued: float
+    ) -> list[Event] | None:
+        """The events of ``channel`` after ``after`` from its history, or None if the history
+        cannot prove it has them all (the caller must tell its client to refetch)."""
+        await self.start()
+        entries = await self.backend.history(channel, epoch, after, issued)
+        if entries is None:
+            return None
+        events = []
+        for offset, payload in entries:
+            with contextlib.suppress(EventDecodeError):
+                events.append(Event.decode(payload, channel, epoch, offset))
+        return events
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -311,6 +354,8 @@ def _broker_settings() -> tuple[Any, ...]:
         settings.REDIS_HEALTH_CHECK_INTERVAL,
         settings.MAX_EVENT_SIZE,
         settings.PUBLISH_TIMEOUT,
+        settings.HISTORY_LENGTH,
+        settings.HISTORY_AGE,
     )
 
 
@@ -333,6 +378,8 @@ def get_broker() -> Broker:
             health_check_interval=settings.REDIS_HEALTH_CHECK_INTERVAL,
             max_event_size=settings.MAX_EVENT_SIZE,
             publish_timeout=settings.PUBLISH_TIMEOUT,
+            history_length=settings.HISTORY_LENGTH,
+            history_age=settings.HISTORY_AGE,
         )
         _built_from = _broker_settings()
     return _broker

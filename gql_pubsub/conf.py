@@ -48,6 +48,8 @@ class Settings:
     CHANNEL_POLICIES: tuple[tuple[str, Any], ...] = ()
     REVOCATION_CONFIRM_TIMEOUT: float = 5.0
     PUBLISH_TIMEOUT: float = 1.0
+    HISTORY_LENGTH: int = 1000
+    HISTORY_AGE: float = 3600.0
     RELAY_INTERVAL: float = 1.0
     RELAY_CLAIM_TIMEOUT: float = 30.0
 
@@ -117,6 +119,11 @@ def get_settings() -> Settings:
     result = Settings(**raw)
     if result.SUBSCRIBER_BUFFER < 1:
         raise ImproperlyConfigured("GQL_PUBSUB['SUBSCRIBER_BUFFER'] must be at least 1.")
+    if result.HISTORY_LENGTH < 1 or result.HISTORY_AGE <= 0:
+        raise ImproperlyConfigured(
+            "GQL_PUBSUB['HISTORY_LENGTH'] must be at least 1 and ['HISTORY_AGE'] positive: "
+            "reconnecting clients resume from that history."
+        )
     if not result.GRAPHQL_PATH.startswith("/"):
         raise ImproperlyConfigured("GQL_PUBSUB['GRAPHQL_PATH'] must start with '/'.")
     return result

@@ -7,7 +7,7 @@ import datetime
 import decimal
 import enum
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,6 +25,29 @@ class EventDecodeError(ValueError):
     """A broker message is not a gql_pubsub event (another publisher shares the channel)."""
 
 
+class Offset(NamedTuple):
+    """An event's place in its channel's history: Redis stream ids ``ms-seq``, ordered."""
+
+    ms: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Offset:
+        """Read ``ms-seq`` (``ValueError`` if it is not one)."""
+        ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+        offset = cls(int(ms), int(seq or 0))
+        if offset.ms < 0 or offset.seq < 0:
+            raise ValueError(f"negative offset {text!r}")
+        return offset
+
+
+START = Offset(0, 0)
+"""Before the first event of a channel's history."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """One published change: its kind, the model (``app_label.model_name``), pk and a snapshot."""
@@ -34,6 +57,10 @@ class Event:
     pk: Any
     data: dict[str, Any]
     channel: str = ""
+    epoch: str = ""
+    """The history this event belongs to (empty: published without one)."""
+    offset: Offset = START
+    """Its place in ``channel``'s history (``START``: published without one)."""
 
     def encode(self) -> bytes:
         """Encode the event once for the wire (the channel travels beside it, not inside)."""
@@ -44,8 +71,10 @@ class Event:
         )
 
     @classmethod
-    def decode(cls, payload: bytes | str, channel: str) -> Event:
-        """Rebuild an event from its wire form, as received on ``channel``."""
+    def decode(
+        cls, payload: bytes | str, channel: str, epoch: str = "", offset: Offset = START
+    ) -> Event:
+        """Rebuild an event from its wire form, as received on ``channel`` at ``offset``."""
         try:
             raw = orjson.loads(payload)
             return cls(
@@ -54,11 +83,22 @@ class Event:
                 pk=raw["pk"],
                 data=raw["data"],
                 channel=channel,
+                epoch=epoch,
+                offset=offset,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise EventDecodeError(
                 f"Not a gql_pubsub event on channel {channel!r}: {error}"
             ) from error
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gap:
+    """Events on ``channel`` may have been lost (Redis lost its data, or the history no longer
+    reached back): who follows the channel must refetch."""
+
+    channel: str
+    reason: str
 
 
 def _json_default(value: Any) -> Any:

@@ -21,6 +21,8 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.execution import Executor, execute_subscription_event
 
 from .broker import SubscriberOverflow
+from .cursors import Cursor, live_payload, refetch_payload, with_cursor
+from .events import START, Event, Gap, Offset
 from .subscriptions import SKIP, ChannelStream
 
 logger = logging.getLogger("gql_pubsub.fanout")
@@ -35,12 +37,16 @@ Finish = Callable[[str | None], Awaitable[None]]
 class Member:
     """One subscriber in a group: where its frames go and the prefix that names its operation."""
 
-    __slots__ = ("deliver", "finish", "prefix")
+    __slots__ = ("deliver", "finish", "held", "positions", "prefix")
 
     def __init__(self, op_id: str, deliver: Deliver, finish: Finish) -> None:
         self.prefix = next_prefix(op_id)
         self.deliver = deliver
         self.finish = finish
+        self.held: list[tuple[str, Offset, str]] | None = None
+        """While it catches up: the group's frames (channel, offset, body) that wait for it."""
+        self.positions: dict[str, Offset] | None = None
+        """Where it is, while that differs from where its group is (else None)."""
 
 
 def next_prefix(op_id: str) -> str:
@@ -58,6 +64,14 @@ def encode_result(result: ExecutionResult) -> str:
     return orjson.dumps(payload).decode()
 
 
+async def execute_body(executor: Executor[Any], root: Any) -> str:
+    """Like :func:`execute_event`, without the payload's closing brace: a cursor follows.
+
+    (graphql-core's execution, which groups use, never sets a result's extensions.)
+    """
+    return (await execute_event(executor, root))[:-1]
+
+
 async def execute_event(executor: Executor[Any], root: Any) -> str:
     """Execute the operation's selection set on one event's root value; the encoded payload."""
     result = execute_subscription_event(executor.build_per_event_executor(root))
@@ -71,35 +85,67 @@ async def execute_event(executor: Executor[Any], root: Any) -> str:
 
 
 class Group:
-    """Subscribers served by one execution per event."""
+    """Subscribers served by one execution per event.
+
+    A *resumable* group (its members asked for cursors) knows where it is in each channel's
+    history: it starts at the history's end when it subscribes, sends its cursor in every
+    frame, and lets a member that resumes from an older cursor catch up first.
+    """
 
     def __init__(
-        self, key: Hashable, executor: Executor[Any], stream: ChannelStream[Any], hub: FanOut
+        self,
+        key: Hashable,
+        executor: Executor[Any],
+        stream: ChannelStream[Any],
+        hub: FanOut,
+        *,
+        resumable: bool = False,
     ):
         self.key = key
         self.executor = executor
         self.stream = stream
+        self.resumable = resumable
         self.members: dict[int, Member] = {}
+        self.epoch = ""
+        self.positions: dict[str, Offset] = {}
+        self._cursor: str | None = None
         self._hub = hub
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task = asyncio.create_task(
             self._run(), name=f"gql_pubsub group {sorted(stream.channels)}"
         )
 
+    @property
+    def cursor(self) -> str:
+        """Where the group is, as sent to clients."""
+        if self._cursor is None:
+            self._cursor = Cursor(self.epoch, dict(self.positions)).encode()
+        return self._cursor
+
     async def _run(self) -> None:
         ending: str | None = None
         try:
-            async with self.stream.broker.subscribe(*self.stream.channels) as subscriber:
+            broker = self.stream.broker
+            async with broker.subscribe(*self.stream.channels) as subscriber:
+                if self.resumable:  # after SUBSCRIBE: nothing after this place can be missed
+                    self.epoch, self.positions = await broker.tail(self.stream.channels)
                 self.ready.set_result(None)
                 async for event in subscriber:
-                    if not self.stream.accepts(event):
+                    if isinstance(event, Gap):
+                        await self._refetch(event)
                         continue
-                    root = self.stream.map(event)
-                    if root is SKIP:
+                    if self.resumable and not self._advance(event):
                         continue
-                    frame_tail = await execute_event(self.executor, root) + "}"
+                    body = await self.render(event)
+                    if body is None:
+                        continue
+                    if not self.resumable:
+                        frame_tail = body + "}}"
+                        for member in tuple(self.members.values()):
+                            await member.deliver(member.prefix + frame_tail)
+                        continue
                     for member in tuple(self.members.values()):
-                        await member.deliver(member.prefix + frame_tail)
+                        await self._forward(member, event.channel, event.offset, body)
         except SubscriberOverflow as overflow:
             ending = str(overflow)
         except asyncio.CancelledError:
@@ -117,6 +163,110 @@ class Group:
         for member in tuple(self.members.values()):
             await member.finish(ending)
         self.members.clear()
+
+    def _advance(self, event: Event) -> bool:
+        """Note the group's new place; False for an event from before it subscribed."""
+        if not event.epoch:
+            return True  # from a publisher without a history: no place to note
+        if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled): start over
+            self.epoch = event.epoch
+            self.positions = dict.fromkeys(self.stream.channels, START)
+        elif event.offset <= self.positions.get(event.channel, START):
+            return False
+        self.positions[event.channel] = event.offset
+        self._cursor = None
+        return True
+
+    async def render(self, event: Event) -> str | None:
+        """The event's ``next`` payload without its closing brace (None: filtered out)."""
+        if not self.stream.accepts(event):
+            return None
+        root = self.stream.map(event)
+        if root is SKIP:
+            return None
+        return await execute_body(self.executor, root)
+
+    async def _forward(self, member: Member, channel: str, offset: Offset, body: str) -> None:
+        """Send one of the group's frames to a member of a resumable group."""
+        if member.held is not None:
+            member.held.append((channel, offset, body))
+            if len(member.held) > self.stream.broker.buffer_size:
+                member.held = None
+                self.members.pop(id(member), None)
+                await member.finish(
+                    f"More than {self.stream.broker.buffer_size} events arrived while this "
+                    "subscription caught up; subscribe again with the last cursor."
+                )
+            return
+        positions = member.positions
+        if positions is None:
+            await member.deliver(member.prefix + with_cursor(body, self.cursor) + "}")
+            return
+        if offset <= positions.get(channel, START):
+            return  # the member has it already (its cursor was ahead of this server)
+        positions[channel] = offset
+        cursor = Cursor(self.epoch, dict(positions)).encode()
+        if positions == self.positions:
+            member.positions = None  # caught up: the group's cursor is the member's again
+        await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
+
+    async def _refetch(self, gap: Gap) -> None:
+        message = (
+            f"Events on {gap.channel!r} may have been lost ({gap.reason}): refetch, then go on."
+        )
+        payload = refetch_payload(message, self.cursor if self.resumable else None)
+        for member in tuple(self.members.values()):
+            await member.deliver(member.prefix + payload + "}")
+
+    async def catch_up(self, member: Member, after: Cursor | None) -> None:
+        """Bring a member that just joined to the group's place: replay what it missed after
+        ``after`` (or signal ``REFETCH``), then the frames held meanwhile; then it is live."""
+        member.held = member.held if member.held is not None else []
+        epoch, here = self.epoch, dict(self.positions)
+        positions = dict(here)
+        lost: list[str] = []
+        if after is not None:
+            replayed: list[Event] = []
+            for channel in sorted(self.stream.channels):
+                start = after.positions.get(channel)
+                if start is None or after.epoch != epoch:
+                    lost.append(channel)
+                    continue
+                if start >= here[channel]:
+                    positions[channel] = start  # ahead of this server: skip what it has
+                    continue
+                events = await self.stream.broker.replay(channel, epoch, start, after.issued)
+                if events is None:
+                    lost.append(channel)
+                    continue
+                replayed.extend(e for e in events if e.offset <= here[channel])
+            mine = {c: after.positions.get(c, START) for c in positions}
+            for event in sorted(replayed, key=lambda e: e.offset):
+                if self.members.get(id(member)) is not member:
+                    return
+                mine[event.channel] = event.offset
+                body = await self.render(event)
+                if body is not None:
+                    cursor = Cursor(epoch, dict(mine)).encode()
+                    await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
+        cursor = Cursor(epoch, positions).encode()
+        if lost:
+            message = (
+                f"The history no longer holds every event since your cursor on {lost}: "
+                "refetch, then go on."
+            )
+            await member.deliver(member.prefix + refetch_payload(message, cursor) + "}")
+        else:
+            await member.deliver(member.prefix + live_payload(cursor) + "}")
+        if self.members.get(id(member)) is not member:
+            return  # completed, revoked or closed meanwhile
+        held, member.held = member.held or [], None
+        member.positions = positions if positions != here else None
+        for channel, offset, body in held:
+            if offset > positions.get(channel, START):
+                if member.positions is None:
+                    member.positions = positions  # frames held: send this member's own cursor
+                await self._forward(member, channel, offset, body)
 
     async def join(self, member: Member) -> int:
         """Add a member; returns once the group's broker subscription is live."""
@@ -201,12 +351,17 @@ class FanOut:
                 del self.shared[key]
 
     def group(
-        self, key: Hashable, make_executor: Callable[[], Executor[Any]], stream: ChannelStream[Any]
+        self,
+        key: Hashable,
+        make_executor: Callable[[], Executor[Any]],
+        stream: ChannelStream[Any],
+        *,
+        resumable: bool = False,
     ) -> Group:
         """The group for ``key``, created (with ``make_executor()``) if there is none."""
         group = self.groups.get(key)
         if group is None or group.task.done():
-            group = Group(key, make_executor(), stream, self)
+            group = Group(key, make_executor(), stream, self, resumable=resumable)
             self.groups[key] = group
         return group
 

@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .broker import Broker, Subscriber, get_broker
-from .events import Event, EventKind
+from .broker import Broker, EventsLost, Subscriber, get_broker
+from .events import Event, EventKind, Gap
 
 if TYPE_CHECKING:
     from .models import PublishableModel
@@ -116,6 +116,8 @@ class ChannelStream(Generic[T]):
         assert self._subscriber is not None
         while True:
             event = await anext(self._subscriber)
+            if isinstance(event, Gap):
+                raise EventsLost(event)
             if self.accepts(event):
                 value = self.map(event)
                 if value is not SKIP:

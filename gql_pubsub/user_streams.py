@@ -9,9 +9,9 @@ from typing import Any, Generic, Self, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from .broker import Broker, Subscriber, get_broker
+from .broker import Broker, EventsLost, Subscriber, get_broker
 from .conf import get_settings
-from .events import Event, EventKind
+from .events import Event, EventKind, Gap
 from .models import Subscription, control_channel
 from .policies import may_read
 from .subscriptions import SKIP, _identity
@@ -109,6 +109,8 @@ class UserSubscriptionsStream(Generic[T]):
         assert self._subscriber is not None
         while True:
             event = await anext(self._subscriber)
+            if isinstance(event, Gap):
+                raise EventsLost(event)
             if event.channel == self._control:
                 await self._apply(event.data)
                 continue

@@ -37,10 +37,11 @@ from .auth import (
     token_expiry,
     token_from_connection_params,
 )
-from .broker import SubscriberOverflow, get_broker
+from .broker import EventsLost, SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
-from .events import Event
+from .cursors import Cursor, InvalidCursor
+from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
 from .outbox import Outbox
@@ -153,8 +154,13 @@ class _Connection:
         self._watch = get_broker().watch(self._on_control, control_channel(user.pk))
         await self._watch.__aenter__()
 
-    def _on_control(self, event: Event) -> None:
+    def _on_control(self, event: Event | Gap) -> None:
         """Runs inside the broker's dispatch: groups lose the member before the next event."""
+        if isinstance(event, Gap):  # a revocation may be among what was lost: authorize again
+            self._in_background(
+                self._close(CloseCode.GOING_AWAY, "Going away: reconnect to check access again")
+            )
+            return
         if event.data.get("deactivated"):
             self._in_background(self._close(CloseCode.FORBIDDEN, "Forbidden: user deactivated"))
             return
@@ -283,6 +289,14 @@ class _Connection:
                 del self.operations[op.id]
 
     async def _subscribe(self, op: protocol.Subscribe, document: DocumentNode) -> None:
+        resumable = op.extensions is not None and "after" in op.extensions
+        after: Cursor | None = None
+        if resumable and op.extensions is not None and op.extensions["after"] is not None:
+            try:
+                after = Cursor.decode(op.extensions["after"])
+            except InvalidCursor as error:
+                await self._send_error(op.id, [{"message": str(error)}])
+                return
         schema = self.server.schema._schema  # type: ignore[attr-defined]
         executor = Executor.build(
             schema,
@@ -313,19 +327,25 @@ class _Connection:
             *_operation_key(op),
             source.key,
             None if source.shared else self._viewer_key(),
+            resumable,
         )
         make_executor = (
             functools.partial(_shared_executor, schema, document, op)
             if source.shared
             else lambda: executor
         )
-        group = self.server.fanout.group(key, make_executor, source)
+        group = self.server.fanout.group(key, make_executor, source, resumable=resumable)
         member = Member(op.id, self.outbox.send, functools.partial(self._finish, op.id))
+        if resumable:
+            member.held = []  # the group's frames wait until the member has caught up
         token = await group.join(member)
         if self.operations.get(op.id) is asyncio.current_task() and not self.closed:
             self.operations[op.id] = _Joined(group, token)
         else:  # completed or closed while joining
             group.leave(token)
+            return
+        if resumable:
+            await group.catch_up(member, after)
 
     async def _stream_shared(
         self, op: protocol.Subscribe, document: DocumentNode, source: Any
@@ -345,8 +365,8 @@ class _Connection:
                         await self.outbox.send(prefix + payload + "}")
         except StopAsyncIteration:
             await self._finish(op.id, None)
-        except SubscriberOverflow as overflow:
-            await self._finish(op.id, str(overflow))
+        except (SubscriberOverflow, EventsLost) as ended:
+            await self._finish(op.id, str(ended))
         finally:
             fanout.unshare(key)
 

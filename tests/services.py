@@ -71,9 +71,14 @@ def _redis_server_binary() -> str | None:
 
 
 class RedisServer:
-    """A redis-server process of the suite's own, which a test may stop and start again."""
+    """A redis-server process of the suite's own, which a test may stop and start again.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``persistent``: an append-only file synced at every write, as a production Redis keeps its
+    data across a crash; without it a restart starts empty (the history is gone).
+    """
+
+    def __init__(self, port: int | None = None, *, persistent: bool = True) -> None:
+        self.persistent = persistent
         binary = _redis_server_binary()
         if binary is None:
             raise RuntimeError(
@@ -90,7 +95,9 @@ class RedisServer:
         """Start it on its port (again) and wait until it answers PING."""
         command = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", self.workdir, "--daemonize", "no",
+            "--dir", self.workdir, "--daemonize", "no",
+            *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent
+              else ("--appendonly", "no")),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -34,6 +34,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from gql_pubsub import Broker, Event, EventKind, apublish, get_broker, publish
+from gql_pubsub.backends.redis import split_message
 from gql_pubsub.conf import get_settings
 from gql_pubsub.models import OutboxEvent, control_channel, revoke
 from gql_pubsub.relay import destination_key
@@ -71,7 +72,7 @@ class ControlWire:
         while (left := deadline - time.monotonic()) > 0:
             message = self.pubsub.get_message(timeout=left)
             if message is not None and message["type"] == "message":
-                return Event.decode(message["data"], self.name)
+                return Event.decode(split_message(message["data"])[2], self.name)
         raise AssertionError(f"nothing arrived on {self.name} within {timeout}s")
 
     def mark(self) -> dict[str, Any]:

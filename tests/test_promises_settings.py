@@ -27,6 +27,7 @@ from django.test import override_settings
 from websockets.exceptions import InvalidStatus
 
 from gql_pubsub import Event, EventKind, apublish, publish
+from gql_pubsub.backends.redis import split_message
 from gql_pubsub.broker import EventTooLarge, get_broker
 from gql_pubsub.conf import get_settings
 from gql_pubsub.protocol import CloseCode
@@ -88,7 +89,7 @@ class Wire:
             )
             if message is not None and message["type"] == "pmessage":
                 name = message["channel"].decode()
-                return name, Event.decode(message["data"], self.channel)
+                return name, Event.decode(split_message(message["data"])[2], self.channel)
         raise TimeoutError(f"nothing was published on *{self.channel} within {timeout}s")
 
 
@@ -371,7 +372,7 @@ def test_publish_refuses_an_event_over_the_max_event_size_setting(
         def next_published() -> Any:
             message = pubsub.get_message(ignore_subscribe_messages=True, timeout=scaled(5))
             assert message is not None, "nothing was published"
-            return Event.decode(message["data"], channel).data
+            return Event.decode(split_message(message["data"])[2], channel).data
 
         with configured(MAX_EVENT_SIZE=200):
             assert get_broker().max_event_size == 200  # the broker was rebuilt with it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from urllib.parse import urlsplit
 
-from .base import Backend, BrokerUnavailable, MessageHandler
+from .base import Backend, BrokerUnavailable, Entries, GapHandler, MessageHandler
 
 _SCHEMES = {
     "memory": "gql_pubsub.backends.memory:MemoryBackend",
@@ -21,6 +21,8 @@ def backend_from_url(
     prefix: str,
     health_check_interval: float = 15.0,
     publish_timeout: float = 1.0,
+    history_length: int = 1000,
+    history_age: float = 3600.0,
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none) or ``redis://…``."""
     scheme = urlsplit(url).scheme if url else "memory"
@@ -37,8 +39,17 @@ def backend_from_url(
         prefix=prefix,
         health_check_interval=health_check_interval,
         publish_timeout=publish_timeout,
+        history_length=history_length,
+        history_age=history_age,
     )
     return backend
 
 
-__all__ = ["Backend", "BrokerUnavailable", "MessageHandler", "backend_from_url"]
+__all__ = [
+    "Backend",
+    "BrokerUnavailable",
+    "Entries",
+    "GapHandler",
+    "MessageHandler",
+    "backend_from_url",
+]

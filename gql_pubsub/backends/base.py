@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
-MessageHandler = Callable[[str, bytes], None]
-"""Called on the broker's event loop with (channel, payload) for each received message."""
+from ..events import START, Offset
+
+MessageHandler = Callable[[str, bytes, str, Offset], None]
+"""Called on the broker's event loop with (channel, payload, epoch, offset) for each message,
+once per offset and in order per channel (epoch ``""``: a message without a history place)."""
+
+GapHandler = Callable[[str, str], None]
+"""Called with (channel, reason) when events on a subscribed channel may have been lost."""
+
+Entries = list[tuple[Offset, bytes]]
+"""Part of a channel's history: (offset, payload) in order."""
 
 
 class BrokerUnavailable(ConnectionError):
@@ -19,7 +29,7 @@ class Backend(Protocol):
     safe_url: str
     """Where it publishes, without a password (for logs)."""
 
-    async def connect(self, on_message: MessageHandler) -> None:
+    async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
         """Start receiving; ``on_message`` is called for every message on a subscribed channel."""
 
     async def disconnect(self) -> None:
@@ -39,3 +49,38 @@ class Backend(Protocol):
 
     def subscribed_channels(self) -> frozenset[str]:
         """The channels this backend currently receives."""
+
+    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
+        """The history's epoch and each channel's latest offset (``START``: none yet)."""
+
+    async def history(
+        self, channel: str, epoch: str, after: Offset, issued: float
+    ) -> Entries | None:
+        """The events of ``channel`` after ``after``, or None when the history cannot prove it
+        holds all of them (another epoch, trimmed, expired). ``issued``: when (Unix time) the
+        position was known to be current."""
+
+
+def covered(
+    after: Offset,
+    *,
+    exists: bool,
+    first: Offset | None,
+    deleted: Offset | None,
+    issued: float,
+    age: float,
+) -> bool:
+    """Whether a history proves it holds every event after ``after`` (same epoch assumed).
+
+    Entries older than ``after`` still there prove continuity; so does ``after`` being exactly
+    the last trimmed id. A position taken before the channel had any event is good while no
+    history can have expired since (``age``) and nothing was trimmed.
+    """
+    if first is not None and first <= after:
+        return True
+    if deleted is not None and after != START and deleted == after:
+        return True
+    recent = time.time() - issued < age * 0.9
+    if after == START and recent:
+        return not exists or deleted == START
+    return False

@@ -10,10 +10,14 @@ import os
 import sys
 import tempfile
 import threading
+import time
+import uuid
+from collections import deque
 from pathlib import Path
 from typing import IO
 
-from .base import MessageHandler
+from ..events import START, Offset
+from .base import Entries, GapHandler, MessageHandler, covered
 
 logger = logging.getLogger("gql_pubsub.broker")
 
@@ -28,15 +32,24 @@ class MemoryBackend:
         prefix: str = "",
         health_check_interval: float = 0,
         publish_timeout: float = 0,
+        history_length: int = 1000,
+        history_age: float = 3600.0,
     ) -> None:
         self.safe_url = url
+        self.history_length = history_length
+        self.history_age = history_age
+        self.epoch = uuid.uuid4().hex[:16]  # this process's history: a restart loses it
+        self._history: dict[str, deque[tuple[Offset, bytes, float]]] = {}
+        self._last: dict[str, Offset] = {}
+        self._deleted: dict[str, Offset] = {}
+        self._lock = threading.Lock()
         self._on_message: MessageHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._channels: set[str] = set()
         self._worker_lock: IO[bytes] | None = None
 
-    async def connect(self, on_message: MessageHandler) -> None:
+    async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
         self._on_message = on_message
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -69,24 +82,64 @@ class MemoryBackend:
         return frozenset(self._channels)
 
     async def publish(self, channels: list[str], payload: bytes) -> None:
-        self._deliver(channels, payload)
+        with self._lock:
+            self._deliver(self._record(channels, payload))
 
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # nobody in this process listens: nothing to deliver to
-        if threading.get_ident() == self._loop_thread:
-            self._deliver(channels, payload)
-        else:
-            loop.call_soon_threadsafe(self._deliver, channels, payload)
+        with self._lock:  # offsets are taken and handed to the loop in the same order
+            placed = self._record(channels, payload)
+            if loop is None or loop.is_closed():
+                return  # nobody in this process listens: the history keeps it
+            if threading.get_ident() == self._loop_thread:
+                self._deliver(placed)
+            else:
+                loop.call_soon_threadsafe(self._deliver, placed)
 
-    def _deliver(self, channels: list[str], payload: bytes) -> None:
+    def _record(self, channels: list[str], payload: bytes) -> list[tuple[str, Offset, bytes]]:
+        """Give the event its place in each channel's history (bounded by length and age)."""
+        now = time.monotonic()
+        placed = []
+        for channel in channels:
+            last = self._last.get(channel, START)
+            offset = self._last[channel] = Offset(0, last.seq + 1)
+            entries = self._history.setdefault(channel, deque())
+            entries.append((offset, payload, now))
+            while len(entries) > self.history_length or entries[0][2] < now - self.history_age:
+                self._deleted[channel] = entries.popleft()[0]
+            placed.append((channel, offset, payload))
+        return placed
+
+    def _deliver(self, placed: list[tuple[str, Offset, bytes]]) -> None:
         handler = self._on_message
         if handler is None:
             return
-        for channel in channels:
+        for channel, offset, payload in placed:
             if channel in self._channels:
-                handler(channel, payload)
+                handler(channel, payload, self.epoch, offset)
+
+    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
+        with self._lock:
+            return self.epoch, {c: self._last.get(c, START) for c in channels}
+
+    async def history(
+        self, channel: str, epoch: str, after: Offset, issued: float
+    ) -> Entries | None:
+        if epoch != self.epoch:
+            return None
+        with self._lock:
+            entries = list(self._history.get(channel, ()))
+            deleted = self._deleted.get(channel, START)
+        if not covered(
+            after,
+            exists=bool(entries) or deleted != START,
+            first=entries[0][0] if entries else None,
+            deleted=deleted,
+            issued=issued,
+            age=self.history_age,
+        ):
+            return None
+        return [(offset, payload) for offset, payload, _ in entries if offset > after]
 
 
 def _is_server_worker() -> bool:

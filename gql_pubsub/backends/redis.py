@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -17,7 +18,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .base import BrokerUnavailable, MessageHandler
+from ..events import START, Offset
+from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covered
 
 logger = logging.getLogger("gql_pubsub.redis")
 
@@ -27,6 +29,59 @@ SUBSCRIBE_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds between attempts to reconnect the subscription connection: a returned Redis is used
 again within about a second (the outbox relay waits that long before it publishes)."""
+
+# One event to its channels, atomically: unless the outbox id is already recorded as published,
+# record it, append the event to each channel's history stream and PUBLISH it with its place
+# ("<epoch> <stream id> <payload>"). The epoch names this Redis's data: it changes when the data
+# is lost, and with it every cursor becomes unusable (the client is told to refetch).
+PUBLISH_SCRIPT = """
+if ARGV[1] ~= '' then
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[1], epoch)
+end
+for i = 3, #KEYS do
+  local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[3], ARGV[2], '*', 'p', ARGV[5])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4])
+  redis.call('PUBLISH', ARGV[i + 3], epoch .. ' ' .. id .. ' ' .. ARGV[5])
+end
+return 1
+"""
+
+# The epoch (created if there is none yet) and the newest id of each history ('' when empty).
+TAIL_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[1], epoch)
+end
+local out = {epoch}
+for i = 2, #KEYS do
+  local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  out[i] = last[1] and last[1][1] or ''
+end
+return out
+"""
+
+# What a resume needs, read atomically: the epoch, whether the history exists, its first id and
+# the largest id it trimmed (Redis 7), and the entries after ARGV[1].
+HISTORY_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1]) or ''
+if redis.call('EXISTS', KEYS[2]) == 0 then return {epoch, 0, '', ''} end
+local info = redis.call('XINFO', 'STREAM', KEYS[2])
+local deleted, first = '', ''
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] end
+  if info[i] == 'first-entry' and info[i + 1] then first = info[i + 1][1] end
+end
+return {epoch, 1, first, deleted, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+')}
+"""
 
 
 class RedisBackend:
@@ -39,9 +94,16 @@ class RedisBackend:
         prefix: str = "",
         health_check_interval: float = 15.0,
         publish_timeout: float = 1.0,
+        history_length: int = 1000,
+        history_age: float = 3600.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
+        self.history_length = history_length
+        self.history_age = history_age
+        # Redis trims in blocks of ~100 entries ('~'): cheap, and never shorter than asked.
+        self._trim = "~" if history_length >= 100 else "="
+        self._epoch_key = prefix + "epoch"
         self.health_check_interval = health_check_interval
         self.publish_timeout = publish_timeout
         self._client_name = f"gql_pubsub-{os.getpid()}"
@@ -51,7 +113,17 @@ class RedisBackend:
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
         self._on_message: MessageHandler | None = None
+        self._on_gap: GapHandler | None = None
         self._channels: set[str] = set()
+        # Per channel: the place of the last message handed on (dedup, catch-up), or, before
+        # any, the place of its history when it was subscribed (and when that was).
+        self._delivered: dict[str, tuple[str, Offset]] = {}
+        self._since: dict[str, tuple[str, Offset, float]] = {}
+        self._sync_publish: Any = None
+        self._tail_requests: list[tuple[list[str], asyncio.Future[tuple[str, dict[str, Offset]]]]]
+        self._tail_requests = []
+        self._tail_task: asyncio.Task[None] | None = None
+        self._async_publish: Any = None
         # One entry per SUBSCRIBE sent and not yet confirmed; each holds the waiters it answers.
         self._pending: dict[str, deque[list[asyncio.Future[None]]]] = {}
         self._waiting_for_connection: dict[str, list[asyncio.Future[None]]] = {}
@@ -59,11 +131,13 @@ class RedisBackend:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def connect(self, on_message: MessageHandler) -> None:
+    async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
         self._on_message = on_message
+        self._on_gap = on_gap
         self._async_client = redis.asyncio.Redis.from_url(
             self.url, client_name=f"{self._client_name}-publish", max_connections=16
         )
+        self._async_publish = self._async_client.register_script(PUBLISH_SCRIPT)
         await self._open()  # fail fast, with a clear error, when Redis is not there
         self._tasks = [
             asyncio.create_task(self._listen(), name="gql_pubsub redis listener"),
@@ -71,6 +145,8 @@ class RedisBackend:
         ]
 
     async def disconnect(self) -> None:
+        if self._tail_task is not None:
+            self._tail_task.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -82,6 +158,8 @@ class RedisBackend:
             await self._async_client.aclose()
             self._async_client = None
         self._channels.clear()
+        self._delivered.clear()
+        self._since.clear()
         for waiters in [*self._waiting_for_connection.values()] + [
             w for entries in self._pending.values() for w in entries
         ]:
@@ -90,6 +168,7 @@ class RedisBackend:
         self._pending.clear()
         self._waiting_for_connection.clear()
         self._on_message = None
+        self._on_gap = None
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -98,6 +177,11 @@ class RedisBackend:
 
     async def subscribe(self, channel: str) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if channel not in self._delivered and channel not in self._since:
+            # Where the history was before SUBSCRIBE: a reconnect catches up from there.
+            with contextlib.suppress(redis.RedisError, OSError):
+                epoch, tails = await self.tail([channel])
+                self._since[channel] = (epoch, tails[channel], time.time())
         self._channels.add(channel)
         if self._connected.is_set():
             self._pending.setdefault(channel, deque()).append([waiter])
@@ -114,6 +198,8 @@ class RedisBackend:
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+        self._delivered.pop(channel, None)
+        self._since.pop(channel, None)
         if self._connected.is_set():
             await self._send("UNSUBSCRIBE", self.prefix + channel)
 
@@ -123,10 +209,8 @@ class RedisBackend:
         client = self._async_client
         if client is None:
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
-        async with client.pipeline(transaction=False) as pipe:
-            for channel in channels:
-                pipe.publish(self.prefix + channel, payload)
-            await pipe.execute()
+        keys, args = self._publish_arguments(channels, payload, None, "")
+        await self._async_publish(keys, args)
 
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
         self.publish_many_sync([(channels, payload)])
@@ -134,22 +218,101 @@ class RedisBackend:
     def publish_many_sync(
         self, events: list[tuple[list[str], bytes]], *, mark: tuple[str, list[int]] | None = None
     ) -> None:
-        """Publish payloads in order in one round trip; with ``mark=(key, ids)`` also add the
-        ids to the sorted set ``key``, atomically (MULTI): the outbox's record of what went out.
+        """Publish payloads in order in one round trip, each with its place in its channels'
+        histories. With ``mark=(key, ids)`` (one id per event) an event whose id the sorted set
+        ``key`` already holds is not published again, and the others' ids are added to it, in
+        the same atomic step: the outbox's record of what went out.
         """
         try:
-            with self._sync().pipeline(transaction=mark is not None) as pipe:
-                for channels, payload in events:
-                    for channel in channels:
-                        pipe.publish(self.prefix + channel, payload)
-                if mark is not None and mark[1]:
-                    key, ids = mark
-                    pipe.zadd(self.prefix + key, {str(i): i for i in ids})
+            with self._sync().pipeline(transaction=False) as pipe:
+                for n, (channels, payload) in enumerate(events):
+                    keys, args = self._publish_arguments(
+                        channels,
+                        payload,
+                        None if mark is None else mark[0],
+                        "" if mark is None else str(mark[1][n]),
+                    )
+                    self._sync_publish(keys, args, client=pipe)
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(
                 f"Cannot publish to Redis at {self.safe_url}: {error}"
             ) from error
+
+    def _publish_arguments(
+        self, channels: list[str], payload: bytes, mark_key: str | None, mark_id: str
+    ) -> tuple[list[str], list[Any]]:
+        marks = self.prefix + mark_key if mark_key is not None else self._epoch_key
+        keys = [self._epoch_key, marks, *(self.history_key(c) for c in channels)]
+        args: list[Any] = [
+            mark_id,
+            self.history_length,
+            self._trim,
+            int(self.history_age * 1000),
+            payload,
+            *(self.prefix + c for c in channels),
+        ]
+        return keys, args
+
+    def history_key(self, channel: str) -> str:
+        """The Redis stream that holds ``channel``'s recent events (hash-tagged on the channel)."""
+        return f"{self.prefix}history:{{{channel}}}"
+
+    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
+        # Requests made in the same turn of the event loop share one script call (and one
+        # connection): many subscriptions starting at once cost one round trip.
+        future: asyncio.Future[tuple[str, dict[str, Offset]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._tail_requests.append((channels, future))
+        if self._tail_task is None or self._tail_task.done():
+            self._tail_task = asyncio.create_task(self._read_tails())
+        return await future
+
+    async def _read_tails(self) -> None:
+        await asyncio.sleep(0)  # let the other subscriptions of this turn ask too
+        while self._tail_requests:
+            requests, self._tail_requests = self._tail_requests, []
+            channels = sorted({c for wanted, _ in requests for c in wanted})
+            try:
+                client = self._async_client
+                if client is None:
+                    raise BrokerUnavailable("The broker is not started.")
+                keys = [self._epoch_key, *(self.history_key(c) for c in channels)]
+                reply = await client.eval(TAIL_SCRIPT, len(keys), *keys)
+                epoch = reply[0].decode()
+                tails = {
+                    channel: Offset.parse(last) if last else START
+                    for channel, last in zip(channels, reply[1:], strict=True)
+                }
+            except Exception as error:
+                for _, future in requests:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for wanted, future in requests:
+                if not future.done():
+                    future.set_result((epoch, {c: tails[c] for c in wanted}))
+
+    async def history(
+        self, channel: str, epoch: str, after: Offset, issued: float
+    ) -> Entries | None:
+        client = self._async_client
+        if client is None:
+            raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
+        keys = [self._epoch_key, self.history_key(channel)]
+        reply = await client.eval(HISTORY_SCRIPT, 2, *keys, str(after))
+        if reply[0].decode() != epoch:
+            return None
+        exists = bool(reply[1])
+        first = Offset.parse(reply[2]) if reply[2] else None
+        deleted = Offset.parse(reply[3]) if reply[3] else None
+        if not covered(
+            after, exists=exists, first=first, deleted=deleted, issued=issued, age=self.history_age
+        ):
+            return None
+        entries = reply[4] if exists else []
+        return [(Offset.parse(entry_id), _field(fields, b"p")) for entry_id, fields in entries]
 
     def marked_sync(self, key: str, ids: list[int]) -> set[int]:
         """Which of ``ids`` the sorted set ``key`` holds (see ``publish_many_sync``)."""
@@ -183,6 +346,7 @@ class RedisBackend:
                     socket_connect_timeout=self.publish_timeout,
                     retry=Retry(NoBackoff(), 0),
                 )
+                self._sync_publish = self._sync_client.register_script(PUBLISH_SCRIPT)
             return self._sync_client
 
     # -- the connection ---------------------------------------------------------------------
@@ -242,17 +406,10 @@ class RedisBackend:
                 if self._conn is None:
                     await self._open()
                     logger.info("Reconnected to Redis at %s", self.safe_url)
-                assert self._conn is not None
+                    await self._catch_up(read_timeout)
                 while True:
-                    response = await self._conn.read_response(
-                        disable_decoding=True, timeout=read_timeout
-                    )
-                    if response is None:  # redis-py's answer to a read timeout: a silent server
-                        raise redis.TimeoutError(
-                            f"no answer to the health check for {read_timeout:g}s"
-                        )
+                    self._dispatch(await self._read(read_timeout))
                     attempt = 0
-                    self._dispatch(response)
             except asyncio.CancelledError:
                 raise
             except (redis.ConnectionError, redis.TimeoutError, OSError, BrokerUnavailable) as error:
@@ -266,14 +423,58 @@ class RedisBackend:
                 await self._close_connection()
                 await asyncio.sleep(delay)
 
+    async def _read(self, timeout: float) -> Any:
+        assert self._conn is not None
+        response = await self._conn.read_response(disable_decoding=True, timeout=timeout)
+        if response is None:  # redis-py's answer to a read timeout: a silent server
+            raise redis.TimeoutError(f"no answer to the health check for {timeout:g}s")
+        return response
+
+    async def _catch_up(self, read_timeout: float) -> None:
+        """After a reconnect: once SUBSCRIBE is confirmed again, hand on what each channel's
+        history holds after the last message handed on before the outage, then go live (the
+        live messages that arrived meanwhile follow; the offsets drop what was both)."""
+        held: list[Any] = []
+        while any(self._pending.get(c) for c in self._channels):
+            response = await self._read(read_timeout)
+            if isinstance(response, list) and response and response[0] == b"message":
+                held.append(response)
+            else:
+                self._dispatch(response)
+        for channel in sorted(self._channels):
+            position = self._delivered.get(channel)
+            since = self._since.get(channel)
+            if position is not None:
+                epoch, after, issued = *position, time.time()
+            elif since is not None:
+                epoch, after, issued = since
+            else:
+                continue
+            try:
+                entries = await self.history(channel, epoch, after, issued)
+            except redis.ResponseError as error:  # e.g. a Redis without streams
+                logger.warning("Cannot read the history of %r (%s)", channel, error)
+                entries = None
+            if entries is None:
+                self._gap(channel, "the history no longer holds the events since the outage")
+                continue
+            for offset, payload in entries:
+                self._hand_on(channel, epoch, offset, payload)
+        for response in held:
+            self._dispatch(response)
+
     def _dispatch(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 2:
             return
         kind = response[0]
         if kind == b"message":
             channel = response[1].decode()
-            if channel.startswith(self.prefix) and self._on_message is not None:
-                self._on_message(channel[len(self.prefix) :], response[2])
+            if not channel.startswith(self.prefix):
+                return
+            channel = channel[len(self.prefix) :]
+            data: bytes = response[2]
+            epoch, offset, payload = split_message(data)
+            self._hand_on(channel, epoch, offset, payload)
         elif kind == b"subscribe":
             channel = response[1].decode()[len(self.prefix) :]
             entries = self._pending.get(channel)
@@ -283,6 +484,26 @@ class RedisBackend:
                         waiter.set_result(None)
                 if not entries:
                     del self._pending[channel]
+
+    def _hand_on(self, channel: str, epoch: str, offset: Offset, payload: bytes) -> None:
+        """Pass a message on once per offset, noting where the channel is."""
+        if self._on_message is None or channel not in self._channels:
+            return
+        if epoch:
+            last = self._delivered.get(channel)
+            if last is not None and last[0] == epoch and offset <= last[1]:
+                return  # already handed on (a catch-up and a live message overlapped)
+            since = self._since.pop(channel, None)
+            known = last[0] if last is not None else since[0] if since is not None else epoch
+            if known != epoch:
+                self._gap(channel, "Redis lost its data (its history epoch changed)")
+            self._delivered[channel] = (epoch, offset)
+        self._on_message(channel, payload, epoch, offset)
+
+    def _gap(self, channel: str, reason: str) -> None:
+        logger.warning("Events on %r may have been lost: %s", channel, reason)
+        if self._on_gap is not None:
+            self._on_gap(channel, reason)
 
     async def _heartbeat(self) -> None:
         if not self.health_check_interval:
@@ -302,3 +523,18 @@ class RedisBackend:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return urlunsplit(parts._replace(netloc=netloc))
         return self.url
+
+
+def split_message(data: bytes) -> tuple[str, Offset, bytes]:
+    """A message's epoch, offset and payload (a message without them: ``""``, ``START``)."""
+    if data[:1] == b"{":
+        return "", START, data
+    epoch, offset, payload = data.split(b" ", 2)
+    return epoch.decode(), Offset.parse(offset), payload
+
+
+def _field(fields: list[bytes], name: bytes) -> bytes:
+    for key, value in zip(fields[::2], fields[1::2], strict=True):
+        if key == name:
+            return value
+    raise ValueError(f"history entry without {name!r}")

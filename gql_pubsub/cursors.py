@@ -1,0 +1,93 @@
+"""Cursors: where a subscription is in its channels' histories, handed to clients to resume.
+
+A client that asks for them (``"extensions": {"after": null}`` in its ``subscribe``) finds one
+in every ``next`` (``payload.extensions.cursor``) and sends the latest back as ``after`` when it
+subscribes again: it then receives every event it missed, once, in order per channel — or the
+``REFETCH`` signal when the history no longer holds them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import time
+from typing import Any
+
+import orjson
+
+from .events import Offset
+
+REFETCH = "REFETCH"
+"""``errors[].extensions.code`` of the signal that events were lost: refetch, then go on."""
+
+_VERSION = 1
+
+
+class InvalidCursor(ValueError):
+    """An ``after`` value that is not a cursor from this server."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cursor:
+    """A subscription's place: the history's epoch and an offset per channel."""
+
+    epoch: str
+    positions: dict[str, Offset]
+    issued: float = dataclasses.field(default_factory=time.time)
+    """When (Unix time) the positions were current: dates positions taken on empty channels."""
+
+    def encode(self) -> str:
+        """The opaque text sent to the client."""
+        raw = [
+            _VERSION,
+            self.epoch,
+            int(self.issued),
+            {channel: str(offset) for channel, offset in self.positions.items()},
+        ]
+        return base64.urlsafe_b64encode(orjson.dumps(raw)).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: Any) -> Cursor:
+        """Read a cursor sent back by a client; ``InvalidCursor`` says what is wrong."""
+        if not isinstance(text, str):
+            raise InvalidCursor(
+                f"extensions.after must be a cursor string or null, not {type(text).__name__}"
+            )
+        try:
+            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            version, epoch, issued, positions = raw
+            if version != _VERSION or not isinstance(epoch, str) or not isinstance(positions, dict):
+                raise ValueError("unknown layout")
+            return cls(
+                epoch=epoch,
+                positions={str(c): Offset.parse(o) for c, o in positions.items()},
+                issued=float(issued),
+            )
+        except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as error:
+            raise InvalidCursor(
+                "extensions.after is not a cursor from this server: send back the "
+                f"extensions.cursor of the last `next` message you received, or null ({error})"
+            ) from None
+
+
+def with_cursor(body: str, cursor: str) -> str:
+    """A ``next`` payload's text (``body``: its encoding without the closing brace) with the
+    cursor in its extensions."""
+    return body + ',"extensions":{"cursor":"' + cursor + '"}}'
+
+
+def live_payload(cursor: str) -> str:
+    """The payload that tells a resuming client its subscription is live from ``cursor``."""
+    return '{"extensions":{"cursor":"' + cursor + '"}}'
+
+
+def refetch_payload(message: str, cursor: str | None) -> str:
+    """The ``REFETCH`` signal: a ``next`` payload with one error (and where to go on from)."""
+    payload: dict[str, Any] = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": REFETCH}}],
+    }
+    if cursor is not None:
+        payload["extensions"] = {"cursor": cursor}
+    return orjson.dumps(payload).decode()
