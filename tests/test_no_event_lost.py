@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -21,8 +22,8 @@ from django.test import override_settings
 
 from gql_pubsub.backends.redis import split_message
 
-from .gqlws import GraphQLWS
-from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql
+from .gqlws import Closed, GraphQLWS
+from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql, send_message
 from .services import ROOT, RedisServer, live_server, scaled, wait_until
 
 
@@ -261,3 +262,94 @@ def test_an_event_whose_writer_was_killed_after_the_commit_is_relayed_once(
             wait_until(lambda: (relay_once(), not orphan.exists())[1], 10, "its row deleted")
     finally:
         listener.close()
+
+
+async def test_events_published_while_the_subscription_connection_is_down_arrive_after_it(
+    outage_redis: RedisServer, log_dir: Path, make_user: Callable[..., Any], pair: Any
+) -> None:
+    """Redis drops the server's SUBSCRIBE connection; 20 messages are written from another
+    process at once: the server catches up from the history and Bob gets each, in order."""
+    from django.conf import settings
+
+    from example.chat.models import Message
+
+    _, bob_token, correspondence = pair
+    with live_server({"REDIS_URL": outage_redis.url}, log_dir=log_dir) as server:
+        async with await connected(server, bob_token) as bob:
+            await subscribed(bob, outage_redis, correspondence)
+            admin = redis.Redis.from_url(outage_redis.url)
+            author = await asyncio.to_thread(make_user, "writer")
+            bodies = [f"while resubscribing {n}" for n in range(20)]
+
+            @sync_to_async
+            def drop_then_write() -> None:
+                config = {**settings.GQL_PUBSUB, "BROKER_URL": outage_redis.url}
+                with override_settings(GQL_PUBSUB=config):
+                    Message.objects.create(correspondence=correspondence, author=author, body="x")
+                    assert admin.client_kill_filter(_type="pubsub") == 1
+                    for body in bodies:
+                        Message.objects.create(
+                            correspondence=correspondence, author=author, body=body
+                        )
+
+            await drop_then_write()
+            received = [
+                (await bob.next_payload("m", timeout=15))["data"]["messageAdded"]["body"]
+                for _ in range(len(bodies) + 1)
+            ]
+            assert received == ["x", *bodies]
+            await bob.expect_silence(0.5)  # once each
+            admin.close()
+        log = server.log.read_text()
+    assert "Lost the Redis subscription connection" in log
+    assert "Traceback" not in log and "may have been lost" not in log
+
+
+async def test_a_redis_that_lost_its_data_is_never_silence_every_follower_is_told_to_refetch(
+    log_dir: Path, pair: Any
+) -> None:
+    """Redis restarts empty (no persistence): Bob, connected throughout, is told (REFETCH, and
+    his socket closes with 1001 to check his access again); Carol, who left with a cursor, gets
+    REFETCH when she resumes, then what follows."""
+    from gql_pubsub.cursors import REFETCH
+
+    alice_token, bob_token, correspondence = pair
+    with (
+        RedisServer(persistent=False) as volatile,
+        live_server({"REDIS_URL": volatile.url}, log_dir=log_dir) as server,
+    ):
+        async with await connected(server, bob_token) as bob:
+            await subscribed(bob, volatile, correspondence)
+            async with await connected(server, bob_token) as carol:
+                await carol.send(resume_request(correspondence, None))
+                assert "data" not in await carol.next_payload("r")  # live from here
+                await send_message(server, alice_token, correspondence.pk, "before")
+                assert (await bob.next_payload("m"))["data"]["messageAdded"]["body"] == "before"
+                cursor = (await carol.next_payload("r"))["extensions"]["cursor"]
+            volatile.stop()
+            volatile.start()
+            told = []
+            with contextlib.suppress(Closed):
+                while True:  # bounded: the socket closes, or receive() fails the test
+                    told.append(await bob.receive(timeout=15))
+            assert [m["payload"]["errors"][0]["extensions"]["code"] for m in told] in (
+                [],
+                [REFETCH],
+            ), told
+            assert bob.ws.close_code == 1001
+        async with await connected(server, bob_token) as carol:
+            await carol.send(resume_request(correspondence, cursor))
+            signal = await carol.next_payload("r", timeout=15)
+            assert signal["errors"][0]["extensions"]["code"] == REFETCH, signal
+            await send_message(server, alice_token, correspondence.pk, "after")
+            payload = await carol.next_payload("r")
+            assert payload["data"]["messageAdded"]["body"] == "after"
+        log = server.log.read_text()
+    assert "may have been lost" in log
+
+
+def resume_request(correspondence: Any, after: str | None) -> dict[str, Any]:
+    """A ``subscribe`` (id "r") to messageAdded that asks for cursors, from ``after``."""
+    variables = {"c": str(correspondence.pk)}
+    payload = {"query": MESSAGE_ADDED, "variables": variables, "extensions": {"after": after}}
+    return {"id": "r", "type": "subscribe", "payload": payload}

@@ -66,21 +66,18 @@ def covered(
     *,
     exists: bool,
     first: Offset | None,
-    deleted: Offset | None,
+    trimmed: bool,
     issued: float,
     age: float,
 ) -> bool:
     """Whether a history proves it holds every event after ``after`` (same epoch assumed).
 
-    Entries older than ``after`` still there prove continuity; so does ``after`` being exactly
-    the last trimmed id. A position taken before the channel had any event is good while no
-    history can have expired since (``age``) and nothing was trimmed.
+    ``issued``: when the position was known to be current (nothing after ``after`` published
+    before then). The entry at ``after`` (or an older one) still being there proves it. So does,
+    while ``issued`` is recent enough that no history can have expired since (``age``), a history
+    that is gone (nothing was published since) or that was never trimmed. Anything else may
+    have lost events: the client must refetch.
     """
     if first is not None and first <= after:
         return True
-    if deleted is not None and after != START and deleted == after:
-        return True
-    recent = time.time() - issued < age * 0.9
-    if after == START and recent:
-        return not exists or deleted == START
-    return False
+    return time.time() - issued < age * 0.9 and (not exists or not trimmed)

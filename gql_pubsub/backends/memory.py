@@ -41,7 +41,7 @@ class MemoryBackend:
         self.epoch = uuid.uuid4().hex[:16]  # this process's history: a restart loses it
         self._history: dict[str, deque[tuple[Offset, bytes, float]]] = {}
         self._last: dict[str, Offset] = {}
-        self._deleted: dict[str, Offset] = {}
+        self._deleted: dict[str, Offset] = {}  # the last offset trimmed, per channel
         self._lock = threading.Lock()
         self._on_message: MessageHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,12 +129,12 @@ class MemoryBackend:
             return None
         with self._lock:
             entries = list(self._history.get(channel, ()))
-            deleted = self._deleted.get(channel, START)
+            trimmed = channel in self._deleted
         if not covered(
             after,
-            exists=bool(entries) or deleted != START,
+            exists=bool(entries) or trimmed,
             first=entries[0][0] if entries else None,
-            deleted=deleted,
+            trimmed=trimmed,
             issued=issued,
             age=self.history_age,
         ):

@@ -69,18 +69,21 @@ end
 return out
 """
 
-# What a resume needs, read atomically: the epoch, whether the history exists, its first id and
-# the largest id it trimmed (Redis 7), and the entries after ARGV[1].
+# What a resume needs, read atomically: the epoch, whether the history exists, its first id,
+# whether it was ever trimmed, and the entries after ARGV[1].
 HISTORY_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1]) or ''
-if redis.call('EXISTS', KEYS[2]) == 0 then return {epoch, 0, '', ''} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {epoch, 0, '', 0} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
-local deleted, first = '', ''
+local added, length, first = -1, 0, ''
 for i = 1, #info, 2 do
-  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+  if info[i] == 'length' then length = info[i + 1] end
   if info[i] == 'first-entry' and info[i + 1] then first = info[i + 1][1] end
 end
-return {epoch, 1, first, deleted, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+')}
+local trimmed = 1
+if added == length then trimmed = 0 end
+return {epoch, 1, first, trimmed, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+')}
 """
 
 
@@ -118,7 +121,8 @@ class RedisBackend:
         # Per channel: the place of the last message handed on (dedup, catch-up), or, before
         # any, the place of its history when it was subscribed (and when that was).
         self._delivered: dict[str, tuple[str, Offset]] = {}
-        self._since: dict[str, tuple[str, Offset, float]] = {}
+        self._since: dict[str, tuple[str, Offset]] = {}
+        self._lost_at = time.time()
         self._sync_publish: Any = None
         self._tail_requests: list[tuple[list[str], asyncio.Future[tuple[str, dict[str, Offset]]]]]
         self._tail_requests = []
@@ -181,7 +185,7 @@ class RedisBackend:
             # Where the history was before SUBSCRIBE: a reconnect catches up from there.
             with contextlib.suppress(redis.RedisError, OSError):
                 epoch, tails = await self.tail([channel])
-                self._since[channel] = (epoch, tails[channel], time.time())
+                self._since[channel] = (epoch, tails[channel])
         self._channels.add(channel)
         if self._connected.is_set():
             self._pending.setdefault(channel, deque()).append([waiter])
@@ -306,9 +310,13 @@ class RedisBackend:
             return None
         exists = bool(reply[1])
         first = Offset.parse(reply[2]) if reply[2] else None
-        deleted = Offset.parse(reply[3]) if reply[3] else None
         if not covered(
-            after, exists=exists, first=first, deleted=deleted, issued=issued, age=self.history_age
+            after,
+            exists=exists,
+            first=first,
+            trimmed=bool(reply[3]),
+            issued=issued,
+            age=self.history_age,
         ):
             return None
         entries = reply[4] if exists else []
@@ -378,6 +386,8 @@ class RedisBackend:
         self._connected.set()
 
     async def _close_connection(self) -> None:
+        if self._connected.is_set():
+            self._lost_at = time.time()
         self._connected.clear()
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -442,14 +452,11 @@ class RedisBackend:
             else:
                 self._dispatch(response)
         for channel in sorted(self._channels):
-            position = self._delivered.get(channel)
-            since = self._since.get(channel)
-            if position is not None:
-                epoch, after, issued = *position, time.time()
-            elif since is not None:
-                epoch, after, issued = since
-            else:
+            position = self._delivered.get(channel) or self._since.get(channel)
+            if position is None:
                 continue
+            # Every message before the connection was lost was read: the place was current then.
+            epoch, after, issued = position[0], position[1], self._lost_at
             try:
                 entries = await self.history(channel, epoch, after, issued)
             except redis.ResponseError as error:  # e.g. a Redis without streams
