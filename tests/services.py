@@ -239,15 +239,19 @@ def _running(
 
 
 @contextlib.contextmanager
-def live_server(env: dict[str, str], *, workers: int = 1, log_dir: Path) -> Iterator[LiveServer]:
-    """Run ``uvicorn example.asgi:application`` on a free port until the block ends."""
-    port = free_port()
+def live_server(
+    env: dict[str, str], *, workers: int = 1, log_dir: Path, port: int | None = None
+) -> Iterator[LiveServer]:
+    """Run ``uvicorn example.asgi:application`` on ``port`` (else a free one) until the block
+    ends."""
+    port = port or free_port()
     command = [
         sys.executable, "-m", "uvicorn", "example.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
-    with _running(command, env, port=port, log=log_dir / f"uvicorn-{port}.log") as server:
+    log = log_dir / f"uvicorn-{port}-{time.monotonic_ns()}.log"
+    with _running(command, env, port=port, log=log) as server:
         yield server
 
 

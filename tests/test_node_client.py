@@ -1,0 +1,155 @@
+"""The real graphql-ws client (Node) resumes across a killed and a restarted server: nothing
+is lost, nothing is doubled. Its code is the README's recipe (tests/node/resume_client.mjs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from .helpers import MESSAGE_ADDED
+from .services import ROOT, free_port, live_server, scaled, wait_until
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The ``node`` binary, with tests/node's packages installed (``npm ci``) when missing."""
+    binary, npm = shutil.which("node"), shutil.which("npm")
+    if binary is None or npm is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Node.js 20+ and npm for the graphql-ws client tests")
+        pytest.skip("Node.js 20+ is not installed: apt-get install nodejs npm (then re-run)")
+    if not (NODE_DIR / "node_modules" / "graphql-ws").exists():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"npm ci in tests/node failed:\n{done.stderr}")
+            pytest.skip(f"npm ci in tests/node failed (offline?): {done.stderr[-300:]}")
+    return binary
+
+
+class NodeClient:
+    """resume_client.mjs running: each JSON line it prints, as it prints it."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(json.loads(line))
+
+    def bodies(self) -> list[str]:
+        return [line["data"]["messageAdded"]["body"] for line in list(self.lines) if "data" in line]
+
+    def count(self, key: str) -> int:
+        return sum(1 for line in list(self.lines) if key in line)
+
+
+@contextlib.contextmanager
+def node_client(node: str, url: str, token: str, correspondence: Any) -> Iterator[NodeClient]:
+    process = subprocess.Popen(
+        [
+            node,
+            "resume_client.mjs",
+            "--url",
+            url,
+            "--token",
+            token,
+            "--query",
+            MESSAGE_ADDED,
+            "--variables",
+            json.dumps({"c": str(correspondence.pk)}),
+        ],
+        cwd=NODE_DIR,
+        stdin=subprocess.PIPE,  # it stops when its stdin closes
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = NodeClient(process)
+    try:
+        yield client
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def writer(correspondence: Any, author: Any, bodies: list[str], pace: float) -> Callable[[], None]:
+    """Writes the messages from this process (as a worker or a shell would), at ``pace``/s."""
+    from example.chat.models import Message
+
+    def write() -> None:
+        for body in bodies:
+            Message.objects.create(correspondence=correspondence, author=author, body=body)
+            time.sleep(1 / pace)  # pacing the load, not synchronising
+
+    return write
+
+
+async def test_graphql_ws_resumes_across_a_kill_and_a_restart_with_none_lost_or_doubled(
+    node: str,
+    log_dir: Path,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """500 messages written at 100/s while the server is killed (SIGKILL) and later restarted
+    (SIGTERM): the graphql-ws client reconnects each time with its cursor and receives all
+    500 once, in order."""
+    reader, author = await asyncio.to_thread(lambda: (make_user("reader"), make_user("author")))
+    room = await asyncio.to_thread(make_correspondence, reader, author)
+    token = await asyncio.to_thread(token_for, reader)
+    bodies = [f"message {n}" for n in range(500)]
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/graphql/"
+    with contextlib.ExitStack() as servers:
+        server = servers.enter_context(live_server({}, log_dir=log_dir, port=port))
+        with node_client(node, url, token, room) as client:
+            await asyncio.to_thread(wait_until, lambda: client.count("live"), 20, "live")
+            writing = asyncio.create_task(asyncio.to_thread(writer(room, author, bodies, pace=100)))
+
+            async def written(n: int) -> None:
+                await asyncio.to_thread(
+                    wait_until, lambda: len(client.bodies()) >= n, 30, f"{n} delivered"
+                )
+
+            await written(100)
+            server.kill_group()  # kill -9: no close frame, in-flight frames lost
+            server.process.wait(10)
+            servers.close()
+            server = servers.enter_context(live_server({}, log_dir=log_dir, port=port))
+            await written(250)
+            servers.close()  # SIGTERM: a graceful restart
+            server = servers.enter_context(live_server({}, log_dir=log_dir, port=port))
+            await writing
+            await written(len(bodies))
+            await asyncio.to_thread(
+                wait_until, lambda: client.count("connected") >= 3, 10, "three connections"
+            )
+            got = client.bodies()
+        assert client.count("refetch") == 0
+        assert client.count("error") == 0, client.lines[-5:]
+        assert len(got) == len(bodies), f"{len(got)} received, {len(set(got))} distinct"
+        assert got == bodies  # none lost, none doubled, in order
