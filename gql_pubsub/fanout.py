@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -219,37 +220,34 @@ class Group:
             await member.deliver(member.prefix + payload + "}")
 
     async def catch_up(self, member: Member, after: Cursor | None) -> None:
-        """Bring a member that just joined to the group's place: replay what it missed after
-        ``after`` (or signal ``REFETCH``), then the frames held meanwhile; then it is live."""
+        """Bring a member that just joined to the group's place: tell it it is live (or to
+        refetch what the history lost), replay what it missed after ``after``, then the frames
+        held meanwhile."""
         member.held = member.held if member.held is not None else []
         epoch, here = self.epoch, dict(self.positions)
-        positions = dict(here)
+        mine = dict(here)  # where the member is: its cursor's place where it is replayed
+        replayed: list[Event] = []
         lost: list[str] = []
-        if after is not None:
-            replayed: list[Event] = []
-            for channel in sorted(self.stream.channels):
-                start = after.positions.get(channel)
-                if start is None or after.epoch != epoch:
-                    lost.append(channel)
-                    continue
-                if start >= here[channel]:
-                    positions[channel] = start  # ahead of this server: skip what it has
-                    continue
-                events = await self.stream.broker.replay(channel, epoch, start, after.issued)
-                if events is None:
-                    lost.append(channel)
-                    continue
-                replayed.extend(e for e in events if e.offset <= here[channel])
-            mine = {c: after.positions.get(c, START) for c in positions}
-            for event in sorted(replayed, key=lambda e: e.offset):
-                if self.members.get(id(member)) is not member:
-                    return
-                mine[event.channel] = event.offset
-                body = await self.render(event)
-                if body is not None:
-                    cursor = Cursor(epoch, dict(mine)).encode()
-                    await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
-        cursor = Cursor(epoch, positions).encode()
+        for channel in sorted(self.stream.channels) if after is not None else ():
+            assert after is not None
+            start = after.positions.get(channel)
+            if start is None or after.epoch != epoch:
+                lost.append(channel)
+                continue
+            if start >= here[channel]:
+                mine[channel] = start  # ahead of this server: skip what it has
+                continue
+            events = await self.stream.broker.replay(channel, epoch, start, after.issued)
+            if events is None:
+                lost.append(channel)
+                continue
+            mine[channel] = start
+            replayed.extend(e for e in events if e.offset <= here[channel])
+        if self.members.get(id(member)) is not member:
+            return  # completed, revoked or closed meanwhile
+        # Places from the client's cursor are as old as that cursor until the replay passes them.
+        issued = after.issued if after is not None and replayed else time.time()
+        cursor = Cursor(epoch, dict(mine), issued).encode()
         if lost:
             message = (
                 f"The history no longer holds every event since your cursor on {lost}: "
@@ -258,14 +256,23 @@ class Group:
             await member.deliver(member.prefix + refetch_payload(message, cursor) + "}")
         else:
             await member.deliver(member.prefix + live_payload(cursor) + "}")
+        for n, event in enumerate(sorted(replayed, key=lambda e: e.offset), 1):
+            if self.members.get(id(member)) is not member:
+                return
+            mine[event.channel] = event.offset
+            body = await self.render(event)
+            if body is not None:
+                current = n == len(replayed)
+                cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
+                await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
         if self.members.get(id(member)) is not member:
-            return  # completed, revoked or closed meanwhile
+            return
         held, member.held = member.held or [], None
-        member.positions = positions if positions != here else None
+        member.positions = mine if mine != here else None
         for channel, offset, body in held:
-            if offset > positions.get(channel, START):
+            if offset > mine.get(channel, START):
                 if member.positions is None:
-                    member.positions = positions  # frames held: send this member's own cursor
+                    member.positions = mine  # frames held: send this member's own cursor
                 await self._forward(member, channel, offset, body)
 
     async def join(self, member: Member) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable, Collection
 from typing import Any, Generic, Self, TypeVar
@@ -11,7 +12,8 @@ from asgiref.sync import sync_to_async
 
 from .broker import Broker, EventsLost, Subscriber, get_broker
 from .conf import get_settings
-from .events import Event, EventKind, Gap
+from .cursors import Cursor
+from .events import START, Event, EventKind, Gap, Offset
 from .models import Subscription, control_channel
 from .policies import may_read
 from .subscriptions import SKIP, _identity
@@ -60,6 +62,27 @@ class UserSubscriptionsStream(Generic[T]):
         self._subscriber: Subscriber | None = None
         self._unconfirmed: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.resumable = False
+        self.epoch = ""
+        self.positions: dict[str, Offset] = {}
+        self.lost: list[str] = []
+        self._after: Cursor | None = None
+        self._replay: collections.deque[Event] = collections.deque()
+        self._floor: dict[str, Offset] = {}
+
+    def resume_from(self, after: Cursor | None) -> None:
+        """Keep a cursor (``cursor``) and, before the live events, replay those after ``after``
+        on the channels it names; channels it cannot replay are listed in ``lost``."""
+        self.resumable = True
+        self._after = after
+
+    @property
+    def cursor(self) -> str:
+        """Where the stream is in its channels' histories (see :mod:`gql_pubsub.cursors`)."""
+        positions = {c: self.positions.get(c, START) for c in self.channels}
+        if self._replay and self._after is not None:  # places as old as the client's cursor
+            return Cursor(self.epoch, positions, self._after.issued).encode()
+        return Cursor(self.epoch, positions).encode()
 
     @property
     def broker(self) -> Broker:
@@ -75,6 +98,35 @@ class UserSubscriptionsStream(Generic[T]):
         channels = await sync_to_async(_readable_channels)(self.user)
         await self.broker.add(self._subscriber, *channels)
         self.channels.update(channels)
+        if self.resumable:
+            await self._start_positions(channels)
+
+    async def _start_positions(self, channels: list[str]) -> None:
+        """Where each channel's history ends now; what the cursor missed, to replay first."""
+        self.epoch, here = await self.broker.tail([self._control, *channels])
+        self.positions.update(here)
+        self._floor = here  # live events up to here are replayed, or came before the start
+        after = self._after
+        if after is None:
+            return
+        replayed: list[Event] = []
+        for channel in sorted(channels):
+            start = after.positions.get(channel)
+            if start is None:
+                continue  # not followed when the cursor was made: nothing owed from before
+            if after.epoch != self.epoch:
+                self.lost.append(channel)
+                continue
+            if start >= here[channel]:
+                self.positions[channel] = start  # ahead of this server: skip what it has
+                continue
+            events = await self.broker.replay(channel, self.epoch, start, after.issued)
+            if events is None:
+                self.lost.append(channel)
+                continue
+            self.positions[channel] = start
+            replayed.extend(e for e in events if e.offset <= here[channel])
+        self._replay.extend(sorted(replayed, key=lambda e: e.offset))
 
     async def aclose(self) -> None:
         """Stop following; release every broker subscription."""
@@ -108,9 +160,19 @@ class UserSubscriptionsStream(Generic[T]):
         await self.open()
         assert self._subscriber is not None
         while True:
-            event = await anext(self._subscriber)
+            replayed = bool(self._replay)
+            event = self._replay.popleft() if replayed else await anext(self._subscriber)
             if isinstance(event, Gap):
                 raise EventsLost(event)
+            if self.resumable and event.epoch:
+                channel = event.channel
+                if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
+                    self.epoch, self.positions, self._floor = event.epoch, {}, {}
+                elif not replayed and event.offset <= max(
+                    self.positions.get(channel, START), self._floor.get(channel, START)
+                ):
+                    continue  # replayed already, or from before the stream started
+                self.positions[channel] = event.offset
             if event.channel == self._control:
                 await self._apply(event.data)
                 continue
@@ -157,6 +219,10 @@ class UserSubscriptionsStream(Generic[T]):
     async def _add(self, channel: str) -> None:
         if self._subscriber is not None and channel not in self.channels:
             self.channels.add(channel)
+            if self.resumable:  # followed from here: its events after this place are owed
+                epoch, here = await self.broker.tail([channel])
+                if epoch == self.epoch:
+                    self.positions.setdefault(channel, here[channel])
             await self.broker.add(self._subscriber, channel)
 
     async def _drop(self, channel: str) -> None:

@@ -40,7 +40,7 @@ from .auth import (
 from .broker import EventsLost, SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
-from .cursors import Cursor, InvalidCursor
+from .cursors import Cursor, InvalidCursor, live_payload, refetch_payload, with_cursor
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
 
     from .types import Receive, Scope, Send
+    from .user_streams import UserSubscriptionsStream
 
 logger = logging.getLogger("gql_pubsub.websocket")
 
@@ -317,11 +318,17 @@ class _Connection:
             return
         from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
 
-        if isinstance(source, UserSubscriptionsStream) and source.shared:
-            await self._stream_shared(op, document, source)
+        followed = source if isinstance(source, UserSubscriptionsStream) else None
+        if followed is not None and resumable:
+            followed.resume_from(after)
+            await followed.open()
+            await self.outbox.send(next_prefix(op.id) + _resumed_payload(followed) + "}")
+        if followed is not None and followed.shared:
+            await self._stream_shared(op, document, followed)
             return
         if not isinstance(source, ChannelStream):
-            await self._stream_results(op.id, map_source_to_response_event(executor, source))
+            results = map_source_to_response_event(executor, source)
+            await self._stream_results(op.id, results, followed if resumable else None)
             return
         key: Hashable = (
             *_operation_key(op),
@@ -348,7 +355,7 @@ class _Connection:
             await group.catch_up(member, after)
 
     async def _stream_shared(
-        self, op: protocol.Subscribe, document: DocumentNode, source: Any
+        self, op: protocol.Subscribe, document: DocumentNode, source: UserSubscriptionsStream[Any]
     ) -> None:
         """A per-subscriber stream whose events are executed once for all its subscribers."""
         schema = self.server.schema._schema  # type: ignore[attr-defined]
@@ -362,6 +369,8 @@ class _Connection:
                     event = await source.next_event()
                     payload = await shared.payload(event, source.map)
                     if payload is not None:
+                        if source.resumable:
+                            payload = with_cursor(payload[:-1], source.cursor)
                         await self.outbox.send(prefix + payload + "}")
         except StopAsyncIteration:
             await self._finish(op.id, None)
@@ -400,7 +409,10 @@ class _Connection:
         )
         await self._stream_results(op.id, result_source)
 
-    async def _stream_results(self, op_id: str, results: Any) -> None:
+    async def _stream_results(
+        self, op_id: str, results: Any, cursors: UserSubscriptionsStream[Any] | None = None
+    ) -> None:
+        """Send each result; with ``cursors``, with that stream's cursor after its event."""
         first = True
         async with contextlib.aclosing(results):
             async for result in results:
@@ -415,6 +427,8 @@ class _Connection:
                 if op_id not in self.protocol.operations:
                     return
                 payload = encode_result(result)  # type: ignore[arg-type]
+                if cursors is not None and not result.extensions:
+                    payload = with_cursor(payload[:-1], cursors.cursor)
                 await self.outbox.send(next_prefix(op_id) + payload + "}")
         await self._finish(op_id, None)
 
@@ -547,6 +561,17 @@ class _Connection:
         await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
+def _resumed_payload(stream: UserSubscriptionsStream[Any]) -> str:
+    """The first ``next`` of a resumable ``events`` stream: live, or REFETCH for what was lost."""
+    if stream.lost:
+        return refetch_payload(
+            f"The history no longer holds every event since your cursor on {stream.lost}: "
+            "refetch, then go on.",
+            stream.cursor,
+        )
+    return live_payload(stream.cursor)
 
 
 def _frame_size(frame: str | bytes, limit: int) -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 
-from gql_pubsub import Broker, Event, EventKind
+from gql_pubsub import Broker, Event, EventKind, publish
 from gql_pubsub.cursors import REFETCH, Cursor
 from gql_pubsub.events import START
 
@@ -170,9 +171,9 @@ async def test_a_client_resuming_from_its_cursor_gets_what_it_missed_once_in_ord
         await send_message(server, alice_token, correspondence.pk, body)
     async with await connected(server, bob_token) as bob:
         await resumable(bob, correspondence, cursor)
+        assert await live_cursor(bob) == cursor  # live; nothing seen since that cursor
         missed = [(await bob.next_payload("m"))["data"]["messageAdded"]["body"] for _ in "ab"]
         assert missed == ["two", "three"]
-        await live_cursor(bob)
         await send_message(server, alice_token, correspondence.pk, "four")
         assert (await bob.next_payload("m"))["data"]["messageAdded"]["body"] == "four"
         await bob.expect_silence(0.5)  # each once
@@ -254,3 +255,43 @@ async def test_without_after_the_frames_are_unchanged(
         await send_message(server, alice_token, correspondence.pk, "plain")
         payload = await bob.next_payload("m")
         assert set(payload) == {"data"} and payload["data"]["messageAdded"]["body"] == "plain"
+
+
+EVENTS = "subscription { events { channel data } }"
+
+
+async def test_the_events_stream_resumes_across_all_the_channels_it_follows(
+    server: LiveServer, make_user: Callable[..., Any], token_for: Any
+) -> None:
+    """A user following two channels leaves after event 1; 2 and 3 (one on each channel) are
+    replayed, in order, when the `events` stream resumes with its cursor; then 4 arrives live."""
+    from gql_pubsub.models import Channel
+
+    user = await asyncio.to_thread(make_user, "follower")
+    token = await asyncio.to_thread(token_for, user)
+    news, other = f"news:{uuid.uuid4().hex}", f"news:{uuid.uuid4().hex}"
+    for name in (news, other):
+        await sync_to_async(lambda n=name: Channel.objects.create(name=n).subscribe(user))()
+    request = {"id": "ev", "type": "subscribe", "payload": {"query": EVENTS}}
+
+    def got(payload: dict[str, Any]) -> tuple[str, int]:
+        event = payload["data"]["events"]
+        return event["channel"], event["data"]["n"]
+
+    async with await connected(server, token) as client:
+        await client.send({**request, "payload": {"query": EVENTS, "extensions": {"after": None}}})
+        assert set(await client.next_payload("ev")) == {"extensions"}  # live
+        await sync_to_async(publish)(news, "custom", {"n": 1})
+        first = await client.next_payload("ev")
+        assert got(first) == (news, 1)
+    await sync_to_async(publish)(news, "custom", {"n": 2})
+    await sync_to_async(publish)(other, "custom", {"n": 3})
+    resume = {"query": EVENTS, "extensions": {"after": first["extensions"]["cursor"]}}
+    async with await connected(server, token) as client:
+        await client.send({**request, "payload": resume})
+        assert set(await client.next_payload("ev")) == {"extensions"}  # live after the replay
+        assert [got(await client.next_payload("ev")) for _ in "ab"] == [(news, 2), (other, 3)]
+        await sync_to_async(publish)(other, "custom", {"n": 4})
+        fourth = await client.next_payload("ev")
+        assert got(fourth) == (other, 4) and "cursor" in fourth["extensions"]
+        await client.expect_silence(0.3)

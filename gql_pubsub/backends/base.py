@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..events import START, Offset
+from ..events import Offset
 
 MessageHandler = Callable[[str, bytes, str, Offset], None]
 """Called on the broker's event loop with (channel, payload, epoch, offset) for each message,
