@@ -1,5 +1,5 @@
 // One GraphQL subscription through the real graphql-ws client, resumed across
-// reconnects by cursor (see RECIPE.md). `npm ci` here first, then:
+// reconnects by cursor: the README's "Resuming after a reconnect" recipe. `npm ci` here first, then:
 //   node resume_client.mjs --url ws://127.0.0.1:PORT/graphql/ --token TOKEN \
 //     --query 'subscription ($room: ID!) { messageAdded(room: $room) { id text } }' \
 //     --variables '{"room": "1"}' [--count N] [--no-resume]
