@@ -2,8 +2,10 @@
 
 A publishable model's event (and a committed access announcement) is written to ``OutboxEvent``
 in the transaction of the write, claimed by the writing process. After the commit that process
-publishes it at once, and in the same Redis transaction (MULTI) records the row's id in the
-destination's set of published ids: the fast path costs no database write after the commit.
+publishes it at once, and in the same atomic step (one Lua script) records the row — by a name
+unique across databases and resets — in the destination's set of published rows, unless it is
+there already: the fast path costs no database write after the commit, and no row is published
+twice.
 
 A relay then tidies up, in whichever process holds the destination's lease (every ASGI server
 process runs one, ``run_relay``; ``manage.py gql_pubsub_relay`` runs one anywhere else): rows
@@ -32,7 +34,7 @@ from django.db import close_old_connections, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .backends.redis import RECONNECT_DELAYS, RedisBackend
+from .backends.redis import DEFERRED, RECONNECT_DELAYS, RedisBackend
 from .broker import Broker, get_broker
 from .conf import get_settings
 from .events import Event
@@ -76,8 +78,10 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
         claimed_at=timezone.now(),
     )
 
+    mark = outbox_mark(alias, row)
+
     def after_commit() -> None:
-        _fast_path(broker, backend, row.pk, channels, payload, alias)
+        _fast_path(broker, backend, row.pk, mark, channels, payload, alias)
 
     transaction.on_commit(after_commit, alias)
 
@@ -99,8 +103,24 @@ def _hashed(destination: str) -> str:
 
 
 def _marks(key: str) -> str:
-    """The sorted set of a destination's published outbox ids (a hash tag keeps it one slot)."""
+    """The sorted set of a destination's published outbox rows (a hash tag keeps it one slot)."""
     return f"outbox:{{{key}}}:published"
+
+
+def _backlog(key: str) -> str:
+    """Set while the relay has older events of the destination to publish: writers wait."""
+    return f"outbox:{{{key}}}:backlog"
+
+
+def outbox_mark(alias: str, row: OutboxEvent) -> str:
+    """A row's name in the set of published rows: unique across databases and their resets
+    (ids alone repeat: a reset database, or two databases, would have a row taken for another)."""
+    return f"{alias}:{row.pk}:{int(row.created_at.timestamp() * 1_000_000)}"
+
+
+MARKS_KEPT = 86_400.0
+"""Seconds a mark is kept at most; a relay deletes marked rows long before (stale ones are left
+by rows deleted otherwise, e.g. a database reset)."""
 
 
 def _publish(broker: Broker, channels: list[str], payload: bytes) -> bool:
@@ -116,6 +136,7 @@ def _fast_path(
     broker: Broker,
     backend: RedisBackend,
     pk: int,
+    mark: str,
     channels: list[str],
     payload: bytes,
     using: str,
@@ -127,14 +148,23 @@ def _fast_path(
         health.recovered(0)
     if not health.failing:  # else kept events are relayed first: leave this one to the relay
         try:
-            backend.publish_many_sync([(channels, payload)], mark=(_marks(key), [pk]))
-            return
+            done = backend.publish_many_sync(
+                [(channels, payload)], mark=(_marks(key), [mark]), backlog=_backlog(key)
+            )
+            if done != [DEFERRED]:
+                return
         except Exception as error:
             health.failed(error)
     try:
         _release(using, [pk])
     except Exception as error:  # the database failed after its own commit: the claim expires
         logger.warning("Could not release outbox row %s (%s); a relay takes it later", pk, error)
+        return
+    if health.reachable_since is not None or not health.failing:
+        # Redis answers: from now on every writer leaves its events to the relay, behind this
+        # one, until the relay has published it (it lowers the flag when nothing waits).
+        with contextlib.suppress(Exception):
+            backend.raise_flag_sync(_backlog(key), get_settings().RELAY_CLAIM_TIMEOUT)
 
 
 def _recovered_here(health: _Health, backend: RedisBackend, key: str, pk: int, using: str) -> bool:
@@ -144,8 +174,13 @@ def _recovered_here(health: _Health, backend: RedisBackend, key: str, pk: int, u
 
     if not health.ready(backend):
         return False
-    older = OutboxEvent.objects.using(using).filter(destination=key, claimed_by="", pk__lt=pk)
+    older = OutboxEvent.objects.using(using).filter(_waiting(), destination=key, pk__lt=pk)
     return not older.exists()
+
+
+def _waiting() -> Q:
+    """Rows a relay publishes (or is publishing): released by their writer, or claimed by it."""
+    return Q(claimed_by="") | Q(claimed_by__endswith=":relay")
 
 
 def _release(using: str, ids: list[int]) -> None:
@@ -231,13 +266,19 @@ def relay_once(broker: Broker | None = None) -> int:
     if not isinstance(backend, RedisBackend):
         return 0
     health = _health(broker)
+    key = destination_key(broker)
+    backlog = _has_backlog(key)
+    if backlog:  # as soon as Redis answers: writers leave their events to the relay, in order
+        with contextlib.suppress(Exception):
+            backend.raise_flag_sync(_backlog(key), get_settings().RELAY_CLAIM_TIMEOUT)
     if not health.ready(backend):
         return 0
-    key = destination_key(broker)
     relayed = 0
     for alias in _outbox_databases():
+        # Rows left to their writer's fast path for SETTLE; released ones are relayed at once.
         settled = OutboxEvent.objects.using(alias).filter(
-            destination=key, created_at__lt=timezone.now() - timedelta(seconds=SETTLE)
+            Q(created_at__lt=timezone.now() - timedelta(seconds=SETTLE)) | Q(claimed_by=""),
+            destination=key,
         )
         if not settled.exists() or not _hold_lease(alias, key):
             continue  # a read only: idle relays take no write lock
@@ -250,9 +291,26 @@ def relay_once(broker: Broker | None = None) -> int:
                 return relayed
             if len(rows) < BATCH:
                 break
+    if backlog:
+        with contextlib.suppress(Exception):
+            # Lowered only if no writer raised it after this look at the outbox (a writer
+            # releases its row first, then raises the flag).
+            seen = backend.flag_sync(_backlog(key))
+            if not _has_backlog(key):
+                backend.lower_flag_sync(_backlog(key), seen)
     if health.failing:
         health.recovered(relayed)
     return relayed
+
+
+def _has_backlog(key: str) -> bool:
+    """Whether events of the destination wait for a relay (in any outbox database)."""
+    from .models import OutboxEvent
+
+    return any(
+        OutboxEvent.objects.using(alias).filter(_waiting(), destination=key).exists()
+        for alias in _outbox_databases()
+    )
 
 
 def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) -> int:
@@ -260,12 +318,14 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
     from .models import OutboxEvent
 
     marks = _marks(key)
-    published = backend.marked_sync(marks, [row.pk for row in rows])
+    names = {row.pk: outbox_mark(alias, row) for row in rows}
+    marked = backend.marked_sync(marks, list(names.values()))
+    published = [pk for pk, name in names.items() if name in marked]
     stale = timezone.now() - timedelta(seconds=get_settings().RELAY_CLAIM_TIMEOUT)
     waiting = [
         row.pk
         for row in rows
-        if row.pk not in published
+        if names[row.pk] not in marked
         and (not row.claimed_by or (row.claimed_at is not None and row.claimed_at < stale))
     ]
     relayed: list[OutboxEvent] = []
@@ -280,14 +340,17 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
         try:
             backend.publish_many_sync(
                 [(row.channels, row.payload.encode()) for row in relayed],
-                mark=(marks, [row.pk for row in relayed]),
+                mark=(marks, [outbox_mark(alias, row) for row in relayed]),
             )
         except Exception:
             _release(alias, [row.pk for row in relayed])
             raise
     done = [*published, *(row.pk for row in relayed)]
     OutboxEvent.objects.using(alias).filter(pk__in=done)._raw_delete(alias)  # no collector
-    backend.unmark_sync(marks, done)
+    backend.unmark_sync(
+        marks, [*(names[pk] for pk in published), *(outbox_mark(alias, r) for r in relayed)]
+    )
+    backend.prune_marks_sync(marks, time.time() - MARKS_KEPT)
     return len(relayed)
 
 

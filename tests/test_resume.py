@@ -116,7 +116,9 @@ async def test_an_outbox_event_is_published_once_however_often_it_is_sent(
             payload = custom(1).encode()
             for _ in range(2):
                 await asyncio.to_thread(
-                    backend.publish_many_sync, [(["room"], payload)], mark=("marks", [7])
+                    backend.publish_many_sync,
+                    [(["room"], payload)],
+                    mark=("marks", ["default:7:1"]),
                 )
             await broker.publish(["room"], custom(2))  # the positive control
             first = await asyncio.wait_for(anext(subscriber), scaled(5))

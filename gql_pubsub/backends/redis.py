@@ -30,14 +30,16 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds between attempts to reconnect the subscription connection: a returned Redis is used
 again within about a second (the outbox relay waits that long before it publishes)."""
 
-# One event to its channels, atomically: unless the outbox id is already recorded as published,
+# One event to its channels, atomically: unless the outbox row is already recorded as published
+# (or, for a writer, the relay is still publishing older rows: the destination's backlog flag),
 # record it, append the event to each channel's history stream and PUBLISH it with its place
 # ("<epoch> <stream id> <payload>"). The epoch names this Redis's data: it changes when the data
 # is lost, and with it every cursor becomes unusable (the client is told to refetch).
 PUBLISH_SCRIPT = """
 if ARGV[1] ~= '' then
+  if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
   if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -45,13 +47,22 @@ if not epoch then
   epoch = now[1] .. string.format('%06d', tonumber(now[2]))
   redis.call('SET', KEYS[1], epoch)
 end
-for i = 3, #KEYS do
-  local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[3], ARGV[2], '*', 'p', ARGV[5])
-  redis.call('PEXPIRE', KEYS[i], ARGV[4])
-  redis.call('PUBLISH', ARGV[i + 3], epoch .. ' ' .. id .. ' ' .. ARGV[5])
+for i = 4, #KEYS do
+  local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[5], ARGV[4], '*', 'p', ARGV[7])
+  redis.call('PEXPIRE', KEYS[i], ARGV[6])
+  redis.call('PUBLISH', ARGV[i + 4], epoch .. ' ' .. id .. ' ' .. ARGV[7])
 end
 return 1
 """
+
+_LOWER_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+PUBLISHED, DUPLICATE, DEFERRED = 1, 0, 2
+"""What PUBLISH_SCRIPT did with an outbox event: published it; nothing (it was already); nothing
+(the relay is publishing older events of the destination: the event must wait its turn)."""
 
 # The epoch (created if there is none yet) and the newest id of each history ('' when empty).
 TAIL_SCRIPT = """
@@ -220,12 +231,18 @@ class RedisBackend:
         self.publish_many_sync([(channels, payload)])
 
     def publish_many_sync(
-        self, events: list[tuple[list[str], bytes]], *, mark: tuple[str, list[int]] | None = None
-    ) -> None:
+        self,
+        events: list[tuple[list[str], bytes]],
+        *,
+        mark: tuple[str, list[str]] | None = None,
+        backlog: str | None = None,
+    ) -> list[int]:
         """Publish payloads in order in one round trip, each with its place in its channels'
-        histories. With ``mark=(key, ids)`` (one id per event) an event whose id the sorted set
-        ``key`` already holds is not published again, and the others' ids are added to it, in
-        the same atomic step: the outbox's record of what went out.
+        histories. With ``mark=(key, names)`` (one unique name per event) an event whose name
+        the sorted set ``key`` already holds is not published again, and the others' names are
+        added to it (scored by the time), in the same atomic step: the outbox's record of what
+        went out. With ``backlog`` (a key), such an event is not published while that key exists
+        (``DEFERRED``): the relay is publishing older ones. Returns what was done with each.
         """
         try:
             with self._sync().pipeline(transaction=False) as pipe:
@@ -234,22 +251,31 @@ class RedisBackend:
                         channels,
                         payload,
                         None if mark is None else mark[0],
-                        "" if mark is None else str(mark[1][n]),
+                        "" if mark is None else mark[1][n],
+                        backlog,
                     )
                     self._sync_publish(keys, args, client=pipe)
-                pipe.execute()
+                return [int(done) for done in pipe.execute()]
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(
                 f"Cannot publish to Redis at {self.safe_url}: {error}"
             ) from error
 
     def _publish_arguments(
-        self, channels: list[str], payload: bytes, mark_key: str | None, mark_id: str
+        self,
+        channels: list[str],
+        payload: bytes,
+        mark_key: str | None,
+        mark_id: str,
+        backlog: str | None = None,
     ) -> tuple[list[str], list[Any]]:
         marks = self.prefix + mark_key if mark_key is not None else self._epoch_key
-        keys = [self._epoch_key, marks, *(self.history_key(c) for c in channels)]
+        waits = self.prefix + backlog if backlog is not None else self._epoch_key
+        keys = [self._epoch_key, marks, waits, *(self.history_key(c) for c in channels)]
         args: list[Any] = [
             mark_id,
+            int(time.time() * 1000),
+            "0" if backlog is not None else "1",
             self.history_length,
             self._trim,
             int(self.history_age * 1000),
@@ -322,17 +348,38 @@ class RedisBackend:
         entries = reply[4] if exists else []
         return [(Offset.parse(entry_id), _field(fields, b"p")) for entry_id, fields in entries]
 
-    def marked_sync(self, key: str, ids: list[int]) -> set[int]:
-        """Which of ``ids`` the sorted set ``key`` holds (see ``publish_many_sync``)."""
-        if not ids:
+    def marked_sync(self, key: str, names: list[str]) -> set[str]:
+        """Which of ``names`` the sorted set ``key`` holds (see ``publish_many_sync``)."""
+        if not names:
             return set()
-        scores = self._sync().zmscore(self.prefix + key, [str(i) for i in ids])
-        return {i for i, score in zip(ids, scores, strict=True) if score is not None}
+        scores = self._sync().zmscore(self.prefix + key, names)
+        return {n for n, score in zip(names, scores, strict=True) if score is not None}
 
-    def unmark_sync(self, key: str, ids: list[int]) -> None:
-        """Forget ``ids`` in the sorted set ``key``."""
-        if ids:
-            self._sync().zrem(self.prefix + key, *(str(i) for i in ids))
+    def unmark_sync(self, key: str, names: list[str]) -> None:
+        """Forget ``names`` in the sorted set ``key``."""
+        if names:
+            self._sync().zrem(self.prefix + key, *names)
+
+    def raise_flag_sync(self, key: str, seconds: float) -> None:
+        """Set (or bump) the counter ``key`` for ``seconds``: each raise changes its value."""
+        with self._sync().pipeline(transaction=True) as pipe:
+            pipe.incr(self.prefix + key)
+            pipe.pexpire(self.prefix + key, int(seconds * 1000))
+            pipe.execute()
+
+    def flag_sync(self, key: str) -> bytes | None:
+        """The flag's value now (None: not raised)."""
+        value = self._sync().get(self.prefix + key)
+        return value if isinstance(value, bytes) or value is None else value.encode()
+
+    def lower_flag_sync(self, key: str, seen: bytes | None) -> None:
+        """Delete the flag unless it was raised again since its value was ``seen``."""
+        if seen is not None:
+            self._sync().eval(_LOWER_SCRIPT, 1, self.prefix + key, seen)
+
+    def prune_marks_sync(self, key: str, before: float) -> None:
+        """Forget the names added to the sorted set ``key`` before ``before`` (Unix time)."""
+        self._sync().zremrangebyscore(self.prefix + key, "-inf", f"({int(before * 1000)}")
 
     def ping_sync(self) -> None:
         """Raise ``BrokerUnavailable`` unless Redis answers a PING now."""
