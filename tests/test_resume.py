@@ -292,7 +292,8 @@ async def test_the_events_stream_resumes_across_all_the_channels_it_follows(
     async with await connected(server, token) as client:
         await client.send({**request, "payload": resume})
         assert set(await client.next_payload("ev")) == {"extensions"}  # live after the replay
-        assert [got(await client.next_payload("ev")) for _ in "ab"] == [(news, 2), (other, 3)]
+        replayed = [got(await client.next_payload("ev")) for _ in "ab"]
+        assert sorted(replayed) == sorted([(news, 2), (other, 3)])  # order is per channel
         await sync_to_async(publish)(other, "custom", {"n": 4})
         fourth = await client.next_payload("ev")
         assert got(fourth) == (other, 4) and "cursor" in fourth["extensions"]
