@@ -55,3 +55,32 @@ async def test_without_redis_the_example_delivers_within_its_process(
     await asyncio.to_thread(
         wait_until, lambda: "in-memory broker" in memory_server.log.read_text(), 5, "the log line"
     )
+
+
+async def test_without_redis_a_client_resumes_from_its_cursor_within_the_process(
+    memory_server: LiveServer,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """The in-memory broker keeps the same history: the live marker is the subscription's ack,
+    and a client back with its cursor gets what it missed, once, in order."""
+    from asgiref.sync import sync_to_async
+
+    from .test_resume import live_cursor, resumable
+
+    alice, bob = await sync_to_async(lambda: (make_user("alice"), make_user("bob")))()
+    correspondence = await sync_to_async(make_correspondence)(alice, bob)
+    async with await connected(memory_server, token_for(bob)) as client:
+        await resumable(client, correspondence, None)
+        await live_cursor(client)  # live: nothing sent from now on can be missed
+        await send_message(memory_server, token_for(alice), correspondence.pk, "one")
+        cursor = (await client.next_payload("m"))["extensions"]["cursor"]
+    for body in ("two", "three"):
+        await send_message(memory_server, token_for(alice), correspondence.pk, body)
+    async with await connected(memory_server, token_for(bob)) as client:
+        await resumable(client, correspondence, cursor)
+        assert await live_cursor(client) == cursor
+        missed = [(await client.next_payload("m"))["data"]["messageAdded"]["body"] for _ in "ab"]
+        assert missed == ["two", "three"]
+        await client.expect_silence(0.3)
