@@ -134,7 +134,7 @@ class Broker:
         max_event_size: int = 1_048_576,
         publish_timeout: float = 1.0,
         history_length: int = 1000,
-        history_age: float = 3600.0,
+        history_age: float = 600.0,
     ) -> None:
         self.url = url
         self.prefix = prefix

@@ -49,7 +49,7 @@ class Settings:
     REVOCATION_CONFIRM_TIMEOUT: float = 5.0
     PUBLISH_TIMEOUT: float = 1.0
     HISTORY_LENGTH: int = 1000
-    HISTORY_AGE: float = 3600.0
+    HISTORY_AGE: float = 600.0
     RELAY_INTERVAL: float = 1.0
     RELAY_CLAIM_TIMEOUT: float = 30.0
 

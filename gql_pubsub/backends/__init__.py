@@ -22,7 +22,7 @@ def backend_from_url(
     health_check_interval: float = 15.0,
     publish_timeout: float = 1.0,
     history_length: int = 1000,
-    history_age: float = 3600.0,
+    history_age: float = 600.0,
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none) or ``redis://…``."""
     scheme = urlsplit(url).scheme if url else "memory"

@@ -33,7 +33,7 @@ class MemoryBackend:
         health_check_interval: float = 0,
         publish_timeout: float = 0,
         history_length: int = 1000,
-        history_age: float = 3600.0,
+        history_age: float = 600.0,
     ) -> None:
         self.safe_url = url
         self.history_length = history_length

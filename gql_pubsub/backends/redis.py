@@ -109,7 +109,7 @@ class RedisBackend:
         health_check_interval: float = 15.0,
         publish_timeout: float = 1.0,
         history_length: int = 1000,
-        history_age: float = 3600.0,
+        history_age: float = 600.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
