@@ -35,17 +35,23 @@ again within about a second (the outbox relay waits that long before it publishe
 # record it, append the event to each channel's history stream and PUBLISH it with its place
 # ("<epoch> <stream id> <payload>"). The epoch names this Redis's data: it changes when the data
 # is lost, and with it every cursor becomes unusable (the client is told to refetch).
-PUBLISH_SCRIPT = """
-if ARGV[1] ~= '' then
-  if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-end
+_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   local now = redis.call('TIME')
   epoch = now[1] .. string.format('%06d', tonumber(now[2]))
   redis.call('SET', KEYS[1], epoch)
+end
+"""
+"""Lua: the epoch in KEYS[1], created (from the server's clock) if there is none yet."""
+
+PUBLISH_SCRIPT = (
+    _EPOCH
+    + """
+if ARGV[1] ~= '' then
+  if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
 for i = 4, #KEYS do
   local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[5], ARGV[4], '*', 'p', ARGV[7])
@@ -54,6 +60,7 @@ for i = 4, #KEYS do
 end
 return 1
 """
+)
 
 _LOWER_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -65,13 +72,9 @@ PUBLISHED, DUPLICATE, DEFERRED = 1, 0, 2
 (the relay is publishing older events of the destination: the event must wait its turn)."""
 
 # The epoch (created if there is none yet) and the newest id of each history ('' when empty).
-TAIL_SCRIPT = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  local now = redis.call('TIME')
-  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
-  redis.call('SET', KEYS[1], epoch)
-end
+TAIL_SCRIPT = (
+    _EPOCH
+    + """
 local out = {epoch}
 for i = 2, #KEYS do
   local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
@@ -79,6 +82,7 @@ for i = 2, #KEYS do
 end
 return out
 """
+)
 
 # What a resume needs, read atomically: the epoch, whether the history exists, its first id,
 # whether it was ever trimmed, and the entries after ARGV[1].
@@ -584,7 +588,16 @@ def split_message(data: bytes) -> tuple[str, Offset, bytes]:
     if data[:1] == b"{":
         return "", START, data
     epoch, offset, payload = data.split(b" ", 2)
-    return epoch.decode(), Offset.parse(offset), payload
+    text = _epochs.get(epoch)
+    if text is None:  # one per Redis data life: decoded once
+        if len(_epochs) > 16:
+            _epochs.clear()
+        text = _epochs[epoch] = epoch.decode()
+    ms, _, seq = offset.partition(b"-")
+    return text, Offset(int(ms), int(seq)), payload
+
+
+_epochs: dict[bytes, str] = {}
 
 
 def _field(fields: list[bytes], name: bytes) -> bytes:
