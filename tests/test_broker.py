@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,7 +25,7 @@ def event(n: int, kind: EventKind = EventKind.CREATED) -> Event:
 @pytest.fixture(params=["memory", "redis"])
 async def broker(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Broker]:
     url = None if request.param == "memory" else redis_url
-    broker = Broker(url, prefix=f"test-{request.node.name}:", buffer_size=5)
+    broker = Broker(url, prefix=f"test-{request.node.name}-{uuid.uuid4().hex[:8]}:", buffer_size=5)
     await broker.start()
     yield broker
     await broker.stop()
