@@ -29,10 +29,10 @@ from .services import ROOT, RedisServer, free_port, live_server, scaled, wait_un
 EXAMPLE_PREFIX = "gql_pubsub:0:"
 """The example's CHANNEL_PREFIX on a ``RedisServer`` (its URL names database 0)."""
 
-HEALTH_CHECK_INTERVAL = 0.5
-"""The broker's heartbeat in the health-check tests: a silent read times out after 1 s."""
+HEALTH_CHECK_INTERVAL = scaled(0.5)
+"""The broker's heartbeat in the health-check tests (scaled: a silent read times out after 2x)."""
 
-PAUSE_MS = 2000
+PAUSE_MS = int(4 * HEALTH_CHECK_INTERVAL * 1000)
 """CLIENT PAUSE of the health-check test: twice the read timeout (2 x the interval)."""
 
 
