@@ -37,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and create the database before Django loads its settings."""
     if hasattr(config, "workerinput"):  # pragma: no cover - not used with xdist
         return
+    if os.environ.get("GQL_PUBSUB_TEST_SERVICES") == "0":
+        return  # pure unit tests only (the mutation run: many sessions in one process)
     os.environ["REDIS_URL"] = _services.enter_context(redis_service())
     os.environ["DATABASE_URL"] = _services.enter_context(database_service())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
@@ -49,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.environ.get("GQL_PUBSUB_TEST_SERVICES") == "0":
+        return
     from django.db import connections
 
     connections.close_all()
