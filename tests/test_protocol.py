@@ -11,8 +11,10 @@ from gql_pubsub.protocol import (
     ConnectionState,
     Init,
     Ping,
+    Pong,
     ProtocolConnection,
     Subscribe,
+    encode,
 )
 
 SUBSCRIBE = '{"id":"1","type":"subscribe","payload":{"query":"{ me { id } }"}}'
@@ -118,3 +120,117 @@ def test_a_long_rejection_reason_is_cut_to_fit_a_close_frame() -> None:
     reason = connection.reject("é" * 100).reason
     assert len(reason.encode()) <= 123
     assert reason == "Forbidden: " + "é" * 56
+
+
+def test_a_subscribe_carries_every_field_the_client_sent() -> None:
+    """query, variables, operationName and extensions reach the server as sent."""
+    connection = acknowledged()
+    frame = (
+        '{"id":"7","type":"subscribe","payload":{"query":"query Q { a }",'
+        '"variables":{"x":1},"operationName":"Q","extensions":{"after":null}}}'
+    )
+    assert connection.receive(frame) == Subscribe(
+        "7", "query Q { a }", {"x": 1}, "Q", {"after": None}
+    )
+
+
+@pytest.mark.parametrize("kind", ["ping", "pong"])
+def test_ping_and_pong_carry_their_payload(kind: str) -> None:
+    """The optional payload of ping/pong is passed on (an object), or None."""
+    connection = acknowledged()
+    action = connection.receive(f'{{"type":"{kind}","payload":{{"t":1}}}}')
+    assert action == (Ping if kind == "ping" else Pong)({"t": 1})
+    assert connection.receive(f'{{"type":"{kind}"}}') == (Ping if kind == "ping" else Pong)(None)
+    refused = connection.receive(f'{{"type":"{kind}","payload":[1]}}')
+    assert refused == Close(CloseCode.BAD_REQUEST, "'payload' must be an object or null")
+
+
+SUB = '{{"id":"1","type":"subscribe","payload":{payload}}}'
+
+
+@pytest.mark.parametrize(
+    ("frame", "close"),
+    [
+        (b"\x00", Close(CloseCode.BAD_REQUEST, "Binary messages are not supported")),
+        ("{", Close(CloseCode.BAD_REQUEST, "Message is not valid JSON")),
+        ("[]", Close(CloseCode.BAD_REQUEST, "Message must be a JSON object")),
+        ('{"type":"nope"}', Close(CloseCode.BAD_REQUEST, "Unexpected message type 'nope'")),
+        ('{"type":1}', Close(CloseCode.BAD_REQUEST, "Message has no valid 'type'")),
+        (
+            '{"id":"","type":"complete"}',
+            Close(CloseCode.BAD_REQUEST, "Message 'id' must be a non-empty string"),
+        ),
+        (
+            SUB.format(payload="[]"),
+            Close(CloseCode.BAD_REQUEST, "Subscribe payload must be an object"),
+        ),
+        (
+            SUB.format(payload='{"query":1}'),
+            Close(CloseCode.BAD_REQUEST, "Subscribe payload 'query' must be a string"),
+        ),
+        (
+            SUB.format(payload='{"query":"{a}","operationName":1}'),
+            Close(
+                CloseCode.BAD_REQUEST, "Subscribe payload 'operationName' must be a string or null"
+            ),
+        ),
+        (
+            SUB.format(payload='{"query":"{a}","extensions":"x"}'),
+            Close(CloseCode.BAD_REQUEST, "'extensions' must be an object or null"),
+        ),
+        (
+            '{"type":"connection_init"}',
+            Close(CloseCode.TOO_MANY_INITIALISATION_REQUESTS, "Too many initialisation requests"),
+        ),
+    ],
+)
+def test_each_refusal_says_exactly_what_was_wrong(frame: str | bytes, close: Close) -> None:
+    """After the ack, each bad frame closes with its code and a reason naming the fault."""
+    connection = acknowledged()
+    assert connection.receive(frame) == close
+    assert connection.receive('{"type":"ping"}') == Close(
+        CloseCode.BAD_REQUEST, "Connection is closed"
+    )
+
+
+def test_subscribe_before_the_ack_and_a_reused_id_are_refused_by_name() -> None:
+    """4401 "Unauthorized" before the ack; 4409 naming the id that is already running."""
+    assert ProtocolConnection().receive(SUBSCRIBE) == Close(CloseCode.UNAUTHORIZED, "Unauthorized")
+    connection = acknowledged()
+    connection.receive(SUBSCRIBE)
+    assert connection.receive(SUBSCRIBE) == Close(
+        CloseCode.SUBSCRIBER_ALREADY_EXISTS, "Subscriber for 1 already exists"
+    )
+
+
+def test_the_init_timeout_closes_only_a_socket_that_never_sent_init() -> None:
+    """4408 while awaiting init; nothing once init came (acknowledged or not)."""
+    waiting = ProtocolConnection()
+    assert waiting.init_timed_out() == Close(
+        CloseCode.CONNECTION_INITIALISATION_TIMEOUT, "Connection initialisation timeout"
+    )
+    assert waiting.state is ConnectionState.CLOSED
+    initialising = ProtocolConnection()
+    initialising.receive('{"type":"connection_init"}')
+    assert initialising.init_timed_out() is None
+    assert acknowledged().init_timed_out() is None
+
+
+def test_server_messages_are_compact_json() -> None:
+    """encode() gives the frame's text: JSON without spaces."""
+    assert encode({"type": "next", "id": "1"}) == '{"type":"next","id":"1"}'
+
+
+def test_an_unknown_type_is_quoted_cut_to_64_characters() -> None:
+    """A huge `type` does not make a huge close reason: its first 64 characters are quoted."""
+    close = acknowledged().receive('{"type":"' + "x" * 100 + '"}')
+    assert close == Close(CloseCode.BAD_REQUEST, f"Unexpected message type {'x' * 64!r}")
+
+
+def test_a_refusal_reason_is_cut_to_a_close_frame_on_a_character_boundary() -> None:
+    """4403's reason fits 123 bytes; a cut inside a multi-byte character drops that character."""
+    connection = ProtocolConnection()
+    connection.receive('{"type":"connection_init"}')
+    close = connection.reject("a" + "é" * 100)  # "Forbidden: a" is 12 bytes, then 2 each
+    assert close.code == CloseCode.FORBIDDEN
+    assert close.reason == "Forbidden: a" + "é" * 55  # 12 + 110 bytes; the 56th é is cut in two
