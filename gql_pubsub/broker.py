@@ -12,6 +12,7 @@ from typing import Any
 
 from .backends import Backend, backend_from_url
 from .conf import get_settings
+from .cursors import Cursor
 from .events import Event, EventDecodeError, Gap, Offset
 
 logger = logging.getLogger("gql_pubsub.broker")
@@ -304,6 +305,34 @@ class Broker:
             with contextlib.suppress(EventDecodeError):
                 events.append(Event.decode(payload, channel, epoch, offset))
         return events
+
+    async def catch_up(
+        self, after: Cursor, epoch: str, here: dict[str, Offset], *, unnamed_lost: bool
+    ) -> tuple[dict[str, Offset], list[Event], list[str]]:
+        """What a subscriber resuming from ``after`` is owed, where the live stream is ``here``
+        (in ``epoch``): its place per channel, the events to replay first (in offset order), and
+        the channels whose history cannot prove it holds them. A channel the cursor does not
+        name is lost if ``unnamed_lost``, else owed nothing (followed since)."""
+        places = dict(here)
+        replayed: list[Event] = []
+        lost: list[str] = []
+        for channel in sorted(here):
+            start = after.positions.get(channel)
+            if start is None and not unnamed_lost:
+                continue
+            if start is None or after.epoch != epoch:
+                lost.append(channel)
+                continue
+            places[channel] = start
+            if start >= here[channel]:
+                continue  # ahead of this server: skip what it has
+            events = await self.replay(channel, epoch, start, after.issued)
+            if events is None:
+                places[channel] = here[channel]
+                lost.append(channel)
+                continue
+            replayed.extend(e for e in events if e.offset <= here[channel])
+        return places, sorted(replayed, key=lambda e: e.offset), lost
 
     # -- publishing ------------------------------------------------------------------------
 

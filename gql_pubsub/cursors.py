@@ -82,6 +82,18 @@ def live_payload(cursor: str) -> str:
     return '{"extensions":{"cursor":"' + cursor + '"}}'
 
 
+def start_payload(cursor: str, lost: list[str]) -> str:
+    """The first ``next`` of a resumable subscription: live from ``cursor``, or ``REFETCH``
+    naming the channels whose events since the client's cursor are no longer held."""
+    if lost:
+        return refetch_payload(
+            f"The history no longer holds every event since your cursor on {lost}: "
+            "refetch, then go on.",
+            cursor,
+        )
+    return live_payload(cursor)
+
+
 def refetch_payload(message: str, cursor: str | None) -> str:
     """The ``REFETCH`` signal: a ``next`` payload with one error (and where to go on from)."""
     payload: dict[str, Any] = {

@@ -22,7 +22,7 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.execution import Executor, execute_subscription_event
 
 from .broker import SubscriberOverflow
-from .cursors import Cursor, live_payload, refetch_payload, with_cursor
+from .cursors import Cursor, refetch_payload, start_payload, with_cursor
 from .events import START, Event, Gap, Offset
 from .subscriptions import SKIP, ChannelStream
 
@@ -225,38 +225,21 @@ class Group:
         held meanwhile."""
         member.held = member.held if member.held is not None else []
         epoch, here = self.epoch, dict(self.positions)
-        mine = dict(here)  # where the member is: its cursor's place where it is replayed
+        mine = dict(here)  # where the member is: its cursor's places where it is replayed
         replayed: list[Event] = []
         lost: list[str] = []
-        for channel in sorted(self.stream.channels) if after is not None else ():
-            assert after is not None
-            start = after.positions.get(channel)
-            if start is None or after.epoch != epoch:
-                lost.append(channel)
-                continue
-            if start >= here[channel]:
-                mine[channel] = start  # ahead of this server: skip what it has
-                continue
-            events = await self.stream.broker.replay(channel, epoch, start, after.issued)
-            if events is None:
-                lost.append(channel)
-                continue
-            mine[channel] = start
-            replayed.extend(e for e in events if e.offset <= here[channel])
+        if after is not None:
+            mine, replayed, lost = await self.stream.broker.catch_up(
+                after, epoch, here, unnamed_lost=True
+            )
         if self.members.get(id(member)) is not member:
             return  # completed, revoked or closed meanwhile
         # Places from the client's cursor are as old as that cursor until the replay passes them.
         issued = after.issued if after is not None and replayed else time.time()
-        cursor = Cursor(epoch, dict(mine), issued).encode()
-        if lost:
-            message = (
-                f"The history no longer holds every event since your cursor on {lost}: "
-                "refetch, then go on."
-            )
-            await member.deliver(member.prefix + refetch_payload(message, cursor) + "}")
-        else:
-            await member.deliver(member.prefix + live_payload(cursor) + "}")
-        for n, event in enumerate(sorted(replayed, key=lambda e: e.offset), 1):
+        await member.deliver(
+            member.prefix + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost) + "}"
+        )
+        for n, event in enumerate(replayed, 1):
             if self.members.get(id(member)) is not member:
                 return
             mine[event.channel] = event.offset

@@ -340,16 +340,14 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
         try:
             backend.publish_many_sync(
                 [(row.channels, row.payload.encode()) for row in relayed],
-                mark=(marks, [outbox_mark(alias, row) for row in relayed]),
+                mark=(marks, [names[row.pk] for row in relayed]),
             )
         except Exception:
             _release(alias, [row.pk for row in relayed])
             raise
     done = [*published, *(row.pk for row in relayed)]
     OutboxEvent.objects.using(alias).filter(pk__in=done)._raw_delete(alias)  # no collector
-    backend.unmark_sync(
-        marks, [*(names[pk] for pk in published), *(outbox_mark(alias, r) for r in relayed)]
-    )
+    backend.unmark_sync(marks, [names[pk] for pk in done])
     backend.prune_marks_sync(marks, time.time() - MARKS_KEPT)
     return len(relayed)
 

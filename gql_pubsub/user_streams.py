@@ -106,27 +106,12 @@ class UserSubscriptionsStream(Generic[T]):
         self.epoch, here = await self.broker.tail([self._control, *channels])
         self.positions.update(here)
         self._floor = here  # live events up to here are replayed, or came before the start
-        after = self._after
-        if after is None:
-            return
-        replayed: list[Event] = []
-        for channel in sorted(channels):
-            start = after.positions.get(channel)
-            if start is None:
-                continue  # not followed when the cursor was made: nothing owed from before
-            if after.epoch != self.epoch:
-                self.lost.append(channel)
-                continue
-            if start >= here[channel]:
-                self.positions[channel] = start  # ahead of this server: skip what it has
-                continue
-            events = await self.broker.replay(channel, self.epoch, start, after.issued)
-            if events is None:
-                self.lost.append(channel)
-                continue
-            self.positions[channel] = start
-            replayed.extend(e for e in events if e.offset <= here[channel])
-        self._replay.extend(sorted(replayed, key=lambda e: e.offset))
+        if self._after is not None:
+            places, replayed, self.lost = await self.broker.catch_up(
+                self._after, self.epoch, {c: here[c] for c in channels}, unnamed_lost=False
+            )
+            self.positions.update(places)
+            self._replay.extend(replayed)
 
     async def aclose(self) -> None:
         """Stop following; release every broker subscription."""

@@ -40,7 +40,7 @@ from .auth import (
 from .broker import EventsLost, SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
-from .cursors import Cursor, InvalidCursor, live_payload, refetch_payload, with_cursor
+from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
@@ -322,7 +322,8 @@ class _Connection:
         if followed is not None and resumable:
             followed.resume_from(after)
             await followed.open()
-            await self.outbox.send(next_prefix(op.id) + _resumed_payload(followed) + "}")
+            payload = start_payload(followed.cursor, followed.lost)
+            await self.outbox.send(next_prefix(op.id) + payload + "}")
         if followed is not None and followed.shared:
             await self._stream_shared(op, document, followed)
             return
@@ -561,17 +562,6 @@ class _Connection:
         await self.outbox.close()
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
-
-
-def _resumed_payload(stream: UserSubscriptionsStream[Any]) -> str:
-    """The first ``next`` of a resumable ``events`` stream: live, or REFETCH for what was lost."""
-    if stream.lost:
-        return refetch_payload(
-            f"The history no longer holds every event since your cursor on {stream.lost}: "
-            "refetch, then go on.",
-            stream.cursor,
-        )
-    return live_payload(stream.cursor)
 
 
 def _frame_size(frame: str | bytes, limit: int) -> int:
