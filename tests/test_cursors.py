@@ -14,6 +14,7 @@ from gql_pubsub.cursors import (
     InvalidCursor,
     live_payload,
     refetch_payload,
+    start_payload,
     with_cursor,
 )
 from gql_pubsub.events import START, Offset
@@ -88,3 +89,14 @@ def test_cursors_of_every_length_come_back_unpadded(name: str) -> None:
 def test_an_unknown_layout_is_named_in_the_refusal() -> None:
     with pytest.raises(InvalidCursor, match=r"\(unknown layout\)$"):
         Cursor.decode(_encoded([2, "e", 1, {}]))
+
+
+def test_the_first_next_is_live_or_refetch_naming_the_lost_channels() -> None:
+    assert start_payload("C", []) == live_payload("C")
+    signal = json.loads(start_payload("C", ["room:1"]))
+    assert signal["errors"][0]["extensions"]["code"] == REFETCH
+    assert signal["errors"][0]["message"] == (
+        "The history no longer holds every event since your cursor on ['room:1']: "
+        "refetch, then go on."
+    )
+    assert signal["extensions"] == {"cursor": "C"}
