@@ -37,8 +37,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and create the database before Django loads its settings."""
     if hasattr(config, "workerinput"):  # pragma: no cover - not used with xdist
         return
-    if os.environ.get("GQL_PUBSUB_TEST_SERVICES") == "0":
-        return  # pure unit tests only (the mutation run: many sessions in one process)
     os.environ["REDIS_URL"] = _services.enter_context(redis_service())
     os.environ["DATABASE_URL"] = _services.enter_context(database_service())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
@@ -51,12 +49,48 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if os.environ.get("GQL_PUBSUB_TEST_SERVICES") == "0":
-        return
     from django.db import connections
 
     connections.close_all()
     _services.close()
+
+
+# Mutation testing (scripts/mutation.py): while mutmut notes which tests reach which functions,
+# credit each test also with what the processes it started (servers, writers) ran, and with what
+# ran while its fixtures were torn down. See scripts/mutation_site/sitecustomize.py.
+_MUTATION_HITS = os.environ.get("GQL_PUBSUB_MUTATION_HITS")
+_mutation = {"test": 0, "read": 0}
+
+
+def _collecting_mutation_stats() -> bool:
+    return bool(_MUTATION_HITS) and os.environ.get("MUTANT_UNDER_TEST") == "stats"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _collecting_mutation_stats():
+        _mutation["test"] += 1  # a new mtime (not the clock's: two tests may share a tick)
+        marker = Path(f"{_MUTATION_HITS}.test")
+        marker.touch()
+        os.utime(marker, ns=(_mutation["test"], _mutation["test"]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield
+    if _collecting_mutation_stats():
+        from mutmut.state import state
+
+        with open(f"{_MUTATION_HITS}", "ab+") as hits:
+            hits.seek(_mutation["read"])
+            data = hits.read()
+        data = data[: data.rfind(b"\n") + 1]  # whole lines only: a writer may be mid-line
+        _mutation["read"] += len(data)
+        names = {line.decode() for line in data.splitlines()} | state()._stats
+        for name in names:
+            state().tests_by_mangled_function_name[name].add(item.nodeid)
+        state()._stats.clear()
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -105,15 +139,13 @@ class InProcessServer:
         self.ws_url = f"ws://127.0.0.1:{port}/graphql/"
 
 
-@pytest.fixture
-async def app_server() -> AsyncIterator[InProcessServer]:
+@contextlib.asynccontextmanager
+async def serve_in_process(app: Any, **options: Any) -> AsyncIterator[InProcessServer]:
+    """uvicorn serving ``app`` on this event loop (``options``: more of uvicorn's Config)."""
     port = free_port()
-    from gql_pubsub.asgi import get_asgi_application
-
-    from . import fanout_app
-
-    app = get_asgi_application(fanout_app.schema)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(int(scaled(200))):
@@ -121,9 +153,21 @@ async def app_server() -> AsyncIterator[InProcessServer]:
             break
         await asyncio.sleep(0.05)
     assert server.started, "in-process uvicorn did not start"
-    yield InProcessServer(server, port)
-    server.should_exit = True
-    await asyncio.wait_for(task, scaled(20))
+    try:
+        yield InProcessServer(server, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, scaled(20))
+
+
+@pytest.fixture
+async def app_server() -> AsyncIterator[InProcessServer]:
+    from gql_pubsub.asgi import get_asgi_application
+
+    from . import fanout_app
+
+    async with serve_in_process(get_asgi_application(fanout_app.schema)) as server:
+        yield server
 
 
 _names = itertools.count()

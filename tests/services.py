@@ -148,8 +148,14 @@ def redis_service() -> Iterator[str]:
 
 @contextlib.contextmanager
 def database_service() -> Iterator[str]:
-    """Yield a DATABASE_URL for a fresh database: a new PostgreSQL database or a SQLite file."""
+    """Yield a DATABASE_URL for a fresh database: a new PostgreSQL database or a SQLite file.
+
+    A SQLite file given in DATABASE_URL is used as it is (the mutation run shares one).
+    """
     given = os.environ.get("DATABASE_URL", "")
+    if given.startswith("sqlite:"):
+        yield given
+        return
     if given.startswith(("postgres://", "postgresql://")):
         import psycopg
 

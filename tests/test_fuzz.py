@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -67,16 +68,17 @@ def frames(correspondence_id: int) -> st.SearchStrategy[str | bytes]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_target() -> tuple[str, int]:
+def fuzz_target() -> tuple[str, int, str]:
     from django.contrib.auth import get_user_model
 
     from example.chat.models import Correspondence
     from gql_pubsub.auth import create_jwt
 
-    user = get_user_model().objects.create_user(username="fuzzer", password="pw")
+    name = f"fuzzer-{uuid.uuid4().hex}"
+    user = get_user_model().objects.create_user(username=name, password="pw")
     correspondence = Correspondence.objects.create(title="fuzz")
     correspondence.participants.set([user])
-    return create_jwt(user), correspondence.pk
+    return create_jwt(user), correspondence.pk, name
 
 
 SERVER_MESSAGES = {"connection_ack", "ping", "pong", "next", "error", "complete"}
@@ -106,10 +108,10 @@ async def play_frames(url: str, token: str, init: bool, sent: list[str | bytes])
 
 
 def test_random_frames_never_break_the_server(
-    server: LiveServer, redis_client: redis.Redis, fuzz_target: tuple[str, int]
+    server: LiveServer, redis_client: redis.Redis, fuzz_target: tuple[str, int, str]
 ) -> None:
     """300 random sequences (about 2,000 frames): only client-caused close codes, then health."""
-    token, correspondence_id = fuzz_target
+    token, correspondence_id, username = fuzz_target
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(init=st.booleans(), sent=st.lists(frames(correspondence_id), min_size=1, max_size=12))
@@ -136,6 +138,6 @@ def test_random_frames_never_break_the_server(
             await client.subscribe("h", "{ me { username } }")
             return await client.next_payload("h")
 
-    assert asyncio.run(healthy()) == {"data": {"me": {"username": "fuzzer"}}}
+    assert asyncio.run(healthy()) == {"data": {"me": {"username": username}}}
     assert server.process.poll() is None
     assert "Traceback" not in server.log.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,7 +74,7 @@ def fuzz_token() -> str:
 
     from gql_pubsub.auth import create_jwt
 
-    return create_jwt(get_user_model().objects.create_user(username="robust"))
+    return create_jwt(get_user_model().objects.create_user(username=f"robust-{uuid.uuid4().hex}"))
 
 
 def test_fuzzing_leaves_no_task_group_subscriber_or_connection_behind(

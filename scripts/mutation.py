@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Mutation testing of the library against the whole suite, with real Redis and real servers.
+
+    python3 scripts/mutation.py                          # every mutant of every module
+    python3 scripts/mutation.py limits backends.redis    # the mutants of these modules
+    python3 scripts/mutation.py --sample 0.1 broker      # a random tenth of them (seeded)
+    python3 scripts/mutation.py --score                  # the scores so far, run nothing
+
+mutmut (in the dev extras) runs each mutant's tests in a process forked from mutmut's own;
+most of a mutant's time is spent waiting (on servers, or a bounded wait that a mutant makes a
+test run out), so twice as many at once as there are cores is the default.
+This script starts what those sessions share: one redis-server and one migrated SQLite file
+(DATABASE_URL=postgres://... uses a new PostgreSQL database instead), and puts
+scripts/mutation_site on PYTHONPATH, so that the uvicorn servers and writer processes a test
+starts also report which functions they ran (mutmut only sees its own process). Results are
+kept in mutants/ (gitignored): a mutant already tested is not tested again unless its function
+changed. A mutant whose tests run past mutmut's time limit ([tool.mutmut] in pyproject.toml)
+made them hang: it counts as detected. `.venv/bin/mutmut show NAME` shows one mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import dev  # noqa: E402
+
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout"}
+MISSED = {0: "survived", 33: "no tests", 5: "no tests"}
+
+
+def results() -> dict[str, dict[str, int | None]]:
+    """mutmut's exit code for each mutant, by module (None: not tested yet)."""
+    found = {}
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
+        module = meta.relative_to(MUTANTS).as_posix().removesuffix(".py.meta").replace("/", ".")
+        found[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return found
+
+
+def score(selected: set[str] | None = None) -> None:
+    """Print detected/tested for each module, and the survivors, from mutmut's result files."""
+    total_detected = total = 0
+    survivors = []
+    for module, codes in results().items():
+        tested = {
+            name: code
+            for name, code in codes.items()
+            if code is not None and (selected is None or name in selected)
+        }
+        if not tested:
+            continue
+        detected = sum(code in KILLED for code in tested.values())
+        kinds: dict[str, int] = {}
+        for name, code in tested.items():
+            kind = KILLED.get(code) or MISSED.get(code) or f"exit {code}"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if code not in KILLED:
+                survivors.append(f"  {kind:9} {name}")
+        rest = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        share = detected / len(tested)
+        print(f"{module:28} {detected:4}/{len(tested):<4} {100 * share:5.1f}%  ({rest})")
+        total_detected += detected
+        total += len(tested)
+    if not total:
+        print("No mutant tested yet.")
+        return
+    share = total_detected / total
+    margin = 1.96 * math.sqrt(share * (1 - share) / total)  # the sample's 95% interval
+    print(f"{'all':28} {total_detected:4}/{total:<4} {100 * share:5.1f}%  (±{100 * margin:.1f})")
+    print("Not detected:", *survivors, sep="\n")
+
+
+def generate(interpreter: Path) -> None:
+    """Have mutmut write (or refresh) the mutants, so that they can be listed and sampled."""
+    code = (
+        "from mutmut.__main__ import copy_src_dir, copy_also_copy_files, setup_source_paths, "
+        "create_mutants, set_mutant_under_test\n"
+        "set_mutant_under_test('mutant_generation')\n"
+        "copy_src_dir(); copy_also_copy_files(); setup_source_paths(); create_mutants(2)\n"
+    )
+    MUTANTS.mkdir(exist_ok=True)
+    subprocess.run([interpreter, "-c", code], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def choose(modules: list[str], sample: float, seed: int) -> list[str]:
+    """The mutants of ``modules`` (all when empty), a seeded random ``sample`` of each."""
+    chosen = []
+    for module, codes in results().items():
+        name = module.removeprefix("gql_pubsub.")
+        if modules and name not in modules:
+            continue
+        names = sorted(codes)
+        count = math.ceil(len(names) * sample)
+        chosen += random.Random(f"{seed}:{module}").sample(names, count)
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help="gql_pubsub modules, e.g. broker backends.redis")
+    parser.add_argument("--sample", type=float, default=1.0, help="share of each module's mutants")
+    parser.add_argument("--seed", type=int, default=0, help="which sample")
+    parser.add_argument(
+        "--jobs", type=int, default=2 * (os.cpu_count() or 1), help="mutants tested at once"
+    )
+    parser.add_argument("--again", action="store_true", help="test mutants already tested, too")
+    parser.add_argument(
+        "--retry-timeouts", action="store_true", help="test again mutants that timed out"
+    )
+    parser.add_argument("--score", action="store_true", help="print the scores, run nothing")
+    args = parser.parse_args()
+
+    interpreter = dev.python()
+    if Path(sys.executable).resolve() != interpreter.resolve():
+        os.execv(interpreter, [str(interpreter), __file__, *sys.argv[1:]])
+    if not args.score:
+        generate(interpreter)
+    chosen = choose(args.modules, args.sample, args.seed)
+    if args.score:
+        score(set(chosen))
+        return
+    tested = results().values()
+    done = {
+        name
+        for codes in tested
+        for name, code in codes.items()
+        if code is not None and not (args.retry_timeouts and KILLED.get(code) == "timeout")
+    }
+    pending = [name for name in chosen if args.again or name not in done]
+    print(f"{len(chosen)} mutants chosen, {len(pending)} to test", flush=True)
+
+    sys.path.insert(0, str(ROOT))
+    from tests.services import database_service, redis_service
+
+    returncode = 0
+    with contextlib.ExitStack() as services, tempfile.TemporaryDirectory() as workdir:
+        if pending:
+            if not os.environ.get("DATABASE_URL", "").startswith(("postgres:", "postgresql:")):
+                os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/mutation.sqlite3"
+            scale = "GQL_PUBSUB_TEST_TIMEOUT_SCALE"
+            env = {
+                **os.environ,
+                "REDIS_URL": services.enter_context(redis_service()),
+                "DATABASE_URL": services.enter_context(database_service()),
+                "DJANGO_SETTINGS_MODULE": "example.settings",
+                "GQL_PUBSUB_MUTATION_HITS": f"{workdir}/hits",
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts" / "mutation_site"), str(ROOT)]),
+                # Each library call goes through mutmut's trampoline: give the suite's waits room.
+                "GQL_PUBSUB_TEST_TIMEOUT_SCALE": os.environ.get(scale, "2"),
+            }
+            migrate = [interpreter, "-m", "django", "migrate", "--verbosity", "0"]
+            subprocess.run(migrate, env=env, check=True)
+            mutmut = [str(interpreter.parent / "mutmut"), "run", "--max-children", str(args.jobs)]
+            returncode = subprocess.run([*mutmut, *pending], cwd=ROOT, env=env).returncode
+    score(set(chosen))
+    sys.exit(returncode)
+
+
+if __name__ == "__main__":
+    main()
