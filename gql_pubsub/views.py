@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cross_web import HTTPException
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -64,7 +64,10 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         if user.is_authenticated and not getattr(request, "_dont_enforce_csrf_checks", False):
             reason = _csrf_failure(request)
             if reason is not None:  # a GraphQL-shaped answer: Django's 403 page drops the text
-                message = f"CSRF check failed ({reason}): send the X-CSRFToken header."
+                message = (
+                    f"CSRF check failed: {reason} "
+                    "Send the X-CSRFToken header (the csrftoken cookie's value)."
+                )
                 return JsonResponse({"errors": [{"message": message}]}, status=403)
         return await super().dispatch(request, *args, **kwargs)
 
@@ -118,10 +121,16 @@ def _inspect(
     return (operation.operation if operation else None), errors
 
 
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering with its reason instead of a 403 page."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> Any:
+        return reason
+
+
 def _csrf_failure(request: HttpRequest) -> str | None:
-    check = CsrfViewMiddleware(lambda request: HttpResponse())
+    """Why Django's CSRF check refuses ``request`` (e.g. "CSRF token missing."), or None."""
+    check = _CsrfCheck(lambda request: HttpResponse())
     check.process_request(request)
-    response = check.process_view(request, lambda request: HttpResponse(), (), {})
-    if response is None:
-        return None
-    return getattr(response, "reason_phrase", "rejected")
+    reason = check.process_view(request, lambda request: HttpResponse(), (), {})
+    return cast("str | None", reason)  # our _reject's reason, or None: the check passed

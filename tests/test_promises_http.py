@@ -134,13 +134,24 @@ async def test_a_session_authenticated_post_without_the_csrf_header_is_refused(
 async def test_the_csrf_refusal_tells_the_client_to_send_the_x_csrftoken_header(
     browser: httpx.AsyncClient,
 ) -> None:
-    """The 403 of a session request without a CSRF token says to send the X-CSRFToken header."""
+    """A session request's 403 says why Django refused it, and to send the X-CSRFToken header."""
     response = await browser.post(
         "/graphql/", json={"query": CREATE, "variables": {"t": unique("no-csrf")}}
     )
-    assert response.status_code == 403
-    message = response.json()["errors"][0]["message"]
-    assert message.startswith("CSRF check failed (") and "send the X-CSRFToken header" in message
+    wrong = await browser.post(
+        "/graphql/",
+        json={"query": CREATE, "variables": {"t": unique("no-csrf")}},
+        headers={"X-CSRFToken": "x" * 32},
+    )
+    assert response.status_code == wrong.status_code == 403
+    assert response.json()["errors"][0]["message"] == (
+        "CSRF check failed: CSRF token missing. "
+        "Send the X-CSRFToken header (the csrftoken cookie's value)."
+    )
+    assert wrong.json()["errors"][0]["message"] == (
+        "CSRF check failed: CSRF token from the 'X-Csrftoken' HTTP header incorrect. "
+        "Send the X-CSRFToken header (the csrftoken cookie's value)."
+    )
 
 
 async def test_a_session_authenticated_post_with_the_csrf_token_succeeds(
