@@ -64,11 +64,14 @@ class Event:
 
     def encode(self) -> bytes:
         """Encode the event once for the wire (the channel travels beside it, not inside)."""
-        return orjson.dumps(
-            {"kind": self.kind.value, "model": self.model, "pk": self.pk, "data": self.data},
-            default=_json_default,
-            option=orjson.OPT_NON_STR_KEYS,
-        )
+        try:
+            return orjson.dumps(
+                {"kind": self.kind.value, "model": self.model, "pk": self.pk, "data": self.data},
+                default=_json_default,
+                option=orjson.OPT_NON_STR_KEYS,
+            )
+        except TypeError as error:  # orjson's message hides ours ("Type is not JSON serializable")
+            raise TypeError(str(error.__cause__ or error)) from error
 
     @classmethod
     def decode(

@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from gql_pubsub.auth import (
     TokenRejected,
+    aauthenticate_token,
     authenticate_token,
     create_jwt,
     jwt_user,
@@ -108,6 +109,23 @@ def token_is_username(token: str) -> Any:
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.filter(username=token).first()
+
+
+async def async_token_is_username(token: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return await get_user_model().objects.filter(username=token).afirst()
+
+
+def test_an_async_token_auth_serves_sync_and_async_callers(user: Any) -> None:
+    """An ``async def`` TOKEN_AUTH is awaited from async code and run to completion from sync."""
+    from asgiref.sync import async_to_sync
+
+    with override_settings(GQL_PUBSUB={"TOKEN_AUTH": "tests.test_auth.async_token_is_username"}):
+        assert authenticate_token(user.username) == user
+        assert async_to_sync(aauthenticate_token)(user.username) == user
+        with pytest.raises(TokenRejected, match="invalid token"):
+            authenticate_token("nobody-" + user.username)
 
 
 @pytest.mark.parametrize(

@@ -150,3 +150,38 @@ def test_an_unknown_broker_scheme_is_refused() -> None:
     """The error names the schemes that work."""
     with pytest.raises(ValueError, match="redis://"):
         Broker("kafka://localhost")
+
+
+def test_an_event_carries_decimals_uuids_durations_bytes_and_sets_as_json() -> None:
+    """Values JSON lacks travel as strings, seconds, hex and sorted lists; others are refused."""
+    import datetime
+    import decimal
+
+    from gql_pubsub.events import Event
+
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    data = {
+        "price": decimal.Decimal("9.90"),
+        "id": key,
+        "wait": datetime.timedelta(minutes=1, milliseconds=500),
+        "raw": b"\x00\xff",
+        "view": memoryview(b"\x01"),
+        "tags": {"b", "a"},
+        "frozen": frozenset({2, 1}),
+    }
+    got = Event.decode(event_with(data).encode(), "ch").data
+    assert got == {
+        "price": "9.90",
+        "id": str(key),
+        "wait": 60.5,
+        "raw": "00ff",
+        "view": "01",
+        "tags": ["a", "b"],
+        "frozen": [1, 2],
+    }
+    with pytest.raises(TypeError, match="Cannot encode object in an event; make it JSON-friendly"):
+        event_with({"x": object()}).encode()
+
+
+def event_with(data: dict[str, object]) -> Event:
+    return Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data)  # type: ignore[arg-type]

@@ -204,6 +204,7 @@ async def test_an_invalid_bearer_token_over_http_is_a_401(server: LiveServer) ->
     response = await graphql(server, "{ me { id } }", token="nope")
     assert response.status_code == 401
     assert "log in again" in response.json()["errors"][0]["message"]
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'  # RFC 6750
 
 
 async def test_no_token_secret_or_password_reaches_the_logs(

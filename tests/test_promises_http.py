@@ -459,6 +459,24 @@ def test_a_channel_no_policy_covers_is_readable_by_nobody(make_user: Callable[..
     assert not may_read(admin, channel)
 
 
+def test_the_built_in_policies_deny_everyone_or_allow_the_logged_in(
+    make_user: Callable[..., Any],
+) -> None:
+    """deny refuses even a superuser; allow_authenticated lets any logged-in user in, not others."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from gql_pubsub.policies import allow_authenticated, deny
+
+    root = unique("testpolicy-builtin")
+    admin = make_user("root", is_staff=True, is_superuser=True)
+    register(f"{root}-closed:*")(deny)
+    register(f"{root}-members:*")(allow_authenticated)
+    assert not may_read(admin, f"{root}-closed:x")
+    assert may_read(make_user("member"), f"{root}-members:x")
+    assert not may_read(AnonymousUser(), f"{root}-members:x")
+    assert not may_read(make_user("gone", is_active=False), f"{root}-members:x")
+
+
 SUBSCRIBE = "mutation ($c: String!) { subscribe(channel: $c) { channel active } }"
 
 

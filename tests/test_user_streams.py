@@ -151,3 +151,11 @@ def _event(n: int) -> Any:
     from gql_pubsub import Event
 
     return Event(kind=EventKind.CUSTOM, model=None, pk=None, data={"n": n})
+
+
+def test_a_subscription_reads_as_its_user_channel_and_state(make_user: Callable[..., Any]) -> None:
+    """How the admin lists a Subscription: "user → channel (active)", or "(inactive)"."""
+    user = make_user("reader")
+    channel = Channel.objects.create(name=f"str-{user.username}")
+    assert str(channel.subscribe(user)) == f"{user.username} → {channel.name} (active)"
+    assert str(channel.unsubscribe(user)) == f"{user.username} → {channel.name} (inactive)"
