@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,34 +19,60 @@ def _channel_list(channels: str | Iterable[str]) -> list[str]:
     return names
 
 
-def publish_event_sync(channels: str | Iterable[str], event: Event) -> None:
-    """Publish ``event`` to ``channels`` from sync code (views, shell, commands, threads).
+def publish(
+    channels: str | Iterable[str],
+    event: Event | EventKind | str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Publish an event to ``channels`` from sync code: ``publish(ch, "custom", {"n": 1})``.
 
+    ``event`` is an :class:`Event`, or the kind of a custom event whose payload is ``data``.
     Inside a transaction (of the default database) the event goes out when it commits, through
     the outbox, so it is never lost; outside one it is published now, and ``BrokerUnavailable``
     is raised if Redis cannot be reached.
     """
     names = _channel_list(channels)
+    built = _event(event, data)
     if transaction.get_connection().in_atomic_block:
         from .relay import enqueue  # needs Django's apps: imported late
 
-        enqueue(names, event, using=None)
+        enqueue(names, built, using=None)
         return
-    get_broker().publish_sync(names, event)
-
-
-async def publish_event(channels: str | Iterable[str], event: Event) -> None:
-    """Publish ``event`` to ``channels`` from async code."""
-    await get_broker().publish(_channel_list(channels), event)
-
-
-def publish(channels: str | Iterable[str], kind: EventKind | str, data: dict[str, Any]) -> None:
-    """Publish an arbitrary (non-model) event, e.g. ``publish(ch, "custom", {"typing": "ann"})``."""
-    publish_event_sync(channels, Event(kind=EventKind(kind), model=None, pk=None, data=data))
+    get_broker().publish_sync(names, built)
 
 
 async def apublish(
-    channels: str | Iterable[str], kind: EventKind | str, data: dict[str, Any]
+    channels: str | Iterable[str],
+    event: Event | EventKind | str,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    """Publish an arbitrary (non-model) event from async code."""
-    await publish_event(channels, Event(kind=EventKind(kind), model=None, pk=None, data=data))
+    """Publish an event to ``channels`` from async code, now: ``await apublish(ch, event)``."""
+    await get_broker().publish(_channel_list(channels), _event(event, data))
+
+
+def _event(event: Event | EventKind | str, data: dict[str, Any] | None) -> Event:
+    if isinstance(event, Event):
+        if data is not None:
+            raise TypeError("An Event carries its data: publish(channels, event), without data.")
+        return event
+    return Event(kind=EventKind(event), model=None, pk=None, data=data if data is not None else {})
+
+
+def publish_event_sync(channels: str | Iterable[str], event: Event) -> None:
+    """Deprecated: ``publish(channels, event)``."""
+    warnings.warn(
+        "publish_event_sync(channels, event) is deprecated: use publish(channels, event).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    publish(channels, event)
+
+
+async def publish_event(channels: str | Iterable[str], event: Event) -> None:
+    """Deprecated: ``await apublish(channels, event)``."""
+    warnings.warn(
+        "publish_event(channels, event) is deprecated: use await apublish(channels, event).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    await apublish(channels, event)

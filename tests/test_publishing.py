@@ -168,3 +168,44 @@ def test_an_event_rebuilds_the_instance_without_a_query(chat: Any) -> None:
     )
     assert rebuilt.created_at == message.created_at
     assert not rebuilt._state.adding
+
+
+async def test_publish_and_apublish_take_an_event_or_a_custom_kind_with_its_data(
+    broker: Broker, chat: Any
+) -> None:
+    """publish()/apublish() send an Event as is, or build a custom one from a kind and data."""
+    from gql_pubsub import apublish
+
+    _alice, correspondence = chat
+    built = Event(kind=EventKind.UPDATED, model="chat.message", pk=7, data={"body": "as is"})
+    async with broker.subscribe(correspondence.channel) as subscriber:
+        await sync_to_async(publish)(correspondence.channel, built)
+        await apublish([correspondence.channel], "custom", {"n": 2})
+        await apublish(correspondence.channel, "custom")
+        got = [await next_event(subscriber) for _ in range(3)]
+    assert [(e.kind, e.model, e.pk, e.data) for e in got] == [
+        (EventKind.UPDATED, "chat.message", 7, {"body": "as is"}),
+        (EventKind.CUSTOM, None, None, {"n": 2}),
+        (EventKind.CUSTOM, None, None, {}),
+    ]
+    with pytest.raises(TypeError, match="An Event carries its data"):
+        await apublish(correspondence.channel, built, {"n": 3})
+    with pytest.raises(ValueError, match="at least one channel"):
+        await apublish([], "custom", {"n": 4})
+
+
+async def test_the_old_publish_event_names_still_publish_and_say_what_replaces_them(
+    broker: Broker, chat: Any
+) -> None:
+    """publish_event_sync and publish_event (deprecated) warn, naming publish and apublish."""
+    from gql_pubsub import publish_event, publish_event_sync
+
+    _alice, correspondence = chat
+    event = Event(kind=EventKind.CUSTOM, model=None, pk=None, data={"old": True})
+    async with broker.subscribe(correspondence.channel) as subscriber:
+        with pytest.warns(DeprecationWarning, match=r"use publish\(channels, event\)"):
+            await sync_to_async(publish_event_sync)(correspondence.channel, event)
+        with pytest.warns(DeprecationWarning, match=r"use await apublish\(channels, event\)"):
+            await publish_event(correspondence.channel, event)
+        got = [await next_event(subscriber) for _ in range(2)]
+    assert [e.data for e in got] == [{"old": True}, {"old": True}]
