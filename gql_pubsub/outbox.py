@@ -15,6 +15,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gql_pubsub.outbox")
 
 
+NO_FLOW_CONTROL_FLAG = (
+    "The ASGI server's websocket send exposes no flow-control flag (uvicorn's `websockets-sansio`"
+    " and `wsproto` protocols do; its legacy `websockets` one does not, and an ASGI middleware"
+    " that wraps `send` hides it): every frame goes through a writer task, which is correct but"
+    " slower. Serve with uvicorn's default `--ws auto`, and wrap only the HTTP side."
+)
+
+
 def _writable_flag(send: Send) -> asyncio.Event | None:
     """uvicorn's flow-control flag behind its ASGI ``send``, when it exposes one."""
     flag = getattr(getattr(send, "__self__", None), "writable", None)
@@ -41,9 +49,9 @@ class Outbox:
         self.limit = limit
 
     @property
-    def backlog(self) -> int:
-        """Frames waiting for the client."""
-        return len(self._backlog)
+    def flow_controlled(self) -> bool:
+        """Whether frames are written in the caller's turn while the client keeps up."""
+        return self._flag is not None
 
     async def send(self, text: str) -> None:
         """Send a frame, in order; never waits for a slow client."""

@@ -44,7 +44,7 @@ from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
-from .outbox import Outbox
+from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
 from .protocol import CloseCode, MessageType
 from .subscriptions import ChannelStream
 
@@ -73,6 +73,7 @@ class GraphQLWebSocket:
         )
         self.prepare = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
         self.connections_per_user: collections.Counter[Any] = collections.Counter()
+        self.told_no_flow_control = False
         settings = get_settings()
         self.rules = [
             *specified_rules,
@@ -134,6 +135,9 @@ class _Connection:
         self.receive = receive
         self._send = send
         self.outbox = Outbox(send, limit=get_settings().SEND_BUFFER, on_overflow=self._on_overflow)
+        if not self.outbox.flow_controlled and not server.told_no_flow_control:
+            server.told_no_flow_control = True  # once per application
+            logger.warning(NO_FLOW_CONTROL_FLAG)
         self.protocol = protocol.ProtocolConnection()
         self.context: Context | None = None
         self.operations: dict[str, asyncio.Task[None] | _Joined] = {}
