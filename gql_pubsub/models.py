@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
 from django.db import models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
+from .control import Announcement, Change, control_channel
 from .events import Event, EventKind
 
 
@@ -101,11 +103,6 @@ post_delete.connect(_on_delete, dispatch_uid="gql_pubsub.models.on_delete")
 # -- the seed's channels: named channels that users subscribe to ---------------------------
 
 
-def control_channel(user_pk: Any) -> str:
-    """The channel that announces changes to one user's subscriptions."""
-    return f"gql_pubsub.user:{user_pk}"
-
-
 class Channel(models.Model):
     """A named channel users subscribe to; who may is decided by the access policies."""
 
@@ -157,18 +154,7 @@ class Subscription(models.Model):
         return f"{self.user} → {self.channel} ({'active' if self.active else 'inactive'})"
 
 
-def _control_event(data: dict[str, Any]) -> Event:
-    return Event(kind=EventKind.UPDATED, model=None, pk=None, data=data)
-
-
-def _control_now(user_pk: Any, data: dict[str, Any]) -> None:
-    """Publish a change of ``user_pk``'s access now, before the commit (best effort)."""
-    from .relay import publish_now
-
-    publish_now([control_channel(user_pk)], _control_event(data))
-
-
-def _announce(user_pk: Any, data: dict[str, Any], *, early: bool, using: str | None) -> None:
+def _announce(user_pk: Any, announcement: Announcement, *, early: bool, using: str | None) -> None:
     """Announce after the commit (through the outbox) and, for a loss of access, also right now.
 
     Announced before the commit, a loss of access precedes every event published after the
@@ -177,11 +163,12 @@ def _announce(user_pk: Any, data: dict[str, Any], *, early: bool, using: str | N
     committed announcement goes through the outbox like any event: if Redis was unreachable it
     is relayed before every event written after it.
     """
-    from .relay import enqueue
+    from .relay import enqueue, publish_now
 
+    channels = [control_channel(user_pk)]
     if early:
-        _control_now(user_pk, {**data, "committed": False})
-    enqueue([control_channel(user_pk)], _control_event({**data, "committed": True}), using=using)
+        publish_now(channels, dataclasses.replace(announcement, committed=False).event())
+    enqueue(channels, announcement.event(), using=using)
 
 
 def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
@@ -190,17 +177,18 @@ def revoke(user: Any, channel: str, *, using: str | None = None) -> None:
     Announced now and again after the commit, like an unsubscribe, so nothing published after
     the commit reaches them; call it inside the transaction that removes the access.
     """
-    _announce(user.pk, {"revoked": channel}, early=True, using=using)
+    _announce(user.pk, Announcement(Change.REVOKED, channel), early=True, using=using)
 
 
 def _on_user_save(sender: Any, instance: Any, raw: bool, using: str, **kw: Any) -> None:
     if not raw and instance.pk is not None and not getattr(instance, "is_active", True):
-        _announce(instance.pk, {"deactivated": True}, early=True, using=using)  # sockets close
+        deactivated = Announcement(Change.DEACTIVATED)  # the user's sockets close
+        _announce(instance.pk, deactivated, early=True, using=using)
 
 
 def _on_subscription_change(instance: Subscription, active: bool, using: str) -> None:
-    data = {"channel": instance.channel.name, "active": active}
-    _announce(instance.user_id, data, early=not active, using=using)
+    change = Announcement(Change.SUBSCRIPTION, instance.channel.name, active)
+    _announce(instance.user_id, change, early=not active, using=using)
 
 
 def _on_subscription_save(

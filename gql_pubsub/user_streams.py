@@ -12,9 +12,10 @@ from asgiref.sync import sync_to_async
 
 from .broker import Broker, EventsLost, Subscriber, get_broker
 from .conf import get_settings
+from .control import Announcement, control_channel
 from .cursors import Cursor
 from .events import START, Event, EventKind, Gap, Offset
-from .models import Subscription, control_channel
+from .models import Subscription
 from .policies import may_read
 from .subscriptions import SKIP, _identity
 
@@ -159,22 +160,20 @@ class UserSubscriptionsStream(Generic[T]):
                     continue  # replayed already, or from before the stream started
                 self.positions[channel] = event.offset
             if event.channel == self._control:
-                await self._apply(event.data)
+                await self._apply(Announcement.of(event))
                 continue
             if event.channel not in self.channels:
                 continue  # queued before its channel was revoked
             if self.kinds is None or event.kind in self.kinds:
                 return event
 
-    async def _apply(self, change: dict[str, Any]) -> None:
-        if "revoked" in change:
-            change = {**change, "channel": change["revoked"], "active": False}
-        elif "channel" not in change:
-            return  # e.g. "deactivated": the connection itself is closed
-        channel, active = str(change.get("channel")), bool(change.get("active"))
-        if not active:
+    async def _apply(self, announcement: Announcement | None) -> None:
+        if announcement is None or announcement.channel is None:
+            return  # e.g. a deactivation: the connection itself is closed
+        channel = announcement.channel
+        if announcement.loses_access:
             await self._drop(channel)
-            if change.get("committed"):
+            if announcement.committed:
                 self._confirmed(channel)
             elif channel not in self._unconfirmed:
                 # Announced before its commit: if no commit follows (a rollback), re-read it.

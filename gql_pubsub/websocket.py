@@ -40,6 +40,7 @@ from .auth import (
 from .broker import EventsLost, SubscriberOverflow, get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest
+from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
@@ -154,8 +155,6 @@ class _Connection:
 
     async def _watch_access(self, user: Any) -> None:
         """Follow the user's control channel: revocations end operations before any later event."""
-        from .models import control_channel  # needs Django's apps: imported late
-
         self._watch = get_broker().watch(self._on_control, control_channel(user.pk))
         await self._watch.__aenter__()
 
@@ -166,11 +165,14 @@ class _Connection:
                 self._close(CloseCode.GOING_AWAY, "Going away: reconnect to check access again")
             )
             return
-        if event.data.get("deactivated"):
+        announcement = Announcement.of(event)
+        if announcement is None:
+            return
+        if announcement.change is Change.DEACTIVATED:
             self._in_background(self._close(CloseCode.FORBIDDEN, "Forbidden: user deactivated"))
             return
-        channel = event.data.get("revoked")
-        if not channel:
+        channel = announcement.channel
+        if announcement.change is not Change.REVOKED or channel is None:
             return
         for op_id, entry in list(self.operations.items()):
             if isinstance(entry, _Joined) and channel in entry.group.stream.channels:

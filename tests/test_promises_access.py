@@ -36,7 +36,8 @@ from django.test import override_settings
 from gql_pubsub import Broker, Event, EventKind, apublish, get_broker, publish
 from gql_pubsub.backends.redis import split_message
 from gql_pubsub.conf import get_settings
-from gql_pubsub.models import OutboxEvent, control_channel, revoke
+from gql_pubsub.control import Announcement, Change, control_channel
+from gql_pubsub.models import OutboxEvent, revoke
 from gql_pubsub.relay import destination_key
 
 from .services import ROOT, _redis_server_binary, free_port, scaled, wait_until
@@ -323,6 +324,37 @@ def asgi_startup_gc(**overrides: Any) -> dict[str, Any]:
 
 
 # -- revocation order -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("announcement", "data"),
+    [
+        (Announcement(Change.REVOKED, "news:1"), {"revoked": "news:1", "committed": True}),
+        (
+            Announcement(Change.DEACTIVATED, committed=False),
+            {"deactivated": True, "committed": False},
+        ),
+        (
+            Announcement(Change.SUBSCRIPTION, "news:2", active=True),
+            {"channel": "news:2", "active": True, "committed": True},
+        ),
+        (
+            Announcement(Change.SUBSCRIPTION, "news:3", committed=False),
+            {"channel": "news:3", "active": False, "committed": False},
+        ),
+    ],
+    ids=["revoked", "deactivated", "subscribed", "unsubscribed"],
+)
+def test_an_announcement_travels_in_the_wire_form_of_earlier_releases(
+    announcement: Announcement, data: dict[str, Any]
+) -> None:
+    """The control channel's messages keep their form: events already in an outbox still apply."""
+    event = announcement.event()
+    assert (event.kind, event.data) == (EventKind.UPDATED, data)
+    assert Announcement.of(Event.decode(event.encode(), "control")) == announcement
+    assert announcement.loses_access is not announcement.active
+    stranger = Event(kind=EventKind.UPDATED, model=None, pk=None, data={"other": 1})
+    assert Announcement.of(stranger) is None
 
 
 def test_a_revocation_is_announced_on_the_control_channel_before_its_transaction_commits(
