@@ -272,10 +272,6 @@ def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
     request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # no cookie, no CSRF
 
 
-Handler = Callable[[HttpRequest], HttpResponseBase]
-AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
-
-
 def TokenAuthenticationMiddleware(get_response: Any) -> Any:
     """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401."""
     if iscoroutinefunction(get_response):

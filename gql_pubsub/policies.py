@@ -48,27 +48,26 @@ def _load(path: str) -> Policy:
     return policy
 
 
-def policy_for(channel: str) -> tuple[str, Policy] | None:
-    """The (pattern, policy) that decides ``channel``: settings first, then registered ones."""
+def policy_for(channel: str) -> Policy | None:
+    """The policy that decides ``channel``: the settings' patterns first, then registered ones."""
     configured: dict[str, str | Policy] = dict(get_settings().CHANNEL_POLICIES)
     for pattern, policy in configured.items():
         if fnmatch.fnmatchcase(channel, pattern):
-            return pattern, _load(policy) if isinstance(policy, str) else policy
+            return _load(policy) if isinstance(policy, str) else policy
     for pattern, registered in _registered.items():
         if fnmatch.fnmatchcase(channel, pattern):
-            return pattern, registered
+            return registered
     return None
 
 
 def check_access(user: Any, channel: str) -> None:
     """Raise :class:`AccessDenied` unless ``user`` may read ``channel`` (sync)."""
-    found = policy_for(channel)
-    if found is None:
+    policy = policy_for(channel)
+    if policy is None:
         raise AccessDenied(
             f"No access policy covers channel {channel!r}: nobody may subscribe to it. Register "
             "one in GQL_PUBSUB['CHANNEL_POLICIES'] or with @gql_pubsub.policies.register(pattern)."
         )
-    _pattern, policy = found
     if not policy(user, channel):
         raise AccessDenied(f"You may not read channel {channel!r}.")
 
