@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -83,6 +84,21 @@ def score(selected: set[str] | None = None) -> None:
     print("Not detected:", *survivors, sep="\n")
 
 
+def forget_stale_stats() -> None:
+    """Drop mutmut's map of which tests reach which functions once the library or tests change.
+
+    mutmut refreshes it only for new tests: a function that moved or a call that changed would
+    keep the tests of the old code (and a new function would have none).
+    """
+    digest = hashlib.sha256()
+    for path in sorted([*ROOT.glob("gql_pubsub/**/*.py"), *ROOT.glob("tests/**/*.py")]):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    stamp = MUTANTS / "sources.sha256"
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
+        stamp.write_text(digest.hexdigest())
+
+
 def generate(interpreter: Path) -> None:
     """Have mutmut write (or refresh) the mutants, so that they can be listed and sampled."""
     code = (
@@ -128,6 +144,7 @@ def main() -> None:
         os.execv(interpreter, [str(interpreter), __file__, *sys.argv[1:]])
     if not args.score:
         generate(interpreter)
+        forget_stale_stats()
     chosen = choose(args.modules, args.sample, args.seed)
     if args.score:
         score(set(chosen))

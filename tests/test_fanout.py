@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +23,11 @@ from .services import scaled
 ITEMS = """
 subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n executions viewer } }
 """
-_channels = itertools.count()
 
 
 @pytest.fixture
 def channel() -> str:
-    return f"fanout-{next(_channels)}"
+    return f"fanout-{uuid.uuid4().hex[:10]}"  # unique across runs sharing a Redis
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +18,6 @@ from .conftest import InProcessServer, serve_in_process, wait_numsub
 from .gqlws import GraphQLWS
 
 ITEMS = "subscription ($c: String!) { items(channel: $c, shared: true) { n } }"
-_channels = itertools.count()
 
 
 def application() -> Any:
@@ -44,7 +43,7 @@ def wrapping_send(app: Any) -> Any:
 async def two_sockets_receive_three_events(
     server: InProcessServer, redis_client: redis.Redis, token: str
 ) -> list[list[str]]:
-    channel = f"serving-{next(_channels)}"
+    channel = f"serving-{uuid.uuid4().hex[:10]}"
     clients = [await GraphQLWS.connect(server.ws_url) for _ in range(2)]
     try:
         for client in clients:

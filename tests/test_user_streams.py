@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,8 +18,6 @@ from gql_pubsub.policies import AccessDenied, check_access
 from gql_pubsub.user_streams import listen_to_user_subscriptions
 
 from .services import scaled
-
-_names = itertools.count()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -39,7 +37,7 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
 def news(make_user: Callable[..., Any]) -> Any:
     """A user subscribed to one `news:` channel (readable by any authenticated user)."""
     user = make_user("reader")
-    name = f"news:{next(_names)}-{user.pk}"
+    name = f"news:{uuid.uuid4().hex[:10]}-{user.pk}"
     Channel.objects.create(name=name).subscribe(user)
     return user, name
 
@@ -50,7 +48,7 @@ async def next_event(events: AsyncIterator[Any], timeout: float = 5) -> Any:
 
 async def test_listen_is_live_once_its_block_is_entered(broker: Broker) -> None:
     """async with listen(...) as events: what is published inside the block arrives."""
-    channel = f"plain-{next(_names)}"
+    channel = f"plain-{uuid.uuid4().hex[:10]}"
     async with listen(channel, "other") as events:
         await broker.publish([channel], _event(1))
         got = await next_event(events)
@@ -63,7 +61,7 @@ async def test_a_users_stream_carries_their_channels_and_follows_a_new_subscript
 ) -> None:
     """Subscribed channels flow at once; a channel subscribed to later flows within a second."""
     user, first = news
-    later = f"news:{next(_names)}-later"
+    later = f"news:{uuid.uuid4().hex[:10]}-later"
     async with listen_to_user_subscriptions(user) as events:
         await sync_to_async(publish)(first, "custom", {"n": 1})
         got = await next_event(events)
@@ -83,7 +81,7 @@ async def test_a_users_stream_carries_their_channels_and_follows_a_new_subscript
 async def test_unsubscribing_stops_a_channel_at_once(broker: Broker, news: Any) -> None:
     """After unsubscribe() returns, nothing more of that channel reaches the open stream."""
     user, first = news
-    other = f"news:{next(_names)}-other"
+    other = f"news:{uuid.uuid4().hex[:10]}-other"
     await sync_to_async(lambda: Channel.objects.create(name=other).subscribe(user))()
     async with listen_to_user_subscriptions(user) as events:
         assert events.channels == {first, other}
@@ -129,7 +127,7 @@ async def test_channels_the_policy_denies_are_not_streamed(
 ) -> None:
     """A subscription row to a channel no policy allows carries nothing; the refusal says why."""
     user = await sync_to_async(make_user)("denied")
-    secret, news = f"secret:{next(_names)}", f"news:{next(_names)}-ok"
+    secret, news = f"secret:{uuid.uuid4().hex[:10]}", f"news:{uuid.uuid4().hex[:10]}-ok"
 
     @sync_to_async
     def rows() -> None:
