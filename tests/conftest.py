@@ -26,6 +26,7 @@ from .services import (
 )
 
 _services = contextlib.ExitStack()
+_given: dict[str, str | None] = {}
 
 # Fuzzing: random locally, reproducible in CI (a failure there fails again on a rerun).
 hypothesis.settings.register_profile("ci", derandomize=True)
@@ -37,14 +38,24 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start Redis and create the database before Django loads its settings."""
     if hasattr(config, "workerinput"):  # pragma: no cover - not used with xdist
         return
+    _given.update((name, os.environ.get(name)) for name in ("REDIS_URL", "DATABASE_URL"))
     os.environ["REDIS_URL"] = _services.enter_context(redis_service())
     os.environ["DATABASE_URL"] = _services.enter_context(database_service())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
     os.environ.setdefault("DEBUG", "1")
+    import dj_database_url
     import django
     from django.core.management import call_command
+    from django.db import connections
 
     django.setup()
+    # A later session in the same process (the mutation run's) has a database of its own, but
+    # Django read its settings once: point the default connection at this session's database.
+    default = connections["default"].settings_dict
+    wanted = dj_database_url.parse(os.environ["DATABASE_URL"])["NAME"]
+    if default["NAME"] != wanted:
+        connections.close_all()
+        default["NAME"] = wanted
     call_command("migrate", verbosity=0)
 
 
@@ -53,6 +64,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     connections.close_all()
     _services.close()
+    for name, value in _given.items():  # as it was given: a later session starts afresh
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 # Mutation testing (scripts/mutation.py): while mutmut notes which tests reach which functions,
