@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Mutation testing of the library against the whole suite, with real Redis and real servers.
 
+    export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
     python3 scripts/mutation.py                          # every mutant of every module
     python3 scripts/mutation.py limits backends.redis    # the mutants of these modules
     python3 scripts/mutation.py --sample 0.1 broker      # a random tenth of them (seeded)
@@ -9,8 +10,8 @@
 mutmut (in the dev extras) runs each mutant's tests in a process forked from mutmut's own;
 most of a mutant's time is spent waiting (on servers, or a bounded wait that a mutant makes a
 test run out), so twice as many at once as there are cores is the default.
-This script starts what those sessions share: one redis-server, and one migrated SQLite file
-that each session copies (with DATABASE_URL=postgres://..., each creates a database), and puts
+It needs PostgreSQL (DATABASE_URL=postgres://...): each of the parallel sessions creates a
+database of its own there. This script starts the one redis-server they share, and puts
 scripts/mutation_site on PYTHONPATH, so that the uvicorn servers and writer processes a test
 starts also report which functions they ran (mutmut only sees its own process). Results are
 kept in mutants/ (gitignored): a mutant already tested is not tested again unless its function
@@ -159,29 +160,28 @@ def main() -> None:
     pending = [name for name in chosen if args.again or name not in done]
     print(f"{len(chosen)} mutants chosen, {len(pending)} to test", flush=True)
 
+    if pending and not os.environ.get("DATABASE_URL", "").startswith(("postgres:", "postgresql:")):
+        sys.exit(
+            "The mutation run needs PostgreSQL: its parallel test sessions each create a database"
+            " there. Set DATABASE_URL=postgres://user@host:5432/dbname (a user who may CREATE"
+            " DATABASE)."
+        )
     sys.path.insert(0, str(ROOT))
     from tests.services import redis_service
 
     returncode = 0
     with contextlib.ExitStack() as services, tempfile.TemporaryDirectory() as workdir:
         if pending:
-            database = os.environ.get("DATABASE_URL", "")
-            postgres = database.startswith(("postgres:", "postgresql:"))
             scale = "GQL_PUBSUB_TEST_TIMEOUT_SCALE"
             env = {
                 **os.environ,
                 "REDIS_URL": services.enter_context(redis_service()),
-                # Each session copies this migrated SQLite file (or creates its PostgreSQL one).
-                "DATABASE_URL": database if postgres else f"sqlite:///{workdir}/template.sqlite3",
                 "DJANGO_SETTINGS_MODULE": "example.settings",
                 "GQL_PUBSUB_MUTATION_HITS": f"{workdir}/hits",
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts" / "mutation_site"), str(ROOT)]),
                 # Each library call goes through mutmut's trampoline: give the suite's waits room.
                 "GQL_PUBSUB_TEST_TIMEOUT_SCALE": os.environ.get(scale, "2"),
             }
-            if not postgres:
-                migrate = [interpreter, "-m", "django", "migrate", "--verbosity", "0"]
-                subprocess.run(migrate, env=env, check=True)
             mutmut = [str(interpreter.parent / "mutmut"), "run", "--max-children", str(args.jobs)]
             returncode = subprocess.run([*mutmut, *pending], cwd=ROOT, env=env).returncode
     score(set(chosen))

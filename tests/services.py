@@ -148,20 +148,8 @@ def redis_service() -> Iterator[str]:
 
 @contextlib.contextmanager
 def database_service() -> Iterator[str]:
-    """Yield a DATABASE_URL for a fresh database: a new PostgreSQL database or a SQLite file.
-
-    A SQLite file given in DATABASE_URL is a template (the mutation run migrates one for its
-    many sessions): each session gets a copy of it.
-    """
+    """Yield a DATABASE_URL for a fresh database: a new PostgreSQL database or a SQLite file."""
     given = os.environ.get("DATABASE_URL", "")
-    if given.startswith("sqlite:///"):
-        workdir = tempfile.mkdtemp(prefix="gql_pubsub-db-")
-        try:
-            shutil.copyfile(given.removeprefix("sqlite:///"), f"{workdir}/test.sqlite3")
-            yield f"sqlite:///{workdir}/test.sqlite3"
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return
     if given.startswith(("postgres://", "postgresql://")):
         import psycopg
 
