@@ -233,7 +233,9 @@ async def test_a_cursor_the_history_no_longer_covers_gets_the_refetch_signal(
         assert payload["data"]["messageAdded"]["body"] == "after the signal"
 
 
-@pytest.mark.parametrize("after", ["not a cursor", 42, Cursor("e", {}).encode()[:-3]])
+@pytest.mark.parametrize(
+    "after", ["not a cursor", 42, Cursor("e", {}).encode()[:-3]], ids=["text", "number", "cut"]
+)
 async def test_an_invalid_cursor_is_refused_with_an_error_that_says_what_to_send(
     server: LiveServer, pair: Any, after: Any
 ) -> None:
