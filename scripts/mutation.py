@@ -100,6 +100,16 @@ def forget_stale_stats() -> None:
         stamp.write_text(digest.hexdigest())
 
 
+def forget_results(names: set[str]) -> None:
+    """Mark these mutants untested in mutmut's result files."""
+    for meta in MUTANTS.rglob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        if any(codes.get(name) is not None for name in names):
+            codes.update({name: None for name in names if name in codes})
+            meta.write_text(json.dumps(data, indent=4))
+
+
 def generate(interpreter: Path) -> None:
     """Have mutmut write (or refresh) the mutants, so that they can be listed and sampled."""
     code = (
@@ -158,6 +168,8 @@ def main() -> None:
         if code is not None and not (args.retry_timeouts and KILLED.get(code) == "timeout")
     }
     pending = [name for name in chosen if args.again or name not in done]
+    if args.again:
+        forget_results(set(pending))  # stopped half-way, the score counts only this run
     print(f"{len(chosen)} mutants chosen, {len(pending)} to test", flush=True)
 
     if pending and not os.environ.get("DATABASE_URL", "").startswith(("postgres:", "postgresql:")):
