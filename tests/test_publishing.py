@@ -190,7 +190,7 @@ async def test_publish_and_apublish_take_an_event_or_a_custom_kind_with_its_data
     ]
     with pytest.raises(TypeError, match="An Event carries its data"):
         await apublish(correspondence.channel, built, {"n": 3})
-    with pytest.raises(ValueError, match="at least one channel"):
+    with pytest.raises(ValueError, match=r"^Publish to at least one channel\.$"):
         await apublish([], "custom", {"n": 4})
 
 
