@@ -185,3 +185,35 @@ def test_an_event_carries_decimals_uuids_durations_bytes_and_sets_as_json() -> N
 
 def event_with(data: dict[str, object]) -> Event:
     return Event(kind=EventKind.CUSTOM, model=None, pk=None, data=data)  # type: ignore[arg-type]
+
+
+async def test_a_failing_watcher_is_logged_and_does_not_stop_delivery(broker: Broker) -> None:
+    """A watcher callback that raises: logged with its channels and traceback; others still get
+    the event, and the watcher gets the next one."""
+    import logging
+
+    seen: list[int] = []
+    records: list[logging.LogRecord] = []
+
+    class Records(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    def fragile(got: object) -> None:
+        assert isinstance(got, Event)
+        seen.append(got.pk)
+        if got.pk == 1:
+            raise RuntimeError("watcher bug")
+
+    handler = Records(logging.ERROR)
+    logging.getLogger("gql_pubsub.broker").addHandler(handler)
+    try:
+        async with broker.watch(fragile, "w"), broker.subscribe("w") as subscriber:
+            for n in (1, 2):
+                await broker.publish(["w"], event(n))
+            assert [(await receive(subscriber)).pk for _ in range(2)] == [1, 2]
+    finally:
+        logging.getLogger("gql_pubsub.broker").removeHandler(handler)
+    assert seen == [1, 2]
+    assert [r.getMessage() for r in records] == ["A watcher of ['w'] failed"]
+    assert records[0].exc_info is not None and "watcher bug" in str(records[0].exc_info[1])
