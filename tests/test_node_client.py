@@ -94,6 +94,10 @@ def node_client(node: str, url: str, token: str, correspondence: Any) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        client._reader.join(scaled(10))  # it ends at the pipe's end of file
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def writer(correspondence: Any, author: Any, bodies: list[str], pace: float) -> Callable[[], None]:
