@@ -7,12 +7,12 @@ import gc
 import logging
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from .backends import BrokerUnavailable
 from .broker import get_broker
 from .conf import get_settings
+from .db import database_sync_to_async
 from .relay import run_relay
 from .websocket import GraphQLWebSocket
 
@@ -87,7 +87,7 @@ async def _check_configuration() -> None:
     """Refuse to serve what ``manage.py check`` refuses (a forgeable secret with DEBUG off)."""
     from .checks import check_before_serving  # needs Django's apps: imported late
 
-    for message in await sync_to_async(check_before_serving)():
+    for message in await database_sync_to_async(check_before_serving)():
         logger.warning("%s", message)
 
 

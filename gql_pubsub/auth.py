@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.module_loading import import_string
 
 from .conf import get_settings
+from .db import database_sync_to_async
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -180,7 +181,7 @@ async def aauthenticate_token(token: str) -> AbstractBaseUser:
     function = _token_auth(get_settings().TOKEN_AUTH)
     if iscoroutinefunction(function):
         return _accepted(await function(token))
-    return _accepted(await sync_to_async(function)(token))
+    return _accepted(await database_sync_to_async(function)(token))
 
 
 def _accepted(user: Any) -> AbstractBaseUser:

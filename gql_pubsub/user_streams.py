@@ -8,12 +8,11 @@ import contextlib
 from collections.abc import Callable, Collection
 from typing import Any, Generic, Self, TypeVar
 
-from asgiref.sync import sync_to_async
-
 from .broker import Broker, EventsLost, Subscriber, get_broker
 from .conf import get_settings
 from .control import Announcement, control_channel
 from .cursors import Cursor
+from .db import database_sync_to_async
 from .events import START, Event, EventKind, Gap, Offset
 from .models import Subscription
 from .policies import may_read
@@ -96,7 +95,7 @@ class UserSubscriptionsStream(Generic[T]):
         self._context = self.broker.subscribe(self._control)
         self._subscriber = await self._context.__aenter__()
         # Changes made from here on arrive on the control channel; applying one twice is harmless.
-        channels = await sync_to_async(_readable_channels)(self.user)
+        channels = await database_sync_to_async(_readable_channels)(self.user)
         await self.broker.add(self._subscriber, *channels)
         self.channels.update(channels)
         if self.resumable:
@@ -182,7 +181,9 @@ class UserSubscriptionsStream(Generic[T]):
                 )
             return
         self._confirmed(channel)
-        if channel not in self.channels and await sync_to_async(may_read)(self.user, channel):
+        if channel in self.channels:
+            return
+        if await database_sync_to_async(may_read)(self.user, channel):
             await self._add(channel)
 
     def _confirmed(self, channel: str) -> None:
@@ -197,7 +198,7 @@ class UserSubscriptionsStream(Generic[T]):
         task.add_done_callback(self._tasks.discard)
 
     async def _restore_if_readable(self, channel: str) -> None:
-        if await sync_to_async(_still_readable)(self.user, channel):
+        if await database_sync_to_async(_still_readable)(self.user, channel):
             await self._add(channel)
 
     async def _add(self, channel: str) -> None:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -42,6 +41,7 @@ from .conf import get_settings
 from .context import Context, WebSocketRequest
 from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
+from .db import database_sync_to_async
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result, next_prefix
 from .limits import RateLimit, operation_limits_rule
@@ -499,7 +499,7 @@ class _Connection:
                 self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
             return user
         if origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
-            session = await sync_to_async(session_user)(self.scope)
+            session = await database_sync_to_async(session_user)(self.scope)
             if session is not None:
                 return session
         raise TokenRejected("no token in connection_init and no logged-in session")
