@@ -417,7 +417,8 @@ async def run_relay(stop: asyncio.Event) -> None:
                 # While publishing fails, look for Redis's return more often.
                 wait = min(interval, 0.25) if _health(broker).failing else interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                    async with asyncio.timeout(wait):  # no task per round, unlike wait_for
+                        await stop.wait()
         finally:
             await loop.run_in_executor(thread, _stop_in_thread, broker)
 
