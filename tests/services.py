@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -13,19 +14,40 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
 TIMEOUT_SCALE = float(os.environ.get("GQL_PUBSUB_TEST_TIMEOUT_SCALE", "1"))
 
 
 def scaled(seconds: float) -> float:
     """A test timeout, scaled for slow machines (GQL_PUBSUB_TEST_TIMEOUT_SCALE)."""
     return seconds * TIMEOUT_SCALE
+
+
+async def to_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread``, closing the database connections the call opened in that thread.
+
+    The loop's worker threads end with the loop: a connection left open there would be
+    garbage-collected unclosed.
+    """
+
+    def call() -> T:
+        from django.db import connections
+
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(call)
 
 
 def production_env(**overrides: str) -> dict[str, str]:
@@ -47,14 +69,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until true, failing with ``what`` after ``timeout`` seconds."""
+def wait_until(
+    predicate: object, timeout: float, what: str | Callable[[], str], interval: float = 0.05
+) -> None:
+    """Poll ``predicate`` until true, failing with ``what`` (or what it returns) on timeout."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
         if predicate():  # type: ignore[operator]
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Timed out after {timeout}s waiting for {what}")
+            described = what if isinstance(what, str) else what()
+            raise TimeoutError(f"Timed out after {timeout}s waiting for {described}")
         time.sleep(interval)
 
 
