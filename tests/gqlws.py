@@ -95,13 +95,18 @@ class GraphQLWS:
         except Closed as closed:
             return closed
 
-    async def expect_silence(self, seconds: float) -> None:
-        """Assert no message arrives for ``seconds`` (used after the positive control)."""
-        try:
-            message = await asyncio.wait_for(self.ws.recv(), seconds)
-        except TimeoutError:
-            return
-        raise AssertionError(f"expected no message, got {message!r}")
+    async def expect_silence(self, seconds: float, *, pings: bool = True) -> None:
+        """Assert no message arrives for ``seconds``; keep-alive pings are answered if ``pings``."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(self.ws.recv(), max(left, 0))
+            except TimeoutError:
+                return
+            if not pings or json.loads(message) != {"type": "ping"}:
+                raise AssertionError(f"expected no message, got {message!r}")
+            await self.send({"type": "pong"})
 
 
 class StalledClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -10,7 +9,7 @@ import redis
 
 from .conftest import wait_numsub
 from .gqlws import GraphQLWS
-from .services import LiveServer, scaled
+from .services import LiveServer, scaled, to_thread
 
 MESSAGE_FIELDS = "id body createdAt author { username } correspondence { id }"
 MESSAGE_ADDED = f"""
@@ -88,7 +87,7 @@ async def subscribed(
 ) -> None:
     """Subscribe and wait until the server's Redis subscription to the channel is live."""
     await client.subscribe(op_id, query, {"c": str(correspondence.pk)})
-    await asyncio.to_thread(wait_numsub, redis_client, correspondence.channel, 1)
+    await to_thread(wait_numsub, redis_client, correspondence.channel, 1)
 
 
 def server_connections(redis_client: redis.Redis, pid: int) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from gql_pubsub.backends import BrokerUnavailable
 from gql_pubsub.conf import get_settings
 
 from .conftest import numsub, wait_numsub
-from .services import scaled
+from .services import scaled, to_thread
 
 
 def event(n: int, kind: EventKind = EventKind.CREATED) -> Event:
@@ -133,7 +133,7 @@ async def test_redis_subscriptions_are_released_in_redis(redis_url: str) -> None
     try:
         async with broker.subscribe("released"):
             assert numsub(client, "released") == 1
-        await asyncio.to_thread(wait_numsub, client, "released", 0)
+        await to_thread(wait_numsub, client, "released", 0)
         await broker.stop()
     finally:
         client.close()

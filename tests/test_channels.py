@@ -16,7 +16,7 @@ from example.chat.models import Correspondence, Message
 from .conftest import wait_numsub
 from .gqlws import GraphQLWS
 from .helpers import connected, data_of, graphql, send_message
-from .services import LiveServer, live_server
+from .services import LiveServer, live_server, to_thread
 
 EVENTS = """
 subscription {
@@ -53,7 +53,7 @@ async def events_socket(
     client = await connected(server, token)
     await client.subscribe("ev", EVENTS)
     for room in rooms:
-        await asyncio.to_thread(wait_numsub, redis_client, room.channel, 1)
+        await to_thread(wait_numsub, redis_client, room.channel, 1)
     return client
 
 
@@ -99,14 +99,14 @@ async def test_unsubscribe_and_subscribe_on_one_server_change_a_stream_on_anothe
     async with await events_socket(second_server, dana_token, redis_client, rooms) as client:
         data = await data_of(server, UNSUBSCRIBE, {"c": quiet.channel}, dana_token)
         assert data["unsubscribe"] == {"channel": quiet.channel, "active": False}
-        await asyncio.to_thread(wait_numsub, redis_client, quiet.channel, 0, 1)
+        await to_thread(wait_numsub, redis_client, quiet.channel, 0, 1)
         await send_message(server, eve_token, quiet.pk, "not for dana's stream")
         await send_message(server, eve_token, loud.pk, "marker")
         assert (await next_event(client))["node"]["body"] == "marker"
 
         data = await data_of(server, SUBSCRIBE, {"c": quiet.channel}, dana_token)
         assert data["subscribe"] == {"channel": quiet.channel, "active": True}
-        await asyncio.to_thread(wait_numsub, redis_client, quiet.channel, 1, 1)
+        await to_thread(wait_numsub, redis_client, quiet.channel, 1, 1)
         await send_message(server, eve_token, quiet.pk, "back again")
         assert (await next_event(client))["node"]["body"] == "back again"
 
@@ -206,7 +206,7 @@ async def test_a_removed_participant_is_dropped_from_a_shared_group_at_once(
     try:
         for client in (dana_socket, eve_socket):
             await client.subscribe("m", MESSAGE_ADDED, {"c": str(room.pk)})
-        await asyncio.to_thread(wait_numsub, redis_client, room.channel, 1)
+        await to_thread(wait_numsub, redis_client, room.channel, 1)
         await send_message(server, eve_token, room.pk, "before")  # both are live
         for client in (dana_socket, eve_socket):  # the room's first message, for both
             assert (await client.next_payload("m"))["data"]["messageAdded"]["body"] == "before"
@@ -239,7 +239,7 @@ async def test_a_deactivated_user_is_disconnected(
     dana, dana_token, _eve_token, _rooms = member
 
     async with await connected(server, dana_token) as client:
-        await asyncio.to_thread(wait_numsub, redis_client, control_channel(dana.pk), 1)
+        await to_thread(wait_numsub, redis_client, control_channel(dana.pk), 1)
 
         @sync_to_async
         def deactivate() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -20,6 +19,7 @@ from .services import (
     live_server,
     production_env,
     scaled,
+    to_thread,
     wait_until,
 )
 
@@ -82,7 +82,7 @@ async def test_gunicorn_with_two_uvicorn_workers_serves_queries_and_subscription
             workers.update(pid for pid in pids if in_group(pid, server.pid))
             return len(workers) == 2
 
-        await asyncio.to_thread(wait_until, both_workers_started, 60, "two workers' brokers")
+        await to_thread(wait_until, both_workers_started, 60, "two workers' brokers")
 
         response = await graphql(server, "{ me { id } }")
         assert response.status_code == 200
@@ -95,6 +95,6 @@ async def test_gunicorn_with_two_uvicorn_workers_serves_queries_and_subscription
         assert payload == {"data": {"messageAdded": sent}}
 
         server.process.send_signal(signal.SIGTERM)  # what systemd or Kubernetes sends
-        assert await asyncio.to_thread(server.process.wait, scaled(30)) == 0
+        assert await to_thread(server.process.wait, scaled(30)) == 0
         assert not [pid for pid in workers if in_group(pid, server.pid)]  # stopped and reaped
         assert "Traceback" not in server.log.read_text()

@@ -16,7 +16,7 @@ from example.chat.models import Correspondence, Message
 from .conftest import wait_numsub
 from .gqlws import GraphQLWS
 from .helpers import connected
-from .services import LiveServer
+from .services import LiveServer, to_thread
 
 USERS, ROOMS, EVENTS = 100, 10, 1000
 LIVE_ROUNDS = 20
@@ -48,7 +48,7 @@ async def test_every_user_gets_exactly_the_events_they_may_see(
         for client in clients:
             await client.subscribe("ev", EVENTS_QUERY)
         for room in rooms:
-            await asyncio.to_thread(wait_numsub, redis_client, room.channel, 1)
+            await to_thread(wait_numsub, redis_client, room.channel, 1)
         # Every stream is live once each has received a first event on its own room.
         await _until_all_live(clients, users, rooms)
 

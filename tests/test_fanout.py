@@ -18,7 +18,7 @@ from gql_pubsub.protocol import CloseCode
 from . import fanout_app
 from .conftest import InProcessServer, wait_numsub
 from .gqlws import Closed, GraphQLWS, StalledClient
-from .services import scaled
+from .services import scaled, to_thread
 
 ITEMS = """
 subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n executions viewer } }
@@ -46,7 +46,7 @@ async def items(client: GraphQLWS, op_id: str, count: int) -> list[dict[str, Any
 
 
 async def ready(redis_client: redis.Redis, channel: str) -> None:
-    await asyncio.to_thread(wait_numsub, redis_client, channel, 1)
+    await to_thread(wait_numsub, redis_client, channel, 1)
 
 
 async def test_identical_subscriptions_share_one_execution_per_event(
@@ -129,7 +129,7 @@ async def test_the_last_member_leaving_ends_the_group_and_its_redis_subscription
     await ready(redis_client, channel)
     await a.send({"id": "1", "type": "complete"})
     await b.close()
-    await asyncio.to_thread(wait_numsub, redis_client, channel, 0)
+    await to_thread(wait_numsub, redis_client, channel, 0)
     assert not app_server.app.websocket.fanout.groups
     await a.close()
 
@@ -219,7 +219,7 @@ async def test_followed_streams_of_different_users_share_one_execution_per_event
     try:
         for client in clients:
             await client.subscribe("f", query)
-        await asyncio.to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
+        await to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
         # The first subscriber's stream is live; publish until every stream has one event.
         received: list[dict[str, Any]] = []
         published = 0

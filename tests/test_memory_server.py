@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 
 from .helpers import MESSAGE_ADDED, connected, data_of, send_message
-from .services import LiveServer, live_server, wait_until
+from .services import LiveServer, live_server, to_thread, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ async def test_without_redis_the_example_delivers_within_its_process(
         else:
             raise AssertionError(f"the marker did not follow the {attempt + 1} tries")
     assert (await data_of(memory_server, "{ me { id } }")) == {"me": None}
-    await asyncio.to_thread(
+    await to_thread(
         wait_until, lambda: "in-memory broker" in memory_server.log.read_text(), 5, "the log line"
     )
 

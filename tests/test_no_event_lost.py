@@ -24,7 +24,7 @@ from gql_pubsub.backends.redis import split_message
 
 from .gqlws import Closed, GraphQLWS
 from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql, send_message
-from .services import ROOT, RedisServer, live_server, scaled, wait_until
+from .services import ROOT, RedisServer, live_server, scaled, to_thread, wait_until
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ async def subscribed(client: GraphQLWS, redis_server: RedisServer, correspondenc
     name = f"gql_pubsub:0:{correspondence.channel}"
     admin = redis.Redis.from_url(redis_server.url)
     try:
-        await asyncio.to_thread(
+        await to_thread(
             wait_until,
             lambda: dict(admin.pubsub_numsub(name)).get(name.encode()) == 1,
             10,
@@ -117,9 +117,9 @@ async def test_a_revocation_during_an_outage_reaches_the_socket_before_any_later
 
     from example.chat.models import Correspondence, Message
 
-    dana, eve = await asyncio.to_thread(lambda: (make_user("dana"), make_user("eve")))
-    room = await asyncio.to_thread(make_correspondence, dana, eve)
-    tokens = await asyncio.to_thread(lambda: (token_for(dana), token_for(eve)))
+    dana, eve = await to_thread(lambda: (make_user("dana"), make_user("eve")))
+    room = await to_thread(make_correspondence, dana, eve)
+    tokens = await to_thread(lambda: (token_for(dana), token_for(eve)))
     with live_server({"REDIS_URL": outage_redis.url}, log_dir=log_dir) as server:
         dana_socket, eve_socket = [await connected(server, token) for token in tokens]
         for client in (dana_socket, eve_socket):
@@ -278,7 +278,7 @@ async def test_events_published_while_the_subscription_connection_is_down_arrive
         async with await connected(server, bob_token) as bob:
             await subscribed(bob, outage_redis, correspondence)
             admin = redis.Redis.from_url(outage_redis.url)
-            author = await asyncio.to_thread(make_user, "writer")
+            author = await to_thread(make_user, "writer")
             bodies = [f"while resubscribing {n}" for n in range(20)]
 
             @sync_to_async
@@ -367,11 +367,9 @@ async def test_a_5_second_redis_crash_under_20_writes_a_second_loses_nothing_for
     message of its room once, in order, within seconds of Redis's return; each worker logs the
     incident once."""
     sockets_per_room, rate, seconds = 100, 20, 10
-    writer, reader = await asyncio.to_thread(lambda: (make_user("w"), make_user("r")))
-    rooms = [await asyncio.to_thread(make_correspondence, writer, reader) for _ in range(2)]
-    writer_token, reader_token = await asyncio.to_thread(
-        lambda: (token_for(writer), token_for(reader))
-    )
+    writer, reader = await to_thread(lambda: (make_user("w"), make_user("r")))
+    rooms = [await to_thread(make_correspondence, writer, reader) for _ in range(2)]
+    writer_token, reader_token = await to_thread(lambda: (token_for(writer), token_for(reader)))
     with live_server({"REDIS_URL": outage_redis.url}, workers=2, log_dir=log_dir) as server:
         sockets = [await connected(server, reader_token) for _ in range(2 * sockets_per_room)]
         try:

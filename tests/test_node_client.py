@@ -18,7 +18,7 @@ from typing import IO, Any
 import pytest
 
 from .helpers import MESSAGE_ADDED
-from .services import ROOT, free_port, live_server, scaled, wait_until
+from .services import ROOT, free_port, live_server, scaled, to_thread, wait_until
 
 NODE_DIR = ROOT / "tests" / "node"
 
@@ -122,22 +122,20 @@ async def test_graphql_ws_resumes_across_a_kill_and_a_restart_with_none_lost_or_
     """500 messages written at 100/s while the server is killed (SIGKILL) and later restarted
     (SIGTERM): the graphql-ws client reconnects each time with its cursor and receives all
     500 once, in order."""
-    reader, author = await asyncio.to_thread(lambda: (make_user("reader"), make_user("author")))
-    room = await asyncio.to_thread(make_correspondence, reader, author)
-    token = await asyncio.to_thread(token_for, reader)
+    reader, author = await to_thread(lambda: (make_user("reader"), make_user("author")))
+    room = await to_thread(make_correspondence, reader, author)
+    token = await to_thread(token_for, reader)
     bodies = [f"message {n}" for n in range(500)]
     port = free_port()
     url = f"ws://127.0.0.1:{port}/graphql/"
     with contextlib.ExitStack() as servers:
         server = servers.enter_context(live_server({}, log_dir=log_dir, port=port))
         with node_client(node, url, token, room) as client:
-            await asyncio.to_thread(wait_until, lambda: client.count("live"), 20, "live")
-            writing = asyncio.create_task(asyncio.to_thread(writer(room, author, bodies, pace=100)))
+            await to_thread(wait_until, lambda: client.count("live"), 20, "live")
+            writing = asyncio.create_task(to_thread(writer(room, author, bodies, pace=100)))
 
             async def written(n: int) -> None:
-                await asyncio.to_thread(
-                    wait_until, lambda: len(client.bodies()) >= n, 30, f"{n} delivered"
-                )
+                await to_thread(wait_until, lambda: len(client.bodies()) >= n, 30, f"{n} delivered")
 
             await written(100)
             server.kill_group()  # kill -9: no close frame, in-flight frames lost
@@ -149,7 +147,7 @@ async def test_graphql_ws_resumes_across_a_kill_and_a_restart_with_none_lost_or_
             server = servers.enter_context(live_server({}, log_dir=log_dir, port=port))
             await writing
             await written(len(bodies))
-            await asyncio.to_thread(
+            await to_thread(
                 wait_until, lambda: client.count("connected") >= 3, 10, "three connections"
             )
             got = client.bodies()

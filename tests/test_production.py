@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from .services import (
     live_server,
     production_env,
     scaled,
+    to_thread,
     wait_until,
 )
 
@@ -153,7 +153,7 @@ async def test_deployments_on_different_redis_databases_never_see_each_others_ev
             for client, db in ((own, 15), (other, 14)):
                 await client.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
                 name = f"gql_pubsub:{db}:{channel}"
-                await asyncio.to_thread(
+                await to_thread(
                     wait_until,
                     lambda name=name: dict(redis_client.pubsub_numsub(name)).get(name.encode()),
                     10,
@@ -180,7 +180,7 @@ async def test_a_refused_socket_is_told_why_and_the_refusal_is_logged(
 ) -> None:
     """Each reason reaches the client in the 4403 close and the log at INFO, never the token."""
     spec, reason = REFUSALS[case]
-    payload = await asyncio.to_thread(_connection_payload, spec, make_user)
+    payload = await to_thread(_connection_payload, spec, make_user)
     async with await GraphQLWS.connect(server.ws_url) as client:
         host, port = client.ws.local_address[:2]
         await client.send({"type": "connection_init", "payload": payload})
@@ -195,7 +195,7 @@ async def test_a_refused_socket_is_told_why_and_the_refusal_is_logged(
     def logged() -> list[str]:  # the port may have served an earlier test's socket too
         return [e for e in server.log.read_text().splitlines() if line in e and reason in e]
 
-    await asyncio.to_thread(wait_until, logged, 5, f"{line!r} with {reason!r} in the log")
+    await to_thread(wait_until, logged, 5, f"{line!r} with {reason!r} in the log")
     if token:
         assert token not in server.log.read_text()
 
@@ -205,14 +205,14 @@ async def test_an_operation_error_sent_over_the_socket_is_logged_with_the_client
 ) -> None:
     """A refused subscription is an `error` for the client and an INFO line for the operator."""
     alice_token, _bob_token, _correspondence = pair
-    elsewhere = await asyncio.to_thread(make_correspondence)  # alice is no participant
+    elsewhere = await to_thread(make_correspondence)  # alice is no participant
     async with await connected(server, alice_token) as client:
         host, port = client.ws.local_address[:2]
         await client.subscribe("x", MESSAGE_ADDED, {"c": str(elsewhere.pk)})
         message = await client.receive()
     assert message["type"] == "error"
     line = f"INFO gql_pubsub.websocket: Operation 'x' of {host}:{port} failed: "
-    await asyncio.to_thread(
+    await to_thread(
         wait_until, lambda: line in server.log.read_text(), 5, f"{line!r} in the server's log"
     )
 

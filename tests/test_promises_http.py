@@ -41,7 +41,7 @@ from gql_pubsub.schema import Schema
 
 from .conftest import InProcessServer, wait_numsub
 from .gqlws import GraphQLWS
-from .services import LiveServer, free_port, scaled
+from .services import LiveServer, free_port, scaled, to_thread
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -394,7 +394,7 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
         # The cached document serves real operations: every one of them gets its event.
         await until(lambda: sum(len(g.members) for g in groups.values()) == 4, "four members")
         for channel in channels:
-            await asyncio.to_thread(wait_numsub, redis_client, channel, 1)
+            await to_thread(wait_numsub, redis_client, channel, 1)
             await apublish(channel, "custom", {"n": channel})
         for client in clients:
             assert await client.next_payload("1") == {"data": {"items": {"n": channels[0]}}}
@@ -599,7 +599,7 @@ async def test_a_schema_with_an_extension_runs_it_for_each_subscriber(
         try:
             for client in clients:
                 await client.subscribe("1", EXT_ITEMS, {"c": channel})
-            await asyncio.to_thread(wait_numsub, redis_client, channel, 1)
+            await to_thread(wait_numsub, redis_client, channel, 1)
             await until(
                 lambda: on_execute[channel] == 2 and get_broker().subscriber_count(channel) == 2,
                 f"the extension's on_execute for both subscribers (now {on_execute[channel]})",

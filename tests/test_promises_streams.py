@@ -23,7 +23,7 @@ from gql_pubsub import SKIP, Broker, Event, EventKind, apublish, get_broker, pub
 from .conftest import wait_numsub
 from .gqlws import GraphQLWS
 from .helpers import connected
-from .services import LiveServer, free_port, scaled
+from .services import LiveServer, free_port, scaled, to_thread
 
 _names = itertools.count()
 
@@ -310,7 +310,7 @@ async def test_deleting_a_subscription_row_stops_its_channel_on_the_events_strea
     async with await connected(server, token) as client:
         await client.subscribe("ev", EVENTS)
         for name in (news, other):
-            await asyncio.to_thread(wait_numsub, redis_client, name, 1)
+            await to_thread(wait_numsub, redis_client, name, 1)
         await sync_to_async(publish)(news, "custom", {"n": "before"})
         before = (await client.next_payload("ev"))["data"]["events"]
         assert before == {"channel": news, "kind": "CUSTOM", "data": {"n": "before"}}

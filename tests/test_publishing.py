@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from example.chat.models import Correspondence, Message
 from gql_pubsub import Broker, Event, EventKind, get_broker, model_events, publish
 
-from .services import scaled, wait_until
+from .services import scaled, to_thread, wait_until
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ async def test_model_events_yields_kinds_and_instances(broker: Broker, chat: Any
     alice, correspondence = chat
     stream = model_events(Message, correspondence.channel, kinds={EventKind.UPDATED})
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.to_thread(
+    await to_thread(
         wait_until, lambda: broker.subscriber_count(correspondence.channel), 5, "subscribed"
     )
 

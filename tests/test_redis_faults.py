@@ -24,7 +24,7 @@ from gql_pubsub import Broker, Event, EventKind, Subscriber
 
 from .gqlws import Closed
 from .helpers import MESSAGE_ADDED, connected, send_message, server_connections
-from .services import ROOT, RedisServer, free_port, live_server, scaled, wait_until
+from .services import ROOT, RedisServer, free_port, live_server, scaled, to_thread, wait_until
 
 EXAMPLE_PREFIX = "gql_pubsub:0:"
 """The example's CHANNEL_PREFIX on a ``RedisServer`` (its URL names database 0)."""
@@ -91,7 +91,7 @@ async def wait_for_subscription(
             and subscribers == 1
         )
 
-    await asyncio.to_thread(
+    await to_thread(
         wait_until,
         ready,
         timeout,
@@ -105,7 +105,7 @@ async def holds_for(predicate: Callable[[], bool], seconds: float, what: str) ->
     window, like ``expect_silence``: it ends on its deadline, it synchronises nothing)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert await asyncio.to_thread(predicate), what
+        assert await to_thread(predicate), what
         await asyncio.sleep(0.1)
 
 
@@ -135,8 +135,8 @@ async def test_the_subscription_connection_reconnects_and_resubscribes_after_a_f
                 admin.execute_command("CLIENT", "KILL", "ID", before["id"])
                 not_id: str | None = before["id"]
             else:
-                await asyncio.to_thread(own_redis.stop)
-                await asyncio.to_thread(own_redis.start)
+                await to_thread(own_redis.stop)
+                await to_thread(own_redis.start)
                 not_id = None  # a new redis-server numbers its clients afresh: any link is new
             await wait_for_subscription(admin, server.pid, channel, not_id=not_id)
 
@@ -177,7 +177,7 @@ async def test_a_healthy_subscription_connection_is_pinged_and_kept(
             connections = subscribe_connections(admin, os.getpid())
             return [(c["id"], c["cmd"]) for c in connections] == [(first["id"], "ping")]
 
-        await asyncio.to_thread(wait_until, pinged, 4 * HEALTH_CHECK_INTERVAL, "a heartbeat PING")
+        await to_thread(wait_until, pinged, 4 * HEALTH_CHECK_INTERVAL, "a heartbeat PING")
         window = PAUSE_MS / 1000 + 1  # as long as the other test's pause and its slack
         await holds_for(
             lambda: [c["id"] for c in subscribe_connections(admin, os.getpid())] == [first["id"]],
@@ -262,7 +262,7 @@ async def test_a_killed_worker_leaves_no_connection_or_subscription_behind(
             held = {c["id"]: c["name"] for c in server_connections(admin, pid)}
             assert held[subscription["id"]] == f"gql_pubsub-{pid}-subscribe", held
             os.kill(pid, signal.SIGKILL)
-            await asyncio.to_thread(doomed.process.wait, scaled(10))
+            await to_thread(doomed.process.wait, scaled(10))
             assert doomed.process.returncode == -signal.SIGKILL
             with pytest.raises(Closed):
                 await bob.receive(timeout=5)
@@ -270,7 +270,7 @@ async def test_a_killed_worker_leaves_no_connection_or_subscription_behind(
         def released() -> bool:
             return not server_connections(admin, pid) and numsub(admin, channel) == 0
 
-        await asyncio.to_thread(
+        await to_thread(
             wait_until,
             released,
             5,

@@ -22,7 +22,7 @@ from gql_pubsub.events import START
 
 from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, connected, send_message, subscribed
-from .services import LiveServer, scaled
+from .services import LiveServer, scaled, to_thread
 
 
 def custom(n: int) -> Event:
@@ -115,7 +115,7 @@ async def test_an_outbox_event_is_published_once_however_often_it_is_sent(
             backend: Any = broker.backend
             payload = custom(1).encode()
             for _ in range(2):
-                await asyncio.to_thread(
+                await to_thread(
                     backend.publish_many_sync,
                     [(["room"], payload)],
                     mark=("marks", ["default:7:1"]),
@@ -271,8 +271,8 @@ async def test_the_events_stream_resumes_across_all_the_channels_it_follows(
     replayed, in order, when the `events` stream resumes with its cursor; then 4 arrives live."""
     from gql_pubsub.models import Channel
 
-    user = await asyncio.to_thread(make_user, "follower")
-    token = await asyncio.to_thread(token_for, user)
+    user = await to_thread(make_user, "follower")
+    token = await to_thread(token_for, user)
     news, other = f"news:{uuid.uuid4().hex}", f"news:{uuid.uuid4().hex}"
     for name in (news, other):
         await sync_to_async(lambda n=name: Channel.objects.create(name=n).subscribe(user))()

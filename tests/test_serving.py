@@ -16,6 +16,7 @@ from gql_pubsub.outbox import NO_FLOW_CONTROL_FLAG
 
 from .conftest import InProcessServer, serve_in_process, wait_numsub
 from .gqlws import GraphQLWS
+from .services import to_thread
 
 ITEMS = "subscription ($c: String!) { items(channel: $c, shared: true) { n } }"
 
@@ -49,7 +50,7 @@ async def two_sockets_receive_three_events(
         for client in clients:
             await client.init({"token": token})
             await client.subscribe("1", ITEMS, {"c": channel})
-        await asyncio.to_thread(wait_numsub, redis_client, channel, 1)
+        await to_thread(wait_numsub, redis_client, channel, 1)
         for n in range(3):
             await apublish(channel, "custom", {"n": n})
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from .helpers import (
     send_message,
     subscribed,
 )
-from .services import LiveServer
+from .services import LiveServer, to_thread
 
 
 @pytest.fixture
@@ -167,7 +166,7 @@ async def test_a_client_complete_stops_the_subscription_and_its_redis_channel(
     async with await connected(server, bob_token) as client:
         await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
         await client.send({"id": "m", "type": "complete"})
-        await asyncio.to_thread(wait_numsub, redis_client, correspondence.channel, 0)
+        await to_thread(wait_numsub, redis_client, correspondence.channel, 0)
         await send_message(server, alice_token, correspondence.pk, "after complete")
         await client.send({"type": "ping"})
         assert await client.receive() == {"type": "pong"}  # no `next` came before the pong
@@ -183,7 +182,7 @@ async def test_server_shutdown_closes_sockets_and_releases_redis(
     with live_server({}, log_dir=log_dir) as doomed:
         client = await connected(doomed, bob_token)
         await subscribed(client, redis_client, "m", MESSAGE_ADDED, correspondence)
-        await asyncio.to_thread(doomed.stop)
+        await to_thread(doomed.stop)
         closed = await client.expect_close()
         assert closed.code in (1001, 1012)  # going away / service restart
         # uvicorn re-raises SIGTERM after a clean shutdown; the log shows no error.
