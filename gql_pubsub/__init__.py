@@ -3,7 +3,7 @@
 from .broker import Broker, BrokerState, Subscriber, SubscriberOverflow, get_broker
 from .events import Event, EventKind
 from .publishing import apublish, publish, publish_event, publish_event_sync
-from .subscriptions import SKIP, ChannelStream, instances, listen, model_events, stream
+from .subscriptions import SKIP, ChannelStream, Skip, instances, listen, model_events, stream
 
 __all__ = [
     "SKIP",
@@ -12,6 +12,7 @@ __all__ = [
     "ChannelStream",
     "Event",
     "EventKind",
+    "Skip",
     "Subscriber",
     "SubscriberOverflow",
     "apublish",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 from collections.abc import Callable, Collection, Hashable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
 from .broker import Broker, EventsLost, Subscriber, get_broker
 from .events import Event, EventKind, Gap
@@ -20,15 +21,22 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound="PublishableModel")
 T = TypeVar("T")
+G = TypeVar("G")
 
 
-class _Skip:
+class Skip(enum.Enum):
+    """The type of ``SKIP``: annotate a ``map`` function ``-> MyType | Skip``."""
+
+    SKIP = "SKIP"
+
     def __repr__(self) -> str:
         return "SKIP"
 
 
-SKIP: Any = _Skip()
+SKIP: Final = Skip.SKIP
 """Returned by a stream's ``map`` function to drop an event."""
+
+EventMap = Callable[[Event], "T | Literal[Skip.SKIP]"]
 
 
 def _identity(event: Event) -> Event:
@@ -42,7 +50,7 @@ class ModelMap(Generic[M]):
     model: type[M]
     with_kind: bool = False
 
-    def __call__(self, event: Event) -> Any:
+    def __call__(self, event: Event) -> Any:  # M, (kind, M) or SKIP
         if event.model != self.model.publish_label():
             return SKIP
         instance = self.model.from_event(event)
@@ -62,7 +70,7 @@ class ChannelStream(Generic[T]):
         channels: Collection[str],
         *,
         kinds: Collection[EventKind] | None = None,
-        map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+        map: EventMap[T] = _identity,  # type: ignore[assignment]
         shared: bool = False,
         broker: Broker | None = None,
     ) -> None:
@@ -127,7 +135,7 @@ class ChannelStream(Generic[T]):
 def stream(
     *channels: str,
     kinds: Collection[EventKind] | None = None,
-    map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+    map: EventMap[T] = _identity,  # type: ignore[assignment]
     shared: bool = False,
     broker: Broker | None = None,
 ) -> ChannelStream[T]:
@@ -149,15 +157,56 @@ def listen(
     return ChannelStream(channels, kinds=kinds, shared=shared, broker=broker)
 
 
+@overload
 def instances(
     model: type[M],
     *channels: str,
     kinds: Collection[EventKind] | None = None,
     shared: bool = False,
     broker: Broker | None = None,
-) -> ChannelStream[M]:
-    """Stream ``model`` instances rebuilt from the events on ``channels`` (no query)."""
+) -> ChannelStream[M]: ...
+
+
+@overload
+def instances(
+    model: type[M],
+    *channels: str,
+    as_type: type[G],
+    kinds: Collection[EventKind] | None = None,
+    shared: bool = False,
+    broker: Broker | None = None,
+) -> ChannelStream[G]: ...
+
+
+def instances(
+    model: type[M],
+    *channels: str,
+    as_type: type[Any] | None = None,
+    kinds: Collection[EventKind] | None = None,
+    shared: bool = False,
+    broker: Broker | None = None,
+) -> ChannelStream[Any]:
+    """Stream ``model`` instances rebuilt from the events on ``channels`` (no query).
+
+    ``as_type`` names the strawberry_django type the resolver declares (``MessageType`` for
+    ``Message``): the stream is typed as that type's stream, and a type of another model is
+    refused here.
+    """
+    if as_type is not None:
+        _check_type_of(as_type, model)
     return ChannelStream(channels, kinds=kinds, map=ModelMap(model), shared=shared, broker=broker)
+
+
+def _check_type_of(as_type: type[Any], model: type[PublishableModel]) -> None:
+    from strawberry_django.utils.typing import get_django_definition
+
+    definition = get_django_definition(as_type)
+    declared = getattr(definition, "model", None)
+    if not (isinstance(declared, type) and issubclass(model, declared)):
+        raise TypeError(
+            f"as_type={as_type.__name__} is not a strawberry_django type of"
+            f" {model.__name__}: declare it with @strawberry_django.type({model.__name__})."
+        )
 
 
 def model_events(

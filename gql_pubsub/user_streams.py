@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any, Generic, Self, TypeVar
 
 from .broker import Broker, EventsLost, Subscriber, get_broker
@@ -16,7 +16,7 @@ from .db import database_sync_to_async
 from .events import START, Event, EventKind, Gap, Offset
 from .models import Subscription
 from .policies import may_read
-from .subscriptions import SKIP, _identity
+from .subscriptions import SKIP, EventMap, _identity
 
 T = TypeVar("T")
 
@@ -47,7 +47,7 @@ class UserSubscriptionsStream(Generic[T]):
         user: Any,
         *,
         kinds: Collection[EventKind] | None = None,
-        map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+        map: EventMap[T] = _identity,  # type: ignore[assignment]
         shared: bool = False,
         broker: Broker | None = None,
     ) -> None:
@@ -220,7 +220,7 @@ def listen_to_user_subscriptions(
     user: Any,
     *,
     kinds: Collection[EventKind] | None = None,
-    map: Callable[[Event], T] = _identity,  # type: ignore[assignment]
+    map: EventMap[T] = _identity,  # type: ignore[assignment]
     shared: bool = False,
     broker: Broker | None = None,
 ) -> UserSubscriptionsStream[T]:

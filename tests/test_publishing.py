@@ -13,7 +13,17 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from example.chat.models import Correspondence, Message
-from gql_pubsub import Broker, Event, EventKind, get_broker, model_events, publish
+from gql_pubsub import (
+    SKIP,
+    Broker,
+    Event,
+    EventKind,
+    Skip,
+    get_broker,
+    instances,
+    model_events,
+    publish,
+)
 
 from .services import scaled, to_thread, wait_until
 
@@ -209,3 +219,23 @@ async def test_the_old_publish_event_names_still_publish_and_say_what_replaces_t
             await publish_event(correspondence.channel, event)
         got = [await next_event(subscriber) for _ in range(2)]
     assert [e.data for e in got] == [{"old": True}, {"old": True}]
+
+
+def test_instances_as_type_names_a_strawberry_django_type_of_that_model() -> None:
+    """``as_type`` types the stream for the resolver; a type of another model is refused."""
+    from example.chat.schema import CorrespondenceType, MessageType
+
+    assert instances(Message, "room", as_type=MessageType).channels == {"room"}
+    fix = r"declare it with @strawberry_django\.type\(Message\)\."
+    refused = rf"^as_type=CorrespondenceType is not a strawberry_django type of Message: {fix}"
+    with pytest.raises(TypeError, match=refused):
+        instances(Message, "room", as_type=CorrespondenceType)
+    with pytest.raises(TypeError, match=r"^as_type=str is not a strawberry_django type"):
+        instances(Message, "room", as_type=str)
+
+
+def test_skip_is_one_value_of_its_own_type() -> None:
+    """``SKIP`` is ``Skip.SKIP`` (a ``map`` is typed ``-> T | Skip``) and reads as SKIP."""
+    assert SKIP is Skip.SKIP
+    assert list(Skip) == [SKIP]
+    assert repr(SKIP) == "SKIP"

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
 
 import strawberry
 import strawberry_django
 from asgiref.sync import sync_to_async
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User as UserModel
 from django.db import transaction
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gql_pubsub import SKIP, Event, EventKind, instances, publish, stream
+from gql_pubsub import SKIP, Event, EventKind, Skip, instances, publish, stream
 from gql_pubsub.auth import create_jwt
 from gql_pubsub.context import get_user
 from gql_pubsub.models import Channel
@@ -105,19 +105,17 @@ class LoginPayload:
 # -- access -------------------------------------------------------------------------------
 
 
-def _require_user(info: Info[Any, Any]) -> AbstractBaseUser:
+def _require_user(info: Info[Any, Any]) -> UserModel:
     user = get_user(info)
-    if not user.is_authenticated:
+    if not isinstance(user, UserModel) or not user.is_authenticated:
         raise ChatError(
             "Authentication required: call the login mutation and send its token "
             "as 'Authorization: Bearer <token>' (or in connection_init as {\"token\": …})."
         )
-    return user  # type: ignore[return-value]
+    return user
 
 
-def _participant_correspondence(
-    user: AbstractBaseUser, correspondence_id: Any
-) -> models.Correspondence:
+def _participant_correspondence(user: UserModel, correspondence_id: Any) -> models.Correspondence:
     correspondence = models.Correspondence.objects.filter(
         pk=_pk(correspondence_id), participants=user
     ).first()
@@ -150,14 +148,15 @@ class Query:
     @strawberry.field
     def me(self, info: Info[Any, Any]) -> UserType | None:
         user = get_user(info)
-        return user if user.is_authenticated else None  # type: ignore[return-value]
+        return cast(UserType, user) if user.is_authenticated else None
 
     @strawberry.field
     async def correspondences(self, info: Info[Any, Any]) -> list[CorrespondenceType]:
         user = _require_user(info)
-        return await sync_to_async(
+        found = await sync_to_async(
             lambda: list(models.Correspondence.objects.filter(participants=user).order_by("id"))
-        )()  # type: ignore[return-value]
+        )()
+        return cast(list[CorrespondenceType], found)
 
     @strawberry.field
     async def my_subscriptions(self, info: Info[Any, Any]) -> list[ChannelSubscription]:
@@ -176,9 +175,10 @@ class Query:
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
     ) -> list[MessageType]:
         correspondence = await _correspondence_for(info, correspondence_id)
-        return await sync_to_async(
+        found = await sync_to_async(
             lambda: list(correspondence.messages.select_related("author", "correspondence"))
-        )()  # type: ignore[return-value]
+        )()
+        return cast(list[MessageType], found)
 
 
 @strawberry.type
@@ -188,7 +188,7 @@ class Mutation:
         user = await sync_to_async(authenticate)(username=username, password=password)
         if user is None or not user.is_active:
             raise ChatError("Wrong username or password.")
-        return LoginPayload(token=create_jwt(user), user=user)  # type: ignore[arg-type]
+        return LoginPayload(token=create_jwt(user), user=cast(UserType, user))
 
     @strawberry.mutation
     async def create_correspondence(
@@ -207,7 +207,7 @@ class Mutation:
             correspondence.participants.set({user, *others})
             return correspondence
 
-        return await sync_to_async(create)()  # type: ignore[return-value]
+        return cast(CorrespondenceType, await sync_to_async(create)())
 
     @strawberry.mutation
     async def send_message(
@@ -215,16 +215,17 @@ class Mutation:
     ) -> MessageType:
         correspondence = await _correspondence_for(info, correspondence_id)
         author = _require_user(info)
-        return await models.Message.objects.acreate(  # type: ignore[return-value]
+        message = await models.Message.objects.acreate(
             correspondence=correspondence, author=author, body=body
         )
+        return cast(MessageType, message)
 
     @strawberry.mutation
     async def edit_message(self, info: Info[Any, Any], id: strawberry.ID, body: str) -> MessageType:
         message = await _own_message(info, id)
         message.body = body
         await message.asave(update_fields=["body"])
-        return message  # type: ignore[return-value]
+        return cast(MessageType, message)
 
     @strawberry.mutation
     async def subscribe(self, info: Info[Any, Any], channel: str) -> ChannelSubscription:
@@ -290,31 +291,31 @@ class Subscription:
     @strawberry.subscription
     async def message_added(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
-    ) -> AsyncGenerator[MessageType, None]:
+    ) -> AsyncIterator[MessageType]:
         # Access is checked before the stream starts, so a refusal is an `error` message.
         correspondence = await _correspondence_for(info, correspondence_id)
         # shared: a Message reads the same to every participant, so they share one execution.
-        return instances(  # type: ignore[return-value]
-            models.Message, correspondence.channel, kinds={EventKind.CREATED}, shared=True
+        return instances(
+            models.Message,
+            correspondence.channel,
+            as_type=MessageType,
+            kinds={EventKind.CREATED},
+            shared=True,
         )
 
     @strawberry.subscription
     async def correspondence_events(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
-    ) -> AsyncGenerator[MessageEvent, None]:
+    ) -> AsyncIterator[MessageEvent]:
         correspondence = await _correspondence_for(info, correspondence_id)
-        return stream(  # type: ignore[return-value]
-            correspondence.channel, map=_message_event, shared=True
-        )
+        return stream(correspondence.channel, map=_message_event, shared=True)
 
     @strawberry.subscription
-    async def events(self, info: Info[Any, Any]) -> AsyncGenerator[ChannelEvent, None]:
+    async def events(self, info: Info[Any, Any]) -> AsyncIterator[ChannelEvent]:
         """Every event of every channel the caller actively follows, following changes live."""
         user = _require_user(info)
         # shared: an event reads the same to everyone allowed to receive it.
-        return listen_to_user_subscriptions(  # type: ignore[return-value]
-            user, map=_channel_event, shared=True
-        )
+        return listen_to_user_subscriptions(user, map=_channel_event, shared=True)
 
 
 _NODE_MODELS = {m.publish_label(): m for m in (models.Message, models.Correspondence)}
@@ -325,15 +326,15 @@ def _channel_event(event: Event) -> ChannelEvent:
     return ChannelEvent(
         channel=event.channel,
         kind=ChannelEventKind(event.kind.value),
-        node=model.from_event(event) if model is not None else None,  # type: ignore[arg-type]
-        data=event.data if event.kind is EventKind.CUSTOM else None,
+        node=cast(PublishedNode, model.from_event(event)) if model is not None else None,
+        data=JSON(event.data) if event.kind is EventKind.CUSTOM else None,
     )
 
 
-def _message_event(event: Event) -> MessageEvent:
+def _message_event(event: Event) -> MessageEvent | Skip:
     if event.model != models.Message.publish_label():
-        return SKIP  # type: ignore[no-any-return]
+        return SKIP
     return MessageEvent(
         kind=MessageEventKind(event.kind.value),
-        message=models.Message.from_event(event),  # type: ignore[arg-type]
+        message=cast(MessageType, models.Message.from_event(event)),
     )
