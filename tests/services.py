@@ -235,13 +235,13 @@ class LiveServer:
 
 @contextlib.contextmanager
 def _running(
-    command: list[str], env: dict[str, str], *, port: int, log: Path
+    command: list[str], env: dict[str, str], *, port: int, log: Path, cwd: Path = ROOT
 ) -> Iterator[LiveServer]:
     """Start ``command`` (which listens on ``port``), yield once it accepts, stop it after."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -265,18 +265,24 @@ def _running(
 
 @contextlib.contextmanager
 def live_server(
-    env: dict[str, str], *, workers: int = 1, log_dir: Path, port: int | None = None
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    log_dir: Path,
+    port: int | None = None,
+    app: str = "example.asgi:application",
+    cwd: Path = ROOT,
 ) -> Iterator[LiveServer]:
-    """Run ``uvicorn example.asgi:application`` on ``port`` (else a free one) until the block
-    ends."""
+    """Run ``uvicorn <app>`` (the example's) in ``cwd`` on ``port`` (else a free one) until the
+    block ends."""
     port = port or free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "example.asgi:application",
+        sys.executable, "-m", "uvicorn", app,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
     log = log_dir / f"uvicorn-{port}-{time.monotonic_ns()}.log"
-    with _running(command, env, port=port, log=log) as server:
+    with _running(command, env, port=port, log=log, cwd=cwd) as server:
         yield server
 
 
