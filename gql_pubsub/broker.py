@@ -261,6 +261,13 @@ class Broker:
         finally:
             await self.remove(watcher, *watcher.channels)
 
+    def is_live(self, channel: str) -> bool:
+        """Whether ``channel``'s subscription is confirmed: an event published now is delivered."""
+        ready = self._ready.get(channel)
+        return (
+            ready is not None and ready.done() and not ready.cancelled() and not ready.exception()
+        )
+
     def subscriber_count(self, channel: str | None = None) -> int:
         """Local subscribers on ``channel`` (or on any channel)."""
         if channel is not None:

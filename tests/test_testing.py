@@ -1,0 +1,110 @@
+"""gql_pubsub.testing: the in-process client users test their schemas with, against the example
+schema on the suite's real Redis and database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from example.chat.models import Message
+from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
+from gql_pubsub.protocol import CloseCode
+from gql_pubsub.testing import (
+    ConnectionClosed,
+    GraphQLTestClient,
+    OperationCompleted,
+    OperationFailed,
+    lifespan,
+)
+
+from .helpers import MESSAGE_ADDED
+from .services import to_thread
+
+
+@pytest.fixture
+async def application() -> AsyncIterator[GraphQLApplication]:
+    app = get_asgi_application("example.schema.schema")
+    async with lifespan(app):
+        yield app
+
+
+@pytest.fixture
+def room(
+    make_user: Callable[..., Any], make_correspondence: Callable[..., Any], token_for: Any
+) -> tuple[Any, Any, str]:
+    """A correspondence, its participant, and the participant's token."""
+    user = make_user("tested")
+    return make_correspondence(user), user, token_for(user)
+
+
+async def test_a_subscription_receives_a_committed_write_and_queries_run_on_the_same_socket(
+    application: GraphQLApplication, room: tuple[Any, Any, str]
+) -> None:
+    """init with a token, subscribe, write, ``next``; a query's one result; ``complete``."""
+    correspondence, user, token = room
+    async with GraphQLTestClient(application) as client:
+        assert client.subprotocol == "graphql-transport-ws"
+        await client.init({"token": token})
+        assert await client.execute("{ me { username } }") == {
+            "data": {"me": {"username": user.username}}
+        }
+        op = await client.subscribe(MESSAGE_ADDED, {"c": str(correspondence.pk)})
+        await client.live(correspondence.channel)
+        await to_thread(
+            Message.objects.create, correspondence=correspondence, author=user, body="hi"
+        )
+        result = await client.next(op)
+        assert result["data"]["messageAdded"]["body"] == "hi"
+        await client.complete(op)
+        assert await client.execute("{ me { username } }") == {
+            "data": {"me": {"username": user.username}}
+        }
+
+
+async def test_refusals_raise_with_the_servers_code_and_reason(
+    application: GraphQLApplication, room: tuple[Any, Any, str]
+) -> None:
+    """A bad token closes with 4403 and the reason; a refused operation raises its errors."""
+    token = room[2]
+    async with GraphQLTestClient(application) as client:
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.init({"token": "not-a-token"})
+    assert closed.value.code == CloseCode.FORBIDDEN
+    assert closed.value.reason.startswith("Forbidden: token")
+
+    async with GraphQLTestClient(application) as client:
+        await client.init({"token": token})
+        op = await client.subscribe(MESSAGE_ADDED, {"c": "0"})
+        with pytest.raises(OperationFailed, match="does not exist or you are not a participant"):
+            await client.next(op)
+        op = await client.subscribe("{ me { username } }")
+        await client.next(op)
+        with pytest.raises(OperationCompleted):
+            await client.next(op)
+
+
+async def test_a_path_other_than_graphql_path_is_refused_at_the_handshake(
+    application: GraphQLApplication,
+) -> None:
+    with pytest.raises(ConnectionClosed) as closed:
+        async with GraphQLTestClient(application, "/elsewhere/"):
+            pass
+    assert closed.value.code == 1000
+
+
+async def test_the_transport_exposes_flow_control_so_no_warning_is_logged(
+    application: GraphQLApplication, room: tuple[Any, Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The library's outbox sees the client's flow-control flag, as behind uvicorn."""
+    logger = logging.getLogger("gql_pubsub.websocket")
+    logger.addHandler(caplog.handler)
+    try:
+        async with GraphQLTestClient(application) as client:
+            await client.init({"token": room[2]})
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert not application.websocket.told_no_flow_control
+    assert "flow-control" not in caplog.text
