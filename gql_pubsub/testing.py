@@ -97,7 +97,7 @@ class GraphQLTestClient:
     def __init__(
         self,
         application: ASGIApp,
-        path: str | None = None,
+        path: str | None = None,  # GRAPHQL_PATH, and a query string if wanted
         *,
         headers: Iterable[tuple[str, str]] = (),
         subprotocols: Iterable[str] = (SUBPROTOCOL,),
@@ -107,7 +107,7 @@ class GraphQLTestClient:
     ) -> None:
         from .conf import get_settings
 
-        path = path or get_settings().GRAPHQL_PATH
+        path, _, query_string = (path or get_settings().GRAPHQL_PATH).partition("?")
         self.timeout = timeout
         self.scope: dict[str, Any] = {
             "type": "websocket",
@@ -117,7 +117,7 @@ class GraphQLTestClient:
             "path": path,
             "raw_path": path.encode(),
             "root_path": "",
-            "query_string": b"",
+            "query_string": query_string.encode(),
             "headers": [
                 (b"host", b"testserver"),
                 *((name.lower().encode(), value.encode()) for name, value in headers),

@@ -38,7 +38,7 @@ from .auth import (
 )
 from .broker import EventsLost, SubscriberOverflow, get_broker
 from .conf import get_settings
-from .context import Context, WebSocketRequest
+from .context import Context, WebSocketRequest, WebSocketResponse
 from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .db import database_sync_to_async
@@ -225,12 +225,9 @@ class _Connection:
                     close = self.protocol.reject(str(rejected))
                     await self._close(close.code, close.reason)
                     return
-                request = WebSocketRequest(
-                    scope=dict(self.scope), user=user, connection_params=payload
-                )
                 self.context = Context(
-                    request=request,  # type: ignore[arg-type]
-                    response=None,  # type: ignore[arg-type]
+                    request=WebSocketRequest(self.scope, user, payload),
+                    response=WebSocketResponse(),
                     user=user,
                     connection_params=payload,
                 )
@@ -587,7 +584,15 @@ def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe
     """The executor of a shared group: nobody's user, so no result can depend on one."""
     from django.contrib.auth.models import AnonymousUser
 
-    context = Context(request=None, response=None, user=AnonymousUser(), connection_params={})  # type: ignore[arg-type]
+    # Nobody's handshake either: a request with the path only (no headers, cookies or client).
+    scope = {"type": "websocket", "path": get_settings().GRAPHQL_PATH, "headers": []}
+    user = AnonymousUser()
+    context = Context(
+        request=WebSocketRequest(scope, user),
+        response=WebSocketResponse(),
+        user=user,
+        connection_params={},
+    )
     executor = Executor.build(
         schema,
         document,

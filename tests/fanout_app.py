@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -45,6 +46,24 @@ class Query:
     @strawberry.field
     def ok(self) -> bool:
         return True
+
+    @strawberry.field
+    def request_facts(self, info: Info[Any, Any]) -> str:
+        """What a resolver written for HTTP reads of the request (and writes on the response)."""
+        request, response = info.context.request, info.context.response
+        response.set_cookie("seen", "yes")
+        return json.dumps(
+            {
+                "agent": request.headers.get("User-Agent"),
+                "cookie": request.COOKIES.get("flavour"),
+                "query": request.GET.get("flavour"),
+                "path": request.path,
+                "client": request.META.get("REMOTE_ADDR"),
+                "user": request.user.get_username(),
+                "same user": request.user == get_user(info),
+                "session": hasattr(request, "session"),
+            }
+        )
 
 
 @strawberry.type
