@@ -24,6 +24,7 @@ from graphql.execution import Executor, execute_subscription_event
 from .broker import SubscriberOverflow
 from .cursors import Cursor, refetch_payload, start_payload, with_cursor
 from .events import START, Event, Gap, Offset
+from .protocol import next_prefix
 from .subscriptions import SKIP, ChannelStream
 
 logger = logging.getLogger("gql_pubsub.fanout")
@@ -48,11 +49,6 @@ class Member:
         """While it catches up: the group's frames (channel, offset, body) that wait for it."""
         self.positions: dict[str, Offset] | None = None
         """Where it is, while that differs from where its group is (else None)."""
-
-
-def next_prefix(op_id: str) -> str:
-    """The start of operation ``op_id``'s ``next`` frames; the encoded payload and "}" follow."""
-    return '{"id":' + orjson.dumps(op_id).decode() + ',"type":"next","payload":'
 
 
 def encode_result(result: ExecutionResult) -> str:

@@ -1,4 +1,6 @@
-"""The graphql-transport-ws protocol as a state machine: text in, actions out, no I/O."""
+"""The graphql-transport-ws protocol as a state machine, both ways and with no I/O: client
+frames in, actions out (``receive``); what the server says, out as text frames (``ack``,
+``pong``, ``ping``, ``next_prefix``, ``complete``, ``error``), each operation ended once."""
 
 from __future__ import annotations
 
@@ -190,11 +192,36 @@ class ProtocolConnection:
         return None
 
     def finish(self, op_id: str) -> bool:
-        """Operation ``id`` ended on the server; True if the client must be told ``complete``."""
+        """Operation ``id`` ended on the server; True if the client must be told so."""
         if op_id in self.operations:
             self.operations.discard(op_id)
             return self.state is not ConnectionState.CLOSED
         return False
+
+    # -- what the server sends ---------------------------------------------------------------
+
+    def ack(self) -> str:
+        """Accept ``connection_init``: the ``connection_ack`` frame (the client may subscribe)."""
+        self.acknowledge()
+        return ACK
+
+    def complete(self, op_id: str, error: str | None = None) -> list[str]:
+        """End operation ``op_id`` from the server's side: ``complete`` (after a ``next`` that
+        carries ``error``, if given); nothing if it ended already or the client completed it."""
+        if not self.finish(op_id):
+            return []
+        frames = [f'{{"id":{_json(op_id)},"type":"complete"}}']
+        if error is not None:
+            payload = {"data": None, "errors": [{"message": error}]}
+            frames.insert(0, next_prefix(op_id) + _json(payload) + "}")
+        return frames
+
+    def error(self, op_id: str, errors: list[dict[str, Any]]) -> str | None:
+        """Refuse operation ``op_id`` with GraphQL ``errors`` (the ``error`` frame, which ends
+        it); None if it ended already or the client completed it."""
+        if not self.finish(op_id):
+            return None
+        return f'{{"id":{_json(op_id)},"type":"error","payload":{_json(errors)}}}'
 
     def _close(self, code: CloseCode, reason: str) -> Close:
         self.state = ConnectionState.CLOSED
@@ -224,9 +251,19 @@ def _optional_object(message: dict[str, Any], key: str) -> dict[str, Any] | None
     return value
 
 
-def encode(message: dict[str, Any]) -> str:
-    """Encode a server message as the text frame to send."""
-    return orjson.dumps(message).decode()
+ACK = '{"type":"connection_ack"}'
+PING = '{"type":"ping"}'
+PONG = '{"type":"pong"}'
+
+
+def next_prefix(op_id: str) -> str:
+    """The start of operation ``op_id``'s ``next`` frames: the encoded payload and "}" follow
+    (a result encoded once is sent to many operations this way)."""
+    return '{"id":' + _json(op_id) + ',"type":"next","payload":'
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 MAX_CLOSE_REASON = 123

@@ -43,10 +43,10 @@ from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .db import database_sync_to_async
 from .events import Event, Gap
-from .fanout import FanOut, Group, Member, encode_result, next_prefix
+from .fanout import FanOut, Group, Member, encode_result
 from .limits import RateLimit, operation_limits_rule
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
-from .protocol import CloseCode, MessageType
+from .protocol import CloseCode, next_prefix
 from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
@@ -243,11 +243,10 @@ class _Connection:
                     counts[user.pk] += 1
                     self.counted_user = user.pk
                     await self._watch_access(user)
-                self.protocol.acknowledge()
-                await self._send_json({"type": MessageType.CONNECTION_ACK})
+                await self._send_text(self.protocol.ack())
                 self._schedule_ping()
             case protocol.Ping():
-                await self._send_json({"type": MessageType.PONG})
+                await self._send_text(protocol.PONG)
             case protocol.Pong():
                 if "pong" in self._timers:  # the answer to our keepalive ping
                     self._cancel("pong")
@@ -441,27 +440,19 @@ class _Connection:
         entry = self.operations.get(op_id)
         if isinstance(entry, _Joined):
             del self.operations[op_id]
-        if not self.protocol.finish(op_id):
-            return
-        if error is not None:
-            await self._send_json(
-                {
-                    "id": op_id,
-                    "type": MessageType.NEXT,
-                    "payload": {"data": None, "errors": [{"message": error}]},
-                }
-            )
-        await self._send_json({"id": op_id, "type": MessageType.COMPLETE})
+        for frame in self.protocol.complete(op_id, error):
+            await self._send_text(frame)
 
     async def _send_error(self, op_id: str, errors: list[Any]) -> None:
-        if self.protocol.finish(op_id):
+        frame = self.protocol.error(op_id, errors)
+        if frame is not None:
             logger.info(
                 "Operation %r of %s failed: %s",
                 op_id,
                 self.client,
                 "; ".join(str(error.get("message")) for error in errors)[:1000],
             )
-            await self._send_json({"id": op_id, "type": MessageType.ERROR, "payload": errors})
+            await self._send_text(frame)
 
     def _stop(self, op_id: str) -> None:
         entry = self.operations.pop(op_id, None)
@@ -517,7 +508,7 @@ class _Connection:
 
     def _ping(self) -> None:
         self._timers.pop("ping", None)
-        self._in_background(self._send_json({"type": MessageType.PING}))
+        self._in_background(self._send_text(protocol.PING))
         self._after("pong", get_settings().KEEPALIVE_TIMEOUT, self._pong_missing)
 
     def _pong_missing(self) -> None:
@@ -549,9 +540,9 @@ class _Connection:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send_json(self, message: dict[str, Any]) -> None:
+    async def _send_text(self, frame: str) -> None:
         if not self.closed:
-            await self.outbox.send(protocol.encode(message))
+            await self.outbox.send(frame)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.closed:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from gql_pubsub import protocol
 from gql_pubsub.protocol import (
     Close,
     CloseCode,
@@ -14,7 +17,7 @@ from gql_pubsub.protocol import (
     Pong,
     ProtocolConnection,
     Subscribe,
-    encode,
+    next_prefix,
 )
 
 SUBSCRIBE = '{"id":"1","type":"subscribe","payload":{"query":"{ me { id } }"}}'
@@ -216,9 +219,62 @@ def test_the_init_timeout_closes_only_a_socket_that_never_sent_init() -> None:
     assert acknowledged().init_timed_out() is None
 
 
-def test_server_messages_are_compact_json() -> None:
-    """encode() gives the frame's text: JSON without spaces."""
-    assert encode({"type": "next", "id": "1"}) == '{"type":"next","id":"1"}'
+def test_the_ack_frame_acknowledges_and_ping_pong_frames_are_the_specs() -> None:
+    connection = ProtocolConnection()
+    connection.receive('{"type":"connection_init"}')
+    assert json.loads(connection.ack()) == {"type": "connection_ack"}
+    assert connection.state is ConnectionState.ACKNOWLEDGED
+    assert json.loads(protocol.PING) == {"type": "ping"}
+    assert json.loads(protocol.PONG) == {"type": "pong"}
+
+
+@pytest.mark.parametrize("op_id", ["1", 'a "quoted" \\ id', "é✓"])
+def test_next_frames_are_the_prefix_a_payload_and_a_brace(op_id: str) -> None:
+    """A payload encoded once becomes any operation's ``next`` by splicing its prefix."""
+    frame = next_prefix(op_id) + '{"data":{"n":1}}' + "}"
+    assert json.loads(frame) == {"id": op_id, "type": "next", "payload": {"data": {"n": 1}}}
+
+
+def test_the_server_completes_an_operation_once_with_its_error_first() -> None:
+    connection = acknowledged()
+    connection.receive(SUBSCRIBE)
+    frames = connection.complete("1", "Access to 'c' was revoked.")
+    assert [json.loads(frame) for frame in frames] == [
+        {
+            "id": "1",
+            "type": "next",
+            "payload": {"data": None, "errors": [{"message": "Access to 'c' was revoked."}]},
+        },
+        {"id": "1", "type": "complete"},
+    ]
+    assert connection.complete("1") == []
+    assert connection.error("1", [{"message": "late"}]) is None
+    connection.receive(SUBSCRIBE)  # the id may be used again once ended
+    assert [json.loads(f) for f in connection.complete("1")] == [{"id": "1", "type": "complete"}]
+
+
+def test_an_error_frame_ends_the_operation_and_nothing_follows_it() -> None:
+    connection = acknowledged()
+    connection.receive(SUBSCRIBE)
+    frame = connection.error("1", [{"message": "Cannot query field 'x'."}])
+    assert frame is not None
+    assert json.loads(frame) == {
+        "id": "1",
+        "type": "error",
+        "payload": [{"message": "Cannot query field 'x'."}],
+    }
+    assert connection.complete("1") == []
+
+
+def test_nothing_is_sent_for_an_operation_the_client_completed_or_after_a_close() -> None:
+    connection = acknowledged()
+    connection.receive(SUBSCRIBE)
+    connection.receive('{"id":"1","type":"complete"}')
+    assert connection.complete("1") == []
+    assert connection.error("1", [{"message": "x"}]) is None
+    connection.receive(SUBSCRIBE)
+    connection.receive("not json")  # closes
+    assert connection.complete("1") == []
 
 
 def test_an_unknown_type_is_quoted_cut_to_64_characters() -> None:
