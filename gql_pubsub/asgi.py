@@ -13,6 +13,7 @@ from .backends import BrokerUnavailable
 from .broker import get_broker
 from .conf import get_settings
 from .db import database_sync_to_async
+from .hooks import Hooks
 from .relay import run_relay
 from .websocket import GraphQLWebSocket
 
@@ -27,10 +28,17 @@ logger = logging.getLogger("gql_pubsub.asgi")
 class GraphQLApplication:
     """Route lifespan to the broker, the GraphQL WebSocket path to us, the rest to Django."""
 
-    def __init__(self, schema: BaseSchema, django_app: ASGIApp, *, path: str | None = None) -> None:
+    def __init__(
+        self,
+        schema: BaseSchema,
+        django_app: ASGIApp,
+        *,
+        path: str | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
         self.path = path or get_settings().GRAPHQL_PATH
         self.django_app = django_app
-        self.websocket = GraphQLWebSocket(schema)
+        self.websocket = GraphQLWebSocket(schema, hooks)
 
     # Not mutated: mutmut's wrapper would not raise TypeError when uvicorn probes the app by
     # calling it with no arguments (to detect a factory).
@@ -106,12 +114,13 @@ def _tune_gc() -> None:
 
 
 def get_asgi_application(
-    schema: BaseSchema | str, *, path: str | None = None
+    schema: BaseSchema | str, *, path: str | None = None, hooks: Hooks | None = None
 ) -> GraphQLApplication:
     """Build the project's ASGI app (call it in ``asgi.py`` instead of Django's).
 
     ``schema`` may be a dotted path (``"myproject.schema.schema"``), imported after Django is
-    set up so that the schema's model types can load. With ``DEBUG`` on and
+    set up so that the schema's model types can load. ``hooks`` (a ``gql_pubsub.hooks.Hooks``)
+    changes what the socket does on connect, subscribe and complete. With ``DEBUG`` on and
     ``django.contrib.staticfiles`` installed, ``STATIC_URL`` is served from the apps' static
     directories, as ``runserver`` does; in production, serve static files with ServeStatic's
     async middleware (or a web server or CDN).
@@ -128,4 +137,4 @@ def get_asgi_application(
         handler = ASGIStaticFilesHandler(handler)
     django_app: ASGIApp = handler  # type: ignore[assignment]
     resolved: BaseSchema = import_string(schema) if isinstance(schema, str) else schema
-    return GraphQLApplication(resolved, django_app, path=path)
+    return GraphQLApplication(resolved, django_app, path=path, hooks=hooks)

@@ -30,9 +30,7 @@ from strawberry.types.execution import PreExecutionError
 from . import protocol
 from .auth import (
     TokenRejected,
-    aauthenticate_token,
     origin_allowed,
-    session_user,
     token_expiry,
     token_from_connection_params,
 )
@@ -41,9 +39,9 @@ from .conf import get_settings
 from .context import Context, WebSocketRequest, WebSocketResponse
 from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
-from .db import database_sync_to_async
 from .events import Event, Gap
 from .fanout import FanOut, Group, Member, encode_result
+from .hooks import Hooks, OperationRefused
 from .limits import RateLimit, operation_limits_rule
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
 from .protocol import CloseCode, next_prefix
@@ -51,6 +49,7 @@ from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
     from strawberry.schema import BaseSchema
 
     from .types import Receive, Scope, Send
@@ -64,8 +63,9 @@ DOCUMENT_CACHE_SIZE = 1024
 class GraphQLWebSocket:
     """ASGI app for one GraphQL WebSocket path: speaks graphql-transport-ws only."""
 
-    def __init__(self, schema: BaseSchema) -> None:
+    def __init__(self, schema: BaseSchema, hooks: Hooks | None = None) -> None:
         self.schema = schema
+        self.hooks = hooks or Hooks()
         self.fanout = FanOut()
         # Grouped execution runs graphql-core directly; Strawberry extensions and custom
         # directives need Strawberry's own pipeline, so such schemas keep it for everything.
@@ -142,6 +142,8 @@ class _Connection:
         self.protocol = protocol.ProtocolConnection()
         self.context: Context | None = None
         self.operations: dict[str, asyncio.Task[None] | _Joined] = {}
+        self.started: dict[str, protocol.Subscribe] = {}
+        """Operations ``on_subscribe`` let start, until ``on_complete`` is called for them."""
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -204,6 +206,8 @@ class _Connection:
             for timer in self._timers.values():
                 timer.cancel()
             await self._stop_operations()
+            for op_id in list(self.started):
+                await self._ended(op_id)
             if self.counted_user is not None:
                 counts = self.server.connections_per_user
                 counts[self.counted_user] -= 1
@@ -259,12 +263,20 @@ class _Connection:
                 self.operations[subscribe.id] = asyncio.create_task(self._start(subscribe))
             case protocol.Complete(id=op_id):
                 self._stop(op_id)
+                await self._ended(op_id)
 
     # -- operations --------------------------------------------------------------------------
 
     async def _start(self, op: protocol.Subscribe) -> None:
         """Start an operation: a group membership for subscriptions, else Strawberry's pipeline."""
         try:
+            assert self.context is not None  # operations start after the ack
+            try:
+                await self.server.hooks.on_subscribe(self.context, op)
+            except OperationRefused as refused:
+                await self._send_error(op.id, [{"message": str(refused)}])
+                return
+            self.started[op.id] = op
             document = self.server.prepare(op.query)
             if isinstance(document, list):
                 await self._send_error(op.id, [error.formatted for error in document])
@@ -442,6 +454,7 @@ class _Connection:
             del self.operations[op_id]
         for frame in self.protocol.complete(op_id, error):
             await self._send_text(frame)
+        await self._ended(op_id)
 
     async def _send_error(self, op_id: str, errors: list[Any]) -> None:
         frame = self.protocol.error(op_id, errors)
@@ -453,6 +466,17 @@ class _Connection:
                 "; ".join(str(error.get("message")) for error in errors)[:1000],
             )
             await self._send_text(frame)
+        await self._ended(op_id)
+
+    async def _ended(self, op_id: str) -> None:
+        """Tell ``on_complete`` that a started operation ended (once)."""
+        op = self.started.pop(op_id, None)
+        if op is None or self.context is None:
+            return
+        try:
+            await self.server.hooks.on_complete(self.context, op)
+        except Exception:
+            logger.exception("The on_complete hook failed for operation %r", op_id)
 
     def _stop(self, op_id: str) -> None:
         entry = self.operations.pop(op_id, None)
@@ -477,20 +501,15 @@ class _Connection:
 
     # -- connection ---------------------------------------------------------------------------
 
-    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser:
-        """The connection's user, or ``TokenRejected`` saying why there is none."""
+    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | AnonymousUser:
+        """The connection's user (``on_connect``), or ``TokenRejected`` saying why there is none."""
         token = token_from_connection_params(params)
+        user = await self.server.hooks.on_connect(self.scope, params, token)
         if token is not None:
-            user = await aauthenticate_token(token)
             expires = token_expiry(token)
             if expires is not None:
                 self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
-            return user
-        if origin_allowed(self.scope, required=True):  # cookies: a browser, of a trusted origin
-            session = await database_sync_to_async(session_user)(self.scope)
-            if session is not None:
-                return session
-        raise TokenRejected("no token in connection_init and no logged-in session")
+        return user
 
     def _after(self, name: str, delay: float, callback: Any) -> None:
         self._cancel(name)
