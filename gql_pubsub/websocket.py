@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -60,6 +61,30 @@ logger = logging.getLogger("gql_pubsub.websocket")
 DOCUMENT_CACHE_SIZE = 1024
 
 
+@dataclasses.dataclass(frozen=True)
+class SocketStats:
+    """What a WebSocket endpoint holds at one moment (``GraphQLWebSocket.stats()``)."""
+
+    connections: int
+    """Open sockets (acknowledged or not)."""
+    users: int
+    """Distinct authenticated users among them."""
+    operations: int
+    """Operations running on them."""
+    groups: int
+    """Fan-out groups: subscriptions that share one execution per event."""
+    group_members: int
+    """Operations served by those groups."""
+    live_groups: int
+    """Groups whose channels' subscription is confirmed (their events are being delivered)."""
+    shared_executions: int
+    """Shared executions of users' followed-channel streams."""
+    documents_parsed: int
+    """Documents parsed and validated (once per distinct text, while cached)."""
+    document_cache_hits: int
+    """Operations that reused a parsed document."""
+
+
 class GraphQLWebSocket:
     """ASGI app for one GraphQL WebSocket path: speaks graphql-transport-ws only."""
 
@@ -74,6 +99,7 @@ class GraphQLWebSocket:
         )
         self.prepare = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
         self.connections_per_user: collections.Counter[Any] = collections.Counter()
+        self.connections: set[_Connection] = set()
         self.told_no_flow_control = False
         settings = get_settings()
         self.rules = [
@@ -90,6 +116,22 @@ class GraphQLWebSocket:
             return [error]
         errors = validate(self.schema._schema, document, self.rules)  # type: ignore[attr-defined]
         return errors or document
+
+    def stats(self) -> SocketStats:
+        """What this endpoint holds now: for tests, health checks and metrics."""
+        groups = self.fanout.groups.values()
+        cache = self.prepare.cache_info()
+        return SocketStats(
+            connections=len(self.connections),
+            users=len(self.connections_per_user),
+            operations=sum(len(connection.operations) for connection in self.connections),
+            groups=len(self.fanout.groups),
+            group_members=sum(len(group.members) for group in groups),
+            live_groups=sum(group.ready.done() for group in groups),
+            shared_executions=len(self.fanout.shared),
+            documents_parsed=cache.misses,
+            document_cache_hits=cache.hits,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -112,7 +154,12 @@ class GraphQLWebSocket:
             )
             return
         await send({"type": "websocket.accept", "subprotocol": protocol.SUBPROTOCOL})
-        await _Connection(self, scope, receive, send).run()
+        connection = _Connection(self, scope, receive, send)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
 
 
 class _Joined:

@@ -61,8 +61,7 @@ async def test_identical_subscriptions_share_one_execution_per_event(
         await ready(redis_client, channel)
         # Every member joined before the first event: the group registers them synchronously
         # once the broker subscription is live, which the NUMSUB wait observed for the first.
-        groups = app_server.app.websocket.fanout.groups
-        await _members(groups, 5)
+        await _members(app_server, 5)
         for n in range(3):
             await apublish(channel, "custom", {"n": f"{channel}-{n}"})
         received = [await items(client, "1", 3) for client in clients]
@@ -84,9 +83,8 @@ async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
             await client.subscribe("own", ITEMS, {"c": channel, "s": False})
             await client.subscribe("shared", ITEMS, {"c": channel, "s": True})
         await ready(redis_client, channel)
-        groups = app_server.app.websocket.fanout.groups
-        await _members(groups, 4)
-        assert len(groups) == 3  # ann's, ben's, and the shared one
+        await _members(app_server, 4)
+        assert app_server.app.websocket.stats().groups == 3  # ann's, ben's, and the shared one
         await apublish(channel, "custom", {"n": f"{channel}-x"})
         got: dict[str, dict[str, Any]] = {}
         for name, client in (("ann", a), ("ben", b)):
@@ -112,7 +110,7 @@ async def test_a_refused_subscriber_gets_an_error_and_joins_no_group(
         error = await client.receive()
         assert error["type"] == "error"
         assert error["payload"][0]["message"] == "You may not read this channel."
-        assert not app_server.app.websocket.fanout.groups
+        assert app_server.app.websocket.stats().groups == 0
         await client.subscribe("yes", ITEMS, {"c": channel, "s": True})
         await ready(redis_client, channel)
         await apublish(channel, "custom", {"n": f"{channel}-ok"})
@@ -130,7 +128,7 @@ async def test_the_last_member_leaving_ends_the_group_and_its_redis_subscription
     await a.send({"id": "1", "type": "complete"})
     await b.close()
     await to_thread(wait_numsub, redis_client, channel, 0)
-    assert not app_server.app.websocket.fanout.groups
+    assert app_server.app.websocket.stats().groups == 0
     await a.close()
 
 
@@ -159,11 +157,11 @@ async def test_a_stalled_client_is_closed_and_the_others_keep_their_pace(
             }
         )
         await ready(redis_client, channel)
-        groups = app_server.app.websocket.fanout.groups
+        websocket = app_server.app.websocket
         events = 0
         # 64 KB events until the kernel's and the transport's buffers are full, SEND_BUFFER
         # frames wait, and the server drops the stalled client from the group.
-        while sum(len(group.members) for group in groups.values()) == 2:
+        while websocket.stats().group_members == 2:
             assert events < 3000, "the stalled client was never closed"
             await apublish(channel, "custom", {"n": events, "size": 65536})
             payload = await fast.next_payload("1")
@@ -188,12 +186,12 @@ async def _read_until_closed(client: StalledClient, sent: int) -> tuple[int, Clo
     raise AssertionError(f"{received} messages for {sent} events, and no close")
 
 
-async def _members(groups: dict[Any, Any], count: int, timeout: float = 10) -> None:
-    """Wait until ``groups`` have ``count`` members in all. Polled on this event loop, the
-    in-process server's own, so the live dict is never read while the server changes it."""
+async def _members(server: InProcessServer, count: int, timeout: float = 10) -> None:
+    """Wait until the server's groups have ``count`` members in all. Polled on this event loop,
+    the in-process server's own, so nothing is read while the server changes it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + scaled(timeout)
-    while (members := sum(len(g.members) for g in groups.values())) != count:
+    while (members := server.app.websocket.stats().group_members) != count:
         assert loop.time() < deadline, f"{members} group members after {timeout}s, not {count}"
         await asyncio.sleep(0.01)
 

@@ -373,7 +373,6 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
     """Four subscriptions of one text (two variable sets): one cache miss; a new text: another."""
     app: GraphQLApplication = app_server.app  # type: ignore[assignment]
     prepare = app.websocket.prepare
-    groups = app.websocket.fanout.groups
     channels = [unique("parse-a"), unique("parse-b")]
     before = prepare.cache_info()
     clients = [await acked(app_server.ws_url, token) for _ in range(3)]
@@ -392,7 +391,7 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
         assert after_same.currsize == before.currsize + 1
 
         # The cached document serves real operations: every one of them gets its event.
-        await until(lambda: sum(len(g.members) for g in groups.values()) == 4, "four members")
+        await until(lambda: app.websocket.stats().group_members == 4, "four members")
         for channel in channels:
             await to_thread(wait_numsub, redis_client, channel, 1)
             await apublish(channel, "custom", {"n": channel})

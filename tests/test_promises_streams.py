@@ -221,12 +221,12 @@ async def test_a_subscription_that_falls_behind_its_buffer_ends_with_an_error_an
     _gates[channel], _entered[channel] = asyncio.Event(), asyncio.Event()
     fast = await socket(gated_server, tokens[0])
     slow = await socket(gated_server, tokens[1])
-    groups = gated_server.app.websocket.fanout.groups
+    websocket = gated_server.app.websocket
     try:
         await fast.subscribe("f", TICKS, {"c": channel})
         await slow.subscribe("s", SLOW_TICKS, {"c": channel})
         await until(
-            lambda: len(groups) == 2 and all(g.ready.done() and g.members for g in groups.values()),
+            lambda: websocket.stats().live_groups == websocket.stats().group_members == 2,
             10,
             "both groups subscribed",
         )
@@ -272,10 +272,8 @@ async def test_a_grouped_subscription_drops_the_events_its_map_skips(
     channel = unique("skip-socket")
     async with await socket(gated_server, tokens[0]) as client:
         await client.subscribe("t", TICKS, {"c": channel})
-        groups = gated_server.app.websocket.fanout.groups
-        await until(
-            lambda: any(g.ready.done() for g in groups.values()), 10, "the group subscribed"
-        )
+        websocket = gated_server.app.websocket
+        await until(lambda: websocket.stats().live_groups == 1, 10, "the group subscribed")
         for data in ({"n": 0}, {"skip": True}, {"n": 1}, {"skip": True}, {"skip": True}):
             await apublish(channel, "custom", data)
         await apublish(channel, "custom", {"n": 2})

@@ -108,3 +108,31 @@ async def test_the_transport_exposes_flow_control_so_no_warning_is_logged(
         logger.removeHandler(caplog.handler)
     assert not application.websocket.told_no_flow_control
     assert "flow-control" not in caplog.text
+
+
+async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zero(
+    room: tuple[Any, Any, str],
+) -> None:
+    """``GraphQLWebSocket.stats()``: two sockets of one user in one group, then nothing."""
+    correspondence, _, token = room
+    application = get_asgi_application("example.schema.schema")
+    websocket = application.websocket
+    empty = websocket.stats()
+    assert (empty.connections, empty.operations, empty.groups) == (0, 0, 0)
+    async with lifespan(application):
+        async with (
+            GraphQLTestClient(application) as first,
+            GraphQLTestClient(application) as second,
+        ):
+            for client in (first, second):
+                await client.init({"token": token})
+                await client.subscribe(MESSAGE_ADDED, {"c": str(correspondence.pk)})
+            await first.live(correspondence.channel)
+            await first.execute("{ me { username } }")
+            stats = websocket.stats()
+            assert (stats.connections, stats.users, stats.operations) == (2, 1, 2)
+            assert (stats.groups, stats.group_members, stats.live_groups) == (1, 2, 1)
+            assert stats.documents_parsed - empty.documents_parsed == 2  # the two texts
+        after = websocket.stats()
+    assert (after.connections, after.users, after.operations) == (0, 0, 0)
+    assert (after.groups, after.group_members, after.shared_executions) == (0, 0, 0)
