@@ -47,13 +47,29 @@ class EventsLost(RuntimeError):
         self.gap = gap
 
 
-class Subscriber:
+class Listener:
+    """What the broker hands a channel's events to, as it dispatches them."""
+
+    __slots__ = ("channels",)
+
+    def __init__(self, channels: set[str]) -> None:
+        self.channels = channels
+
+    def deliver(self, event: Event | Gap) -> None:
+        """Take one event (or gap), synchronously, in the broker's dispatch."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """No event follows (the subscription ended, or the broker stopped)."""
+
+
+class Subscriber(Listener):
     """One consumer's bounded view of some channels; iterate it for events."""
 
-    __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "channels", "maxsize")
+    __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "maxsize")
 
     def __init__(self, channels: set[str], maxsize: int) -> None:
-        self.channels = channels
+        super().__init__(channels)
         self.maxsize = maxsize
         self._buffer: deque[Event | Gap] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -103,19 +119,25 @@ class Subscriber:
                 self._waiter = None
 
 
-class Watcher(Subscriber):
-    """A subscriber handled as each event is dispatched, before any later event is.
+class Watcher(Listener):
+    """A callback run as each event is dispatched, before any later event is.
 
     For control messages whose effect must precede every event published after them.
     """
 
-    __slots__ = ("callback",)
+    __slots__ = ("_closed", "callback")
 
     def __init__(self, callback: Callable[[Event | Gap], None]) -> None:
-        super().__init__(set(), 1)
+        super().__init__(set())
         self.callback = callback
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
 
     def deliver(self, event: Event | Gap) -> None:
+        if self._closed:
+            return
         try:
             self.callback(event)
         except Exception:
@@ -150,7 +172,7 @@ class Broker:
             history_age=history_age,
         )
         self.state = BrokerState.STOPPED
-        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._subscribers: dict[str, set[Listener]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._start_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -212,7 +234,7 @@ class Broker:
             subscriber.close()
             await self.remove(subscriber, *subscriber.channels)
 
-    async def add(self, subscriber: Subscriber, *channels: str) -> None:
+    async def add(self, subscriber: Listener, *channels: str) -> None:
         """Also deliver ``channels`` to an open subscriber; returns once they are live."""
         waiting = []
         for channel in channels:
@@ -234,7 +256,7 @@ class Broker:
         if waiting:
             await asyncio.gather(*waiting)
 
-    async def remove(self, subscriber: Subscriber, *channels: str) -> None:
+    async def remove(self, subscriber: Listener, *channels: str) -> None:
         """Stop delivering ``channels`` to a subscriber (the last one out unsubscribes)."""
         for channel in channels:
             subscriber.channels.discard(channel)

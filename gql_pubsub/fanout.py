@@ -29,7 +29,7 @@ from .subscriptions import SKIP, ChannelStream
 
 logger = logging.getLogger("gql_pubsub.fanout")
 
-Deliver = Callable[[str], Awaitable[None]]
+Send = Callable[[str], Awaitable[None]]
 """Sends one text frame to one socket (an :class:`~gql_pubsub.outbox.Outbox`'s ``send``)."""
 
 Finish = Callable[[str | None], Awaitable[None]]
@@ -39,11 +39,11 @@ Finish = Callable[[str | None], Awaitable[None]]
 class Member:
     """One subscriber in a group: where its frames go and the prefix that names its operation."""
 
-    __slots__ = ("deliver", "finish", "held", "positions", "prefix")
+    __slots__ = ("finish", "held", "positions", "prefix", "send")
 
-    def __init__(self, op_id: str, deliver: Deliver, finish: Finish) -> None:
+    def __init__(self, op_id: str, send: Send, finish: Finish) -> None:
         self.prefix = next_prefix(op_id)
-        self.deliver = deliver
+        self.send = send
         self.finish = finish
         self.held: list[tuple[str, Offset, str]] | None = None
         """While it catches up: the group's frames (channel, offset, body) that wait for it."""
@@ -139,7 +139,7 @@ class Group:
                     if not self.resumable:
                         frame_tail = body + "}}"
                         for member in tuple(self.members.values()):
-                            await member.deliver(member.prefix + frame_tail)
+                            await member.send(member.prefix + frame_tail)
                         continue
                     for member in tuple(self.members.values()):
                         await self._forward(member, event.channel, event.offset, body)
@@ -197,7 +197,7 @@ class Group:
             return
         positions = member.positions
         if positions is None:
-            await member.deliver(member.prefix + with_cursor(body, self.cursor) + "}")
+            await member.send(member.prefix + with_cursor(body, self.cursor) + "}")
             return
         if offset <= positions.get(channel, START):
             return  # the member has it already (its cursor was ahead of this server)
@@ -205,7 +205,7 @@ class Group:
         cursor = Cursor(self.epoch, dict(positions)).encode()
         if positions == self.positions:
             member.positions = None  # caught up: the group's cursor is the member's again
-        await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
+        await member.send(member.prefix + with_cursor(body, cursor) + "}")
 
     async def _refetch(self, gap: Gap) -> None:
         message = (
@@ -213,7 +213,7 @@ class Group:
         )
         payload = refetch_payload(message, self.cursor if self.resumable else None)
         for member in tuple(self.members.values()):
-            await member.deliver(member.prefix + payload + "}")
+            await member.send(member.prefix + payload + "}")
 
     async def catch_up(self, member: Member, after: Cursor | None) -> None:
         """Bring a member that just joined to the group's place: tell it it is live (or to
@@ -232,7 +232,7 @@ class Group:
             return  # completed, revoked or closed meanwhile
         # Places from the client's cursor are as old as that cursor until the replay passes them.
         issued = after.issued if after is not None and replayed else time.time()
-        await member.deliver(
+        await member.send(
             member.prefix + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost) + "}"
         )
         for n, event in enumerate(replayed, 1):
@@ -243,7 +243,7 @@ class Group:
             if body is not None:
                 current = n == len(replayed)
                 cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
-                await member.deliver(member.prefix + with_cursor(body, cursor) + "}")
+                await member.send(member.prefix + with_cursor(body, cursor) + "}")
         if self.members.get(id(member)) is not member:
             return
         held, member.held = member.held or [], None
