@@ -6,10 +6,11 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import enum
 import functools
 import logging
 import time
-from collections.abc import AsyncIterable, Hashable
+from collections.abc import AsyncIterable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -83,6 +84,15 @@ class SocketStats:
     """Documents parsed and validated (once per distinct text, while cached)."""
     document_cache_hits: int
     """Operations that reused a parsed document."""
+
+
+class Timer(enum.Enum):
+    """A socket's timers (at most one of each is pending)."""
+
+    INIT = "the connection_init deadline"
+    PING = "the next keep-alive ping"
+    PONG = "the deadline for the pong"
+    EXPIRY = "the token's expiry"
 
 
 class GraphQLWebSocket:
@@ -193,7 +203,7 @@ class _Connection:
         """Operations ``on_subscribe`` let start, until ``on_complete`` is called for them."""
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
         settings = get_settings()
         self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
@@ -229,7 +239,7 @@ class _Connection:
                 self._in_background(self._finish(op_id, f"Access to {channel!r} was revoked."))
 
     async def run(self) -> None:
-        self._after("init", get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out)
+        self._after(Timer.INIT, get_settings().CONNECTION_INIT_TIMEOUT, self._init_timed_out)
         try:
             while not self.closed:
                 message = await self.receive()
@@ -269,7 +279,7 @@ class _Connection:
             case protocol.Close(code, reason):
                 await self._close(code, reason)
             case protocol.Init(payload):
-                self._cancel("init")
+                self._cancel(Timer.INIT)
                 try:
                     user = await self._authenticate(payload)
                 except TokenRejected as rejected:
@@ -299,8 +309,8 @@ class _Connection:
             case protocol.Ping():
                 await self._send_text(protocol.PONG)
             case protocol.Pong():
-                if "pong" in self._timers:  # the answer to our keepalive ping
-                    self._cancel("pong")
+                if Timer.PONG in self._timers:  # the answer to our keepalive ping
+                    self._cancel(Timer.PONG)
                     self._schedule_ping()
             case protocol.Subscribe() as subscribe:
                 refusal = self._refuse()
@@ -555,14 +565,20 @@ class _Connection:
         if token is not None:
             expires = token_expiry(token)
             if expires is not None:
-                self._after("expiry", max(0.0, expires - time.time()), self._token_expired)
+                self._after(Timer.EXPIRY, max(0.0, expires - time.time()), self._token_expired)
         return user
 
-    def _after(self, name: str, delay: float, callback: Any) -> None:
+    def _after(self, name: Timer, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``delay`` seconds, replacing the pending ``name`` timer."""
         self._cancel(name)
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, callback)
 
-    def _cancel(self, name: str) -> None:
+        def fire() -> None:
+            del self._timers[name]
+            callback()
+
+        self._timers[name] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _cancel(self, name: Timer) -> None:
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -570,25 +586,21 @@ class _Connection:
     def _schedule_ping(self) -> None:
         interval = get_settings().KEEPALIVE_INTERVAL
         if interval > 0 and not self.closed:
-            self._after("ping", interval, self._ping)
+            self._after(Timer.PING, interval, self._ping)
 
     def _ping(self) -> None:
-        self._timers.pop("ping", None)
         self._in_background(self._send_text(protocol.PING))
-        self._after("pong", get_settings().KEEPALIVE_TIMEOUT, self._pong_missing)
+        self._after(Timer.PONG, get_settings().KEEPALIVE_TIMEOUT, self._pong_missing)
 
     def _pong_missing(self) -> None:
-        self._timers.pop("pong", None)
         self._in_background(self._close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong"))
 
     def _token_expired(self) -> None:
-        self._timers.pop("expiry", None)
         self._in_background(
             self._close(CloseCode.FORBIDDEN, "Token expired: reconnect with a fresh token")
         )
 
     def _init_timed_out(self) -> None:
-        self._timers.pop("init", None)
         close = self.protocol.init_timed_out()
         if close is not None:
             self._in_background(self._close(close.code, close.reason))
