@@ -17,13 +17,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-import orjson
-from graphql import ExecutionResult, GraphQLError
-from graphql.execution import Executor, execute_subscription_event
+from graphql.execution import Executor
 
 from .broker import SubscriberOverflow
 from .cursors import Cursor, refetch_payload, start_payload, with_cursor
 from .events import START, Event, Gap, Offset
+from .execution import execute_body, execute_event
 from .protocol import next_prefix
 from .subscriptions import SKIP, ChannelStream
 
@@ -49,36 +48,6 @@ class Member:
         """While it catches up: the group's frames (channel, offset, body) that wait for it."""
         self.positions: dict[str, Offset] | None = None
         """Where it is, while that differs from where its group is (else None)."""
-
-
-def encode_result(result: ExecutionResult) -> str:
-    """The ``payload`` of a ``next`` message, encoded once."""
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [error.formatted for error in result.errors]
-    if result.extensions:
-        payload["extensions"] = result.extensions
-    return orjson.dumps(payload).decode()
-
-
-async def execute_body(executor: Executor[Any], root: Any) -> str:
-    """Like :func:`execute_event`, without the payload's closing brace: a cursor follows.
-
-    (graphql-core's execution, which groups use, never sets a result's extensions.)
-    """
-    return (await execute_event(executor, root))[:-1]
-
-
-async def execute_event(executor: Executor[Any], root: Any) -> str:
-    """Execute the operation's selection set on one event's root value; the encoded payload."""
-    result = execute_subscription_event(executor.build_per_event_executor(root))
-    if executor.is_awaitable(result):
-        result = await result
-    assert isinstance(result, ExecutionResult)
-    for error in result.errors or ():
-        if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
-            logger.warning("Subscription field %s raised %r", error.path, error.original_error)
-    return encode_result(result)
 
 
 class Group:

@@ -10,24 +10,12 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import (
-    DocumentNode,
-    ExecutionResult,
-    GraphQLError,
-    NoSchemaIntrospectionCustomRule,
-    OperationType,
-    get_operation_ast,
-    parse,
-    specified_rules,
-    validate,
-)
-from graphql.execution import Executor, create_source_event_stream, map_source_to_response_event
-from strawberry.types.execution import ExecutionResult as StrawberryResult
-from strawberry.types.execution import PreExecutionError
+from graphql import DocumentNode, NoSchemaIntrospectionCustomRule, specified_rules
+from graphql.execution import Executor
 
 from . import protocol
 from .auth import (
@@ -42,7 +30,8 @@ from .context import Context, WebSocketRequest, WebSocketResponse
 from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
-from .fanout import FanOut, Group, Member, encode_result
+from .execution import Engine, payload_of, refused
+from .fanout import FanOut, Group, Member
 from .hooks import Hooks, OperationRefused
 from .limits import RateLimit, operation_limits_rule
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
@@ -82,6 +71,8 @@ class SocketStats:
     """Shared executions of users' followed-channel streams."""
     documents_parsed: int
     """Documents parsed and validated (once per distinct text, while cached)."""
+    documents_cached: int
+    """Documents held parsed and validated (at most ``DOCUMENT_CACHE_SIZE``)."""
     document_cache_hits: int
     """Operations that reused a parsed document."""
 
@@ -102,35 +93,21 @@ class GraphQLWebSocket:
         self.schema = schema
         self.hooks = hooks or Hooks()
         self.fanout = FanOut()
-        # Grouped execution runs graphql-core directly; Strawberry extensions and custom
-        # directives need Strawberry's own pipeline, so such schemas keep it for everything.
-        self.grouping = not getattr(schema, "extensions", ()) and not getattr(
-            schema, "directives", ()
-        )
-        self.prepare = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
         self.connections_per_user: collections.Counter[Any] = collections.Counter()
         self.connections: set[_Connection] = set()
         self.told_no_flow_control = False
         settings = get_settings()
-        self.rules = [
+        rules = [
             *specified_rules,
             operation_limits_rule(settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS),
             *(() if settings.introspection else (NoSchemaIntrospectionCustomRule,)),
         ]
-
-    def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
-        """Parse and validate a document once per distinct text (with the operation limits)."""
-        try:
-            document = parse(query, max_tokens=10_000)
-        except GraphQLError as error:
-            return [error]
-        errors = validate(self.schema._schema, document, self.rules)  # type: ignore[attr-defined]
-        return errors or document
+        self.engine = Engine(schema, rules, DOCUMENT_CACHE_SIZE)
 
     def stats(self) -> SocketStats:
         """What this endpoint holds now: for tests, health checks and metrics."""
         groups = self.fanout.groups.values()
-        cache = self.prepare.cache_info()
+        cache = self.engine.prepare.cache_info()
         return SocketStats(
             connections=len(self.connections),
             users=len(self.connections_per_user),
@@ -140,6 +117,7 @@ class GraphQLWebSocket:
             live_groups=sum(group.ready.done() for group in groups),
             shared_executions=len(self.fanout.shared),
             documents_parsed=cache.misses,
+            documents_cached=cache.currsize,
             document_cache_hits=cache.hits,
         )
 
@@ -334,21 +312,15 @@ class _Connection:
                 await self._send_error(op.id, [{"message": str(refused)}])
                 return
             self.started[op.id] = op
-            document = self.server.prepare(op.query)
+            engine = self.server.engine
+            document = engine.prepare(op.query)
             if isinstance(document, list):
                 await self._send_error(op.id, [error.formatted for error in document])
                 return
-            operation = (
-                get_operation_ast(document, op.operation_name) if document is not None else None
-            )
-            if (
-                not self.server.grouping
-                or operation is None
-                or operation.operation is not OperationType.SUBSCRIPTION
-            ):
-                await self._run_with_strawberry(op)
-                return
-            await self._subscribe(op, document)
+            if engine.groupable(document, op.operation_name):
+                await self._subscribe(op, document)
+            else:
+                await self._stream_results(op.id, await engine.stream(op, self.context))
         except asyncio.CancelledError:
             raise
         except OSError:
@@ -369,23 +341,14 @@ class _Connection:
             except InvalidCursor as error:
                 await self._send_error(op.id, [{"message": str(error)}])
                 return
-        schema = self.server.schema._schema  # type: ignore[attr-defined]
-        executor = Executor.build(
-            schema,
-            document,
-            context_value=self.context,
-            raw_variable_values=op.variables,
-            operation_name=op.operation_name,
-        )
+        engine = self.server.engine
+        executor = engine.build(document, self.context, op)
         if isinstance(executor, list):
-            await self._send_error(op.id, [error.formatted for error in executor])
+            await self._send_error(op.id, executor)
             return
-        created = create_source_event_stream(executor)
-        source: AsyncIterable[Any] | ExecutionResult = (
-            await created if executor.is_awaitable(created) else created  # type: ignore[assignment]
-        )
-        if isinstance(source, ExecutionResult):
-            await self._send_error(op.id, [error.formatted for error in source.errors or ()])
+        source = await engine.source(executor)
+        if isinstance(source, list):
+            await self._send_error(op.id, source)
             return
         from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
 
@@ -399,7 +362,7 @@ class _Connection:
             await self._stream_shared(op, document, followed)
             return
         if not isinstance(source, ChannelStream):
-            results = map_source_to_response_event(executor, source)
+            results = engine.results(executor, source)
             await self._stream_results(op.id, results, followed if resumable else None)
             return
         key: Hashable = (
@@ -409,7 +372,7 @@ class _Connection:
             resumable,
         )
         make_executor = (
-            functools.partial(_shared_executor, schema, document, op)
+            functools.partial(_shared_executor, engine, document, op)
             if source.shared
             else lambda: executor
         )
@@ -430,10 +393,10 @@ class _Connection:
         self, op: protocol.Subscribe, document: DocumentNode, source: UserSubscriptionsStream[Any]
     ) -> None:
         """A per-subscriber stream whose events are executed once for all its subscribers."""
-        schema = self.server.schema._schema  # type: ignore[attr-defined]
         key: Hashable = (*_operation_key(op), source.map)
         fanout = self.server.fanout
-        shared = fanout.share(key, functools.partial(_shared_executor, schema, document, op))
+        make_executor = functools.partial(_shared_executor, self.server.engine, document, op)
+        shared = fanout.share(key, make_executor)
         prefix = next_prefix(op.id)
         try:
             async with source:
@@ -472,15 +435,6 @@ class _Connection:
             return ("user", user.pk)
         return ("connection", id(self))
 
-    async def _run_with_strawberry(self, op: protocol.Subscribe) -> None:
-        result_source = await self.server.schema.stream(
-            op.query,
-            variable_values=op.variables,
-            context_value=self.context,
-            operation_name=op.operation_name,
-        )
-        await self._stream_results(op.id, result_source)
-
     async def _stream_results(
         self, op_id: str, results: Any, cursors: UserSubscriptionsStream[Any] | None = None
     ) -> None:
@@ -488,17 +442,16 @@ class _Connection:
         first = True
         async with contextlib.aclosing(results):
             async for result in results:
-                if first and isinstance(result, PreExecutionError):
-                    await self._send_error(
-                        op_id, [error.formatted for error in result.errors or ()]
-                    )
+                errors = refused(result) if first else None
+                if errors is not None:
+                    await self._send_error(op_id, errors)
                     return
                 first = False
-                if not isinstance(result, ExecutionResult | StrawberryResult):
+                payload = payload_of(result)
+                if payload is None:
                     continue  # incremental delivery frames have no graphql-transport-ws form
                 if op_id not in self.protocol.operations:
                     return
-                payload = encode_result(result)  # type: ignore[arg-type]
                 if cursors is not None and not result.extensions:
                     payload = with_cursor(payload[:-1], cursors.cursor)
                 await self.outbox.send(next_prefix(op_id) + payload + "}")
@@ -649,7 +602,9 @@ def _operation_key(op: protocol.Subscribe) -> tuple[str, bytes, str | None]:
     return op.query, variables, op.operation_name
 
 
-def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe) -> Executor[Any]:
+def _shared_executor(
+    engine: Engine, document: DocumentNode, op: protocol.Subscribe
+) -> Executor[Any]:
     """The executor of a shared group: nobody's user, so no result can depend on one."""
     from django.contrib.auth.models import AnonymousUser
 
@@ -662,12 +617,6 @@ def _shared_executor(schema: Any, document: DocumentNode, op: protocol.Subscribe
         user=user,
         connection_params={},
     )
-    executor = Executor.build(
-        schema,
-        document,
-        context_value=context,
-        raw_variable_values=op.variables,
-        operation_name=op.operation_name,
-    )
+    executor = engine.build(document, context, op)
     assert isinstance(executor, Executor)  # the same arguments built one for the first member
     return executor

@@ -372,9 +372,9 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
 ) -> None:
     """Four subscriptions of one text (two variable sets): one cache miss; a new text: another."""
     app: GraphQLApplication = app_server.app  # type: ignore[assignment]
-    prepare = app.websocket.prepare
+    stats = app.websocket.stats
     channels = [unique("parse-a"), unique("parse-b")]
-    before = prepare.cache_info()
+    before = stats()
     clients = [await acked(app_server.ws_url, token) for _ in range(3)]
     try:
         for client in clients:
@@ -382,13 +382,19 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
         await clients[0].subscribe("2", ITEMS, {"c": channels[1]})
 
         def lookups() -> int:
-            info = prepare.cache_info()
-            return info.hits + info.misses - before.hits - before.misses
+            now = stats()
+            return (
+                now.documents_parsed
+                + now.document_cache_hits
+                - before.documents_parsed
+                - before.document_cache_hits
+            )
 
         await until(lambda: lookups() == 4, "four document lookups")
-        after_same = prepare.cache_info()
-        assert (after_same.misses - before.misses, after_same.hits - before.hits) == (1, 3)
-        assert after_same.currsize == before.currsize + 1
+        after_same = stats()
+        assert after_same.documents_parsed - before.documents_parsed == 1
+        assert after_same.document_cache_hits - before.document_cache_hits == 3
+        assert after_same.documents_cached == before.documents_cached + 1
 
         # The cached document serves real operations: every one of them gets its event.
         await until(lambda: app.websocket.stats().group_members == 4, "four members")
@@ -402,8 +408,9 @@ async def test_a_document_is_parsed_and_validated_once_per_distinct_text(
         await clients[1].subscribe("3", ITEMS_WITH_SIZE, {"c": channels[0]})
         await clients[2].subscribe("3", ITEMS_WITH_SIZE, {"c": channels[0]})
         await until(lambda: lookups() == 6, "two more document lookups")
-        after_other = prepare.cache_info()
-        assert (after_other.misses - before.misses, after_other.hits - before.hits) == (2, 4)
+        after_other = stats()
+        assert after_other.documents_parsed - before.documents_parsed == 2
+        assert after_other.document_cache_hits - before.document_cache_hits == 4
     finally:
         await asyncio.gather(*(client.close() for client in clients))
 
