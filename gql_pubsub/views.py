@@ -83,6 +83,32 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         traceback); introspection is a validation error when ``INTROSPECTION`` is off.
         """
         batch = request_data if isinstance(request_data, list) else [request_data]
+        request: HttpRequest = kwargs["request"]
+        sub_response: HttpResponse = kwargs["sub_response"]
+        negotiated = not isinstance(request_data, list) and _wants_graphql_response(request)
+        if negotiated:
+            sub_response["Content-Type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+        result = await self._refuse_or_execute(batch, request_data, kwargs)
+        if negotiated and _is_request_error(result):
+            # The request was not executed (syntax, validation, variables): 400, and no data.
+            sub_response.status_code = 400
+            request._gql_pubsub_request_error = True  # type: ignore[attr-defined]
+        return result
+
+    async def process_result(
+        self, request: HttpRequest, result: Any
+    ) -> Any:
+        processed = await super().process_result(request, result)
+        if getattr(request, "_gql_pubsub_request_error", False):
+            processed.pop("data", None)
+        return processed
+
+    async def _refuse_or_execute(
+        self,
+        batch: list[GraphQLRequestData],
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        kwargs: dict[str, Any],
+    ) -> Any:
         introspection = get_settings().introspection
         for data in batch:
             operation, errors = _inspect(
@@ -98,6 +124,39 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
                     raise HTTPException(400, errors[0].message)
                 return ExecutionResult(data=None, errors=errors)
         return await super().execute_operation(request_data=request_data, **kwargs)
+
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+"""The GraphQL-over-HTTP media type: request errors get 400 and no ``data`` under it."""
+
+
+def _wants_graphql_response(request: HttpRequest) -> bool:
+    """Whether ``Accept`` prefers application/graphql-response+json to application/json."""
+    weights: dict[str, float] = {}
+    for part in request.headers.get("Accept", "").split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media.lower()] = max(weight, weights.get(media.lower(), 0.0))
+    wanted = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return wanted > 0 and wanted >= weights.get("application/json", 0.0)
+
+
+def _is_request_error(result: Any) -> bool:
+    """Whether ``result`` refused the request before execution: no data, and errors none of
+    which has a path (parse, validation and variable errors have none; field errors do)."""
+    errors = getattr(result, "errors", None) or ()
+    return (
+        getattr(result, "data", None) is None
+        and bool(errors)
+        and all(getattr(error, "path", None) is None for error in errors)
+    )
 
 
 @functools.lru_cache(maxsize=1024)
