@@ -95,9 +95,7 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
             request._gql_pubsub_request_error = True  # type: ignore[attr-defined]
         return result
 
-    async def process_result(
-        self, request: HttpRequest, result: Any
-    ) -> Any:
+    async def process_result(self, request: HttpRequest, result: Any) -> Any:
         processed = await super().process_result(request, result)
         if getattr(request, "_gql_pubsub_request_error", False):
             processed.pop("data", None)

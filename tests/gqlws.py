@@ -80,8 +80,12 @@ class GraphQLWS:
         )
 
     async def next_payload(self, op_id: str, timeout: float = 10) -> dict[str, Any]:
-        """The payload of the next message, which must be a ``next`` for ``op_id``."""
+        """The payload of the next message but keep-alive pings (answered), which must be a
+        ``next`` for ``op_id``."""
         message = await self.receive(timeout)
+        while message == {"type": "ping"}:
+            await self.send({"type": "pong"})
+            message = await self.receive(timeout)
         assert message.get("id") == op_id and message["type"] == "next", message
         payload: dict[str, Any] = message["payload"]
         return payload
