@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from graphql import (
@@ -82,19 +83,22 @@ def operation_limits_rule(max_depth: int, max_fields: int) -> type[ValidationRul
 class RateLimit:
     """A token bucket: ``rate`` operations per second on average, bursts of ``burst``."""
 
-    __slots__ = ("_stamp", "_tokens", "burst", "rate")
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._stamp = clock()
 
     def allow(self) -> bool:
         """Take one token if there is one."""
         if self.rate <= 0:
             return True
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
         if self._tokens < 1:

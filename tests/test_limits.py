@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from gql_pubsub import Broker, Event, EventKind
 from gql_pubsub.broker import EventTooLarge
+from gql_pubsub.limits import RateLimit
 from gql_pubsub.protocol import CloseCode
 
 from .conftest import InProcessServer
@@ -153,3 +154,36 @@ async def test_publishing_an_event_over_max_event_size_raises_a_clear_error() ->
     with pytest.raises(EventTooLarge):
         await broker.publish(["anywhere"], big)
     await broker.stop()
+
+
+class Clock:
+    """A hand-moved monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_limit_allows_a_burst_then_one_per_interval() -> None:
+    clock = Clock()
+    limit = RateLimit(rate=2, burst=3, clock=clock)
+    assert [limit.allow() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.49
+    assert not limit.allow()  # 0.98 of a token
+    clock.now += 0.02
+    assert limit.allow()
+    assert not limit.allow()
+
+
+def test_an_idle_rate_limit_saves_up_only_its_burst() -> None:
+    clock = Clock()
+    limit = RateLimit(rate=10, burst=2, clock=clock)
+    clock.now += 3600
+    assert [limit.allow() for _ in range(3)] == [True, True, False]
+
+
+def test_a_zero_rate_means_no_limit() -> None:
+    limit = RateLimit(rate=0, burst=0, clock=Clock())
+    assert all(limit.allow() for _ in range(1000))
