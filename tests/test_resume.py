@@ -22,7 +22,7 @@ from gql_pubsub.events import START
 
 from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, connected, send_message, subscribed
-from .services import LiveServer, scaled, to_thread
+from .services import LiveServer, scaled, to_thread, wait_until
 
 
 def custom(n: int) -> Event:
@@ -300,3 +300,58 @@ async def test_the_events_stream_resumes_across_all_the_channels_it_follows(
         fourth = await client.next_payload("ev")
         assert got(fourth) == (other, 4) and "cursor" in fourth["extensions"]
         await client.expect_silence(0.3)
+
+
+async def test_a_cursor_resumed_with_nothing_missed_is_issued_anew(
+    server: LiveServer, pair: Any
+) -> None:
+    """Nothing was missed since an old cursor: the live cursor keeps its places but is issued
+    now, so that the client's next resume is not judged by the old cursor's age."""
+    _, bob_token, correspondence = pair
+    async with await connected(server, bob_token) as bob:
+        await resumable(bob, correspondence, None)
+        cursor = Cursor.decode(await live_cursor(bob))
+    old = Cursor(cursor.epoch, cursor.positions, cursor.issued - 300).encode()
+    before = int(time.time())
+    async with await connected(server, bob_token) as bob:
+        await resumable(bob, correspondence, old)
+        live = Cursor.decode(await live_cursor(bob))
+    assert (live.epoch, live.positions) == (cursor.epoch, cursor.positions)
+    assert live.issued >= before
+
+
+async def test_a_channel_followed_mid_stream_has_its_place_in_the_events_cursor(
+    server: LiveServer, redis_client: redis.Redis, make_user: Callable[..., Any], token_for: Any
+) -> None:
+    """The resumable `events` stream gives a newly subscribed channel its place (the history's
+    end when it was added), so a resume does not replay what came before the subscription."""
+    from gql_pubsub.models import Channel
+
+    user = await to_thread(make_user, "joiner")
+    token = await to_thread(token_for, user)
+    first, later = f"news:{uuid.uuid4().hex}", f"news:{uuid.uuid4().hex}"
+    await sync_to_async(lambda: Channel.objects.create(name=first).subscribe(user))()
+    await sync_to_async(publish)(later, "custom", {"n": "before the subscription"})
+    request = {"query": EVENTS, "extensions": {"after": None}}
+    async with await connected(server, token) as client:
+        await client.send({"id": "ev", "type": "subscribe", "payload": request})
+        live = Cursor.decode((await client.next_payload("ev"))["extensions"]["cursor"])
+        assert set(live.positions) == {first}
+        await sync_to_async(lambda: Channel.objects.create(name=later).subscribe(user))()
+        await to_thread(
+            wait_until,
+            lambda: redis_client.pubsub_channels(f"*{later}"),
+            10,
+            f"the server to follow {later}",
+        )
+        await sync_to_async(publish)(first, "custom", {"n": 1})
+        payload = await client.next_payload("ev")
+        assert payload["data"]["events"]["data"] == {"n": 1}
+        cursor = payload["extensions"]["cursor"]
+        assert set(Cursor.decode(cursor).positions) == {first, later}
+    async with await connected(server, token) as client:
+        resume = {"query": EVENTS, "extensions": {"after": cursor}}
+        await client.send({"id": "ev", "type": "subscribe", "payload": resume})
+        assert set(await client.next_payload("ev")) == {"extensions"}  # live: nothing owed
+        await sync_to_async(publish)(later, "custom", {"n": 2})
+        assert (await client.next_payload("ev"))["data"]["events"]["data"] == {"n": 2}
