@@ -162,3 +162,22 @@ def test_a_subscription_reads_as_its_user_channel_and_state(make_user: Callable[
     channel = Channel.objects.create(name=f"str-{user.username}")
     assert str(channel.subscribe(user)) == f"{user.username} → {channel.name} (active)"
     assert str(channel.unsubscribe(user)) == f"{user.username} → {channel.name} (inactive)"
+
+
+async def test_a_deleted_subscription_is_announced_inactive_before_and_after_its_commit(
+    broker: Broker, news: Any
+) -> None:
+    """The control channel's wire form, which other processes (of other releases) read:
+    ``{"channel": …, "active": false, "committed": false}`` at once, then committed."""
+    from gql_pubsub.control import control_channel
+    from gql_pubsub.models import Subscription
+
+    user, channel = news
+    async with listen(control_channel(user.pk)) as announcements:
+        await sync_to_async(
+            lambda: Subscription.objects.filter(user=user, channel__name=channel).delete()
+        )()
+        early, committed = await next_event(announcements), await next_event(announcements)
+    assert early.data == {"channel": channel, "active": False, "committed": False}
+    assert committed.data == {"channel": channel, "active": False, "committed": True}
+    assert early.data["active"] is False and committed.data["active"] is False
