@@ -6,6 +6,7 @@
     python3 scripts/mutation.py limits backends.redis    # the mutants of these modules
     python3 scripts/mutation.py --sample 0.1 broker      # a random tenth of them (seeded)
     python3 scripts/mutation.py --score                  # the scores so far, run nothing
+    python3 scripts/mutation.py --again --mutants NAME   # test one mutant again
 
 mutmut (in the dev extras) runs each mutant's tests in a process forked from mutmut's own;
 most of a mutant's time is spent waiting (on servers, or a bounded wait that a mutant makes a
@@ -148,6 +149,9 @@ def main() -> None:
         "--retry-timeouts", action="store_true", help="test again mutants that timed out"
     )
     parser.add_argument("--score", action="store_true", help="print the scores, run nothing")
+    parser.add_argument(
+        "--mutants", nargs="+", default=[], metavar="NAME", help="test these mutants (by name)"
+    )
     args = parser.parse_args()
 
     interpreter = dev.python()
@@ -156,7 +160,7 @@ def main() -> None:
     if not args.score:
         generate(interpreter)
         forget_stale_stats()
-    chosen = choose(args.modules, args.sample, args.seed)
+    chosen = args.mutants or choose(args.modules, args.sample, args.seed)
     if args.score:
         score(set(chosen))
         return
