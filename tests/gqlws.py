@@ -28,12 +28,44 @@ class Closed(Exception):
 class GraphQLWS:
     """One client socket: send protocol messages, receive them with bounded waits."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, *, answer_pings: bool = False) -> None:
         self.ws = ws
+        self._inbox: asyncio.Queue[str | None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        if answer_pings:  # as real clients do: read all the time, answer pings at once
+            self._inbox = asyncio.Queue()
+            self._reader = asyncio.create_task(self._read(self._inbox))
+
+    async def _read(self, inbox: asyncio.Queue[str | None]) -> None:
+        try:
+            async for raw in self.ws:
+                if json.loads(raw) == {"type": "ping"}:
+                    await self.send({"type": "pong"})
+                else:
+                    inbox.put_nowait(str(raw))
+        except ConnectionClosed:
+            pass
+        finally:
+            inbox.put_nowait(None)  # closed: receive() raises Closed from here on
+
+    async def _recv(self, timeout: float) -> str:
+        if self._inbox is None:
+            return str(await asyncio.wait_for(self.ws.recv(), timeout))
+        raw = await asyncio.wait_for(self._inbox.get(), timeout)
+        if raw is None:
+            self._inbox.put_nowait(None)
+            rcvd = self.ws.close_rcvd
+            raise ConnectionClosed(rcvd, self.ws.close_sent)
+        return raw
 
     @classmethod
     async def connect(
-        cls, url: str, *, subprotocols: list[str] | None = None, **kwargs: Any
+        cls,
+        url: str,
+        *,
+        subprotocols: list[str] | None = None,
+        answer_pings: bool = False,
+        **kwargs: Any,
     ) -> GraphQLWS:
         kwargs.setdefault("max_queue", None)
         ws = await websockets.connect(
@@ -42,7 +74,7 @@ class GraphQLWS:
             open_timeout=scaled(20),
             **kwargs,
         )
-        return cls(ws)
+        return cls(ws, answer_pings=answer_pings)
 
     async def __aenter__(self) -> GraphQLWS:
         return self
@@ -52,13 +84,15 @@ class GraphQLWS:
 
     async def close(self) -> None:
         await self.ws.close()
+        if self._reader is not None:
+            await self._reader
 
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.ws.send(message if isinstance(message, str) else json.dumps(message))
 
     async def receive(self, timeout: float = 10) -> dict[str, Any]:
         try:
-            raw = await asyncio.wait_for(self.ws.recv(), scaled(timeout))
+            raw = await self._recv(scaled(timeout))
         except ConnectionClosed as closed:
             rcvd = closed.rcvd
             raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
@@ -105,7 +139,7 @@ class GraphQLWS:
         while True:
             left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(self.ws.recv(), max(left, 0))
+                message = await self._recv(max(left, 0))
             except TimeoutError:
                 return
             if not pings or json.loads(message) != {"type": "ping"}:

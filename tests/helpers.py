@@ -75,9 +75,10 @@ async def edit_message(
     return message
 
 
-async def connected(server: LiveServer, token: str) -> GraphQLWS:
-    """A socket past connection_ack, authenticated with ``token``."""
-    client = await GraphQLWS.connect(server.ws_url)
+async def connected(server: LiveServer, token: str, *, answer_pings: bool = False) -> GraphQLWS:
+    """A socket past connection_ack, authenticated with ``token`` (``answer_pings``: one that
+    reads all the time and answers keep-alive pings, as real clients do)."""
+    client = await GraphQLWS.connect(server.ws_url, answer_pings=answer_pings)
     await client.init({"token": token})
     return client
 

@@ -371,7 +371,12 @@ async def test_a_5_second_redis_crash_under_20_writes_a_second_loses_nothing_for
     rooms = [await to_thread(make_correspondence, writer, reader) for _ in range(2)]
     writer_token, reader_token = await to_thread(lambda: (token_for(writer), token_for(reader)))
     with live_server({"REDIS_URL": outage_redis.url}, workers=2, log_dir=log_dir) as server:
-        sockets = [await connected(server, reader_token) for _ in range(2 * sockets_per_room)]
+        # Sockets that answer keep-alive pings while the test is busy writing (a loaded
+        # machine can stretch this test past the keep-alive deadline).
+        sockets = [
+            await connected(server, reader_token, answer_pings=True)
+            for _ in range(2 * sockets_per_room)
+        ]
         try:
             for n, client in enumerate(sockets):
                 await client.subscribe("m", MESSAGE_ADDED, {"c": str(rooms[n % 2].pk)})
