@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,42 @@ TIMEOUT_SCALE = float(os.environ.get("GQL_PUBSUB_TEST_TIMEOUT_SCALE", "1"))
 def scaled(seconds: float) -> float:
     """A test timeout, scaled for slow machines (GQL_PUBSUB_TEST_TIMEOUT_SCALE)."""
     return seconds * TIMEOUT_SCALE
+
+
+class LogCapture(logging.Handler):
+    """What one of the library's loggers wrote (they do not propagate: caplog cannot see them)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+    def text(self) -> str:
+        """Everything as a handler would write it, tracebacks included."""
+        return "\n".join(self.format(record) for record in self.records)
+
+
+@contextlib.contextmanager
+def captured_log(name: str, level: int = logging.DEBUG) -> Iterator[LogCapture]:
+    """Capture logger ``name`` at ``level`` and above while the block runs."""
+    logger = logging.getLogger(name)
+    capture = LogCapture(level)
+    previous = logger.level
+    logger.addHandler(capture)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(previous)
 
 
 async def to_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from gql_pubsub.backends import BrokerUnavailable
 from gql_pubsub.conf import get_settings
 
 from .conftest import numsub, wait_numsub
-from .services import scaled, to_thread
+from .services import captured_log, scaled, to_thread
 
 
 def event(n: int, kind: EventKind = EventKind.CREATED) -> Event:
@@ -190,14 +191,7 @@ def event_with(data: dict[str, object]) -> Event:
 async def test_a_failing_watcher_is_logged_and_does_not_stop_delivery(broker: Broker) -> None:
     """A watcher callback that raises: logged with its channels and traceback; others still get
     the event, and the watcher gets the next one."""
-    import logging
-
     seen: list[int] = []
-    records: list[logging.LogRecord] = []
-
-    class Records(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
 
     def fragile(got: object) -> None:
         assert isinstance(got, Event)
@@ -205,15 +199,12 @@ async def test_a_failing_watcher_is_logged_and_does_not_stop_delivery(broker: Br
         if got.pk == 1:
             raise RuntimeError("watcher bug")
 
-    handler = Records(logging.ERROR)
-    logging.getLogger("gql_pubsub.broker").addHandler(handler)
-    try:
+    with captured_log("gql_pubsub.broker", logging.ERROR) as log:
         async with broker.watch(fragile, "w"), broker.subscribe("w") as subscriber:
             for n in (1, 2):
                 await broker.publish(["w"], event(n))
             assert [(await receive(subscriber)).pk for _ in range(2)] == [1, 2]
-    finally:
-        logging.getLogger("gql_pubsub.broker").removeHandler(handler)
+    records = log.records
     assert seen == [1, 2]
     assert [r.getMessage() for r in records] == ["A watcher of ['w'] failed"]
     assert records[0].exc_info is not None and "watcher bug" in str(records[0].exc_info[1])

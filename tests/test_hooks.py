@@ -21,7 +21,7 @@ from gql_pubsub.protocol import CloseCode, Subscribe
 from gql_pubsub.testing import ConnectionClosed, GraphQLTestClient, OperationFailed, lifespan
 
 from . import fanout_app
-from .services import to_thread
+from .services import captured_log, to_thread
 
 
 class AuditedApiKeys(Hooks):
@@ -131,25 +131,19 @@ async def test_on_complete_runs_once_however_an_operation_ends(
     ]
 
 
-async def test_a_failing_on_complete_is_logged_and_the_socket_goes_on(
-    user: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_failing_on_complete_is_logged_and_the_socket_goes_on(user: Any) -> None:
     class Broken(Hooks):
         async def on_complete(self, context: Context, operation: Subscribe) -> None:
             raise RuntimeError("audit store down")
 
     application = get_asgi_application(fanout_app.schema, hooks=Broken())
-    logger = logging.getLogger("gql_pubsub.websocket")
-    logger.addHandler(caplog.handler)
-    try:
+    with captured_log("gql_pubsub.websocket", logging.ERROR) as log:
         async with lifespan(application), GraphQLTestClient(application) as client:
             await client.init({"token": await to_thread(_token, user)})
             assert await client.execute("{ ok }") == {"data": {"ok": True}}
             assert await client.execute("{ ok }") == {"data": {"ok": True}}
-    finally:
-        logger.removeHandler(caplog.handler)
-    assert caplog.text.count("The on_complete hook failed for operation '1'") == 1
-    assert "RuntimeError: audit store down" in caplog.text
+    assert log.text().count("The on_complete hook failed for operation '1'") == 1
+    assert "RuntimeError: audit store down" in log.text()
 
 
 def _token(user: Any) -> str:

@@ -41,7 +41,7 @@ from gql_pubsub.schema import Schema
 
 from .conftest import InProcessServer, wait_numsub
 from .gqlws import GraphQLWS
-from .services import LiveServer, free_port, scaled, to_thread
+from .services import LiveServer, LogCapture, captured_log, free_port, scaled, to_thread
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -247,36 +247,12 @@ logging_schema = Schema(query=LoggingQuery, expected_errors=(Refused,))
 plain_schema = Schema(query=LoggingQuery)  # the same fields, nothing listed
 
 
-class Captured(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def text(self) -> str:
-        """Everything as a handler would write it, tracebacks included."""
-        return "\n".join(self.format(record) for record in self.records)
-
-
-@contextlib.contextmanager
-def error_log() -> Iterator[Captured]:
+def error_log() -> Any:
     """Capture the ``gql_pubsub.errors`` logger (the example stops it from propagating)."""
-    logger = logging.getLogger("gql_pubsub.errors")
-    handler = Captured()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return captured_log("gql_pubsub.errors", logging.INFO)
 
 
-def run(schema: Schema, query: str) -> Captured:
+def run(schema: Schema, query: str) -> LogCapture:
     with error_log() as log:
         result = schema.execute_sync(query)
     assert result.errors, result

@@ -16,7 +16,7 @@ from gql_pubsub.outbox import NO_FLOW_CONTROL_FLAG
 
 from .conftest import InProcessServer, serve_in_process, wait_numsub
 from .gqlws import GraphQLWS
-from .services import to_thread
+from .services import captured_log, to_thread
 
 ITEMS = "subscription ($c: String!) { items(channel: $c, shared: true) { n } }"
 
@@ -66,24 +66,6 @@ def token(make_user: Callable[..., Any], token_for: Any) -> str:
     return str(token_for(make_user()))
 
 
-class Warnings(logging.Handler):
-    """The gql_pubsub.websocket logger's warnings (it does not propagate: caplog cannot see it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def __enter__(self) -> Warnings:
-        logging.getLogger("gql_pubsub.websocket").addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger("gql_pubsub.websocket").removeHandler(self)
-
-
 @pytest.mark.parametrize("ws", ["auto", "websockets-sansio", "wsproto"])
 async def test_uvicorns_flow_controlled_protocols_take_the_fast_path_silently(
     ws: str,
@@ -92,7 +74,9 @@ async def test_uvicorns_flow_controlled_protocols_take_the_fast_path_silently(
 ) -> None:
     """On uvicorn's default and wsproto protocols frames are written in place: no warning."""
     async with serve_in_process(application(), ws=ws) as server:
-        with Warnings() as warnings:  # once started: uvicorn's logging set-up drops handlers
+        with captured_log(
+            "gql_pubsub.websocket", logging.WARNING
+        ) as warnings:  # once started: uvicorn's logging set-up drops handlers
             got = await two_sockets_receive_three_events(server, redis_client, token)
     assert got == [["0", "1", "2"]] * 2
     assert NO_FLOW_CONTROL_FLAG not in warnings.messages
@@ -111,7 +95,9 @@ async def test_a_send_without_flow_control_still_delivers_and_the_server_says_wh
 ) -> None:
     """uvicorn's legacy protocol, or a middleware wrapping send: every event, and one warning."""
     async with serve_in_process(wrap(application()), ws=ws) as server:
-        with Warnings() as warnings:  # once started: uvicorn's logging set-up drops handlers
+        with captured_log(
+            "gql_pubsub.websocket", logging.WARNING
+        ) as warnings:  # once started: uvicorn's logging set-up drops handlers
             got = await two_sockets_receive_three_events(server, redis_client, token)
     assert got == [["0", "1", "2"]] * 2
     assert warnings.messages.count(NO_FLOW_CONTROL_FLAG) == 1

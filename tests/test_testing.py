@@ -11,6 +11,7 @@ import pytest
 
 from example.chat.models import Message
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
+from gql_pubsub.outbox import NO_FLOW_CONTROL_FLAG
 from gql_pubsub.protocol import CloseCode
 from gql_pubsub.testing import (
     ConnectionClosed,
@@ -21,7 +22,7 @@ from gql_pubsub.testing import (
 )
 
 from .helpers import MESSAGE_ADDED
-from .services import to_thread
+from .services import captured_log, to_thread
 
 
 @pytest.fixture
@@ -96,18 +97,14 @@ async def test_a_path_other_than_graphql_path_is_refused_at_the_handshake(
 
 
 async def test_the_transport_exposes_flow_control_so_no_warning_is_logged(
-    application: GraphQLApplication, room: tuple[Any, Any, str], caplog: pytest.LogCaptureFixture
+    application: GraphQLApplication, room: tuple[Any, Any, str]
 ) -> None:
     """The library's outbox sees the client's flow-control flag, as behind uvicorn."""
-    logger = logging.getLogger("gql_pubsub.websocket")
-    logger.addHandler(caplog.handler)
-    try:
+    with captured_log("gql_pubsub.websocket", logging.WARNING) as log:
         async with GraphQLTestClient(application) as client:
             await client.init({"token": room[2]})
-    finally:
-        logger.removeHandler(caplog.handler)
     assert not application.websocket.told_no_flow_control
-    assert "flow-control" not in caplog.text
+    assert NO_FLOW_CONTROL_FLAG not in log.messages
 
 
 async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zero(
