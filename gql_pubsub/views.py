@@ -129,21 +129,10 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 
 def _wants_graphql_response(request: HttpRequest) -> bool:
-    """Whether ``Accept`` prefers application/graphql-response+json to application/json."""
-    weights: dict[str, float] = {}
-    for part in request.headers.get("Accept", "").split(","):
-        media, *params = (piece.strip() for piece in part.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights[media.lower()] = max(weight, weights.get(media.lower(), 0.0))
-    wanted = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
-    return wanted > 0 and wanted >= weights.get("application/json", 0.0)
+    """Whether ``Accept`` prefers application/graphql-response+json to application/json (which
+    wins ties: ``*/*``, no header)."""
+    preferred = request.get_preferred_type(["application/json", GRAPHQL_RESPONSE_JSON])
+    return preferred == GRAPHQL_RESPONSE_JSON
 
 
 def _is_request_error(result: Any) -> bool:
