@@ -218,9 +218,7 @@ class GraphQLTestClient:
         """Run a query or mutation over the socket: its one result, once it completes."""
         op_id = await self.subscribe(query, variables, **options)
         result = await self.next(op_id)
-        completed = await self._for(op_id)
-        if completed["type"] != MessageType.COMPLETE:
-            raise AssertionError(f"Expected complete for {op_id!r}, got {completed}")
+        await self.completed(op_id)
         return result
 
     async def completed(self, op_id: str) -> None:
