@@ -1,16 +1,17 @@
 """The one execution engine of the WebSocket side: the only module that reaches into
 graphql-core's executor and Strawberry's private schema.
 
-It parses and validates a document once per distinct text, builds an operation's executor,
-starts its source stream, executes one event's selection set, and encodes the result once.
-Operations it does not run itself (queries, mutations, and everything of a schema with
-extensions or custom directives) go through Strawberry's own pipeline, ``Engine.stream``.
+It parses and validates a document once per distinct text (for HTTP and WebSocket alike, with
+the same rules and the same error processing as Strawberry's pipeline), builds an operation's
+executor with the schema's executor class, starts its source stream, executes one event's
+selection set, and encodes the result once. Operations it does not run itself (queries,
+mutations, and everything of a schema with extensions or custom directives) go through
+Strawberry's own pipeline, ``Engine.stream``.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import AsyncIterable, Collection
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,11 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLFormattedError,
+    NoSchemaIntrospectionCustomRule,
     OperationType,
     get_operation_ast,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.execution import (
@@ -32,39 +35,74 @@ from graphql.execution import (
     execute_subscription_event,
     map_source_to_response_event,
 )
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types.execution import ExecutionResult as StrawberryResult
 from strawberry.types.execution import PreExecutionError
+
+from .conf import get_settings
+from .limits import operation_limits_rule
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
 
     from .protocol import Subscribe
 
-logger = logging.getLogger("gql_pubsub.execution")
-
 MAX_TOKENS = 10_000
 """Tokens a document may have: parsing stops there (a cheap guard before validation)."""
+
+DOCUMENT_CACHE_SIZE = 1024
+"""Distinct document texts an engine keeps parsed and validated."""
 
 Errors = list[GraphQLFormattedError]
 """GraphQL errors, formatted for the wire."""
 
 
+def validation_rules() -> list[type[ASTValidationRule]]:
+    """The rules of every document, over HTTP and WebSocket: GraphQL's, Strawberry's own (OneOf
+    inputs, ``Maybe``), ``MAX_QUERY_DEPTH``/``MAX_QUERY_FIELDS``, and ``INTROSPECTION``."""
+    settings = get_settings()
+    return [
+        *specified_rules,
+        MaybeNullValidationRule,
+        OneOfInputValidationRule,
+        operation_limits_rule(settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS),
+        *(() if settings.introspection else (NoSchemaIntrospectionCustomRule,)),
+    ]
+
+
+_engines: dict[tuple[int, bool, int, int], Engine] = {}
+
+
+def engine_for(schema: BaseSchema) -> Engine:
+    """The engine of ``schema`` under the current settings (one per schema and settings, so HTTP
+    and WebSocket share its document cache)."""
+    settings = get_settings()
+    key = (id(schema), settings.introspection, settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS)
+    engine = _engines.get(key)
+    if engine is None or engine.schema is not schema:
+        engine = _engines[key] = Engine(schema, validation_rules(), DOCUMENT_CACHE_SIZE)
+    return engine
+
+
 class Engine:
-    """Runs a schema's operations for the WebSocket endpoint."""
+    """Runs a schema's operations: validation for both transports, execution for WebSocket."""
 
     def __init__(
         self, schema: BaseSchema, rules: Collection[type[ASTValidationRule]], cache_size: int
     ) -> None:
         self.schema = schema
         self.graphql_schema = schema._schema  # type: ignore[attr-defined]
-        self.rules = list(rules)
-        # Grouped execution runs graphql-core directly; Strawberry extensions and custom
-        # directives need Strawberry's own pipeline, so such schemas keep it for everything.
-        self.grouping = not getattr(schema, "extensions", ()) and not getattr(
-            schema, "directives", ()
+        self.executor_class: type[Executor[Any]] = (
+            getattr(schema, "execution_context_class", None) or Executor
         )
+        self.rules = list(rules)
+        self.per_subscriber_reason = _per_subscriber_reason(schema)
+        """Why this schema's subscriptions cannot be grouped (None: they can)."""
+        self.grouping = self.per_subscriber_reason is None
         self.prepare = functools.lru_cache(maxsize=cache_size)(self._prepare)
-        """The document of a text, parsed and validated once while cached; or its errors."""
+        """The document of a text, parsed and validated once while cached; or its errors (not
+        yet reported: see :meth:`report`)."""
 
     def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
         try:
@@ -73,6 +111,13 @@ class Engine:
             return [error]
         errors = validate(self.graphql_schema, document, self.rules)
         return errors or document
+
+    def report(self, errors: list[GraphQLError]) -> Errors:
+        """Errors for the wire, after the schema's own error processing (its log, and
+        ``disable_field_suggestions``), as Strawberry's pipeline does for every error."""
+        process = getattr(self.schema, "_process_errors", None) or self.schema.process_errors
+        process(errors)
+        return [error.formatted for error in errors]
 
     def groupable(self, document: DocumentNode, operation_name: str | None) -> bool:
         """Whether the operation is a subscription this engine runs itself (else Strawberry)."""
@@ -85,15 +130,20 @@ class Engine:
 
     def build(self, document: DocumentNode, context: Any, op: Subscribe) -> Executor[Any] | Errors:
         """The operation's executor, or the errors of its variables and operation name."""
-        executor = Executor.build(
+        # Strawberry's executor class takes the operation's extensions (info.input_extensions).
+        custom: dict[str, Any] = {}
+        if self.executor_class is not Executor:
+            custom["operation_extensions"] = op.extensions
+        executor = self.executor_class.build(
             self.graphql_schema,
             document,
             context_value=context,
             raw_variable_values=op.variables,
             operation_name=op.operation_name,
+            **custom,
         )
         if isinstance(executor, list):
-            return [error.formatted for error in executor]
+            return self.report(executor)
         return executor
 
     async def source(self, executor: Executor[Any]) -> AsyncIterable[Any] | Errors:
@@ -103,7 +153,7 @@ class Engine:
             await created if executor.is_awaitable(created) else created  # type: ignore[assignment]
         )
         if isinstance(source, ExecutionResult):
-            return [error.formatted for error in source.errors or ()]
+            return self.report(list(source.errors or ()))
         return source
 
     def results(self, executor: Executor[Any], source: AsyncIterable[Any]) -> Any:
@@ -118,6 +168,24 @@ class Engine:
             context_value=context,
             operation_name=op.operation_name,
         )
+
+    async def execute_event(self, executor: Executor[Any], root: Any) -> str:
+        """Execute the operation's selection set on one event's root value; the encoded
+        payload. Its errors go through the schema's error processing, once per execution."""
+        result = execute_subscription_event(executor.build_per_event_executor(root))
+        if executor.is_awaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        if result.errors:
+            self.report(list(result.errors))
+        return encode_result(result)
+
+    async def execute_body(self, executor: Executor[Any], root: Any) -> str:
+        """Like :meth:`execute_event`, without the payload's closing brace: a cursor follows.
+
+        (graphql-core's execution, which groups use, never sets a result's extensions.)
+        """
+        return (await self.execute_event(executor, root))[:-1]
 
 
 def refused(result: Any) -> Errors | None:
@@ -145,21 +213,13 @@ def encode_result(result: ExecutionResult) -> str:
     return orjson.dumps(payload).decode()
 
 
-async def execute_event(executor: Executor[Any], root: Any) -> str:
-    """Execute the operation's selection set on one event's root value; the encoded payload."""
-    result = execute_subscription_event(executor.build_per_event_executor(root))
-    if executor.is_awaitable(result):
-        result = await result
-    assert isinstance(result, ExecutionResult)
-    for error in result.errors or ():
-        if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
-            logger.warning("Subscription field %s raised %r", error.path, error.original_error)
-    return encode_result(result)
-
-
-async def execute_body(executor: Executor[Any], root: Any) -> str:
-    """Like :func:`execute_event`, without the payload's closing brace: a cursor follows.
-
-    (graphql-core's execution, which groups use, never sets a result's extensions.)
-    """
-    return (await execute_event(executor, root))[:-1]
+def _per_subscriber_reason(schema: BaseSchema) -> str | None:
+    """What makes every subscription of ``schema`` run through Strawberry's per-subscriber
+    pipeline (its extensions and custom directives run there only), if anything does."""
+    extensions = getattr(schema, "extensions", ())
+    directives = getattr(schema, "directives", ())
+    names = [
+        *(f"extension {getattr(e, '__name__', type(e).__name__)}" for e in extensions),
+        *(f"directive {getattr(d, 'graphql_name', None) or d.python_name}" for d in directives),
+    ]
+    return ", ".join(names) or None

@@ -22,7 +22,7 @@ from graphql.execution import Executor
 from .broker import SubscriberOverflow
 from .cursors import Cursor, refetch_payload, start_payload, with_cursor
 from .events import START, Event, Gap, Offset
-from .execution import execute_body, execute_event
+from .execution import Engine
 from .protocol import next_prefix
 from .subscriptions import SKIP, ChannelStream
 
@@ -150,7 +150,7 @@ class Group:
         root = self.stream.map(event)
         if root is SKIP:
             return None
-        return await execute_body(self.executor, root)
+        return await self._hub.engine.execute_body(self.executor, root)
 
     async def _forward(self, member: Member, channel: str, offset: Offset, body: str) -> None:
         """Send one of the group's frames to a member of a resumable group."""
@@ -252,7 +252,8 @@ class SharedExecution:
 
     CACHE_SIZE = 1024
 
-    def __init__(self, executor: Executor[Any]) -> None:
+    def __init__(self, engine: Engine, executor: Executor[Any]) -> None:
+        self.engine = engine
         self.executor = executor
         self.users = 0
         self._cache: OrderedDict[int, tuple[object, asyncio.Future[str | None]]] = OrderedDict()
@@ -272,7 +273,7 @@ class SharedExecution:
             if root is SKIP:
                 future.set_result(None)
                 return None
-            text = await execute_event(self.executor, root)
+            text = await self.engine.execute_event(self.executor, root)
         except BaseException as error:
             self._cache.pop(id(event), None)
             future.set_exception(error)
@@ -285,7 +286,8 @@ class SharedExecution:
 class FanOut:
     """The process's groups, by key."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.groups: dict[Hashable, Group] = {}
         self.shared: dict[Hashable, SharedExecution] = {}
 
@@ -293,7 +295,7 @@ class FanOut:
         """The shared execution for ``key`` (one more user of it)."""
         shared = self.shared.get(key)
         if shared is None:
-            shared = self.shared[key] = SharedExecution(make_executor())
+            shared = self.shared[key] = SharedExecution(self.engine, make_executor())
         shared.users += 1
         return shared
 

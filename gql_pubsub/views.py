@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, cast
 
 from cross_web import HTTPException
@@ -10,15 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import classonlymethod
 from django.views.decorators.csrf import csrf_exempt
-from graphql import (
-    GraphQLError,
-    GraphQLSchema,
-    NoSchemaIntrospectionCustomRule,
-    OperationType,
-    get_operation_ast,
-    parse,
-    validate,
-)
+from graphql import OperationType, get_operation_ast
 from strawberry.django.views import AsyncGraphQLView
 from strawberry.http import GraphQLRequestData
 from strawberry.http.ides import GraphQL_IDE
@@ -27,6 +18,7 @@ from strawberry.types import ExecutionResult
 
 from .conf import get_settings
 from .context import Context
+from .execution import engine_for
 
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions are served over WebSocket (the graphql-transport-ws protocol, e.g. the "
@@ -107,20 +99,20 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         request_data: GraphQLRequestData | list[GraphQLRequestData],
         kwargs: dict[str, Any],
     ) -> Any:
-        introspection = get_settings().introspection
+        engine = engine_for(self.schema)
         for data in batch:
-            operation, errors = _inspect(
-                self.schema._schema,  # type: ignore[attr-defined]
-                data.query or "",
-                data.operation_name,
-                introspection,
-            )
-            if operation is OperationType.SUBSCRIPTION and data.protocol == "http":
-                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP)
-            if errors:
+            if not data.query:
+                continue  # Strawberry answers a request without a query itself
+            document = engine.prepare(data.query)
+            if isinstance(document, list):  # the socket's rules, limits and error processing
+                engine.report(document)
                 if len(batch) > 1:
-                    raise HTTPException(400, errors[0].message)
-                return ExecutionResult(data=None, errors=errors)
+                    raise HTTPException(400, document[0].message)
+                return ExecutionResult(data=None, errors=document)
+            operation = get_operation_ast(document, data.operation_name)
+            kind = operation.operation if operation is not None else None
+            if kind is OperationType.SUBSCRIPTION and data.protocol == "http":
+                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP)
         return await super().execute_operation(request_data=request_data, **kwargs)
 
 
@@ -144,27 +136,6 @@ def _is_request_error(result: Any) -> bool:
         and bool(errors)
         and all(getattr(error, "path", None) is None for error in errors)
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _inspect(
-    schema: GraphQLSchema, query: str, operation_name: str | None, introspection: bool
-) -> tuple[OperationType | None, list[GraphQLError]]:
-    """The operation's type if it may be a subscription, and the introspection errors if any.
-
-    Parsed once per distinct text, and only when the text could matter: a subscription needs the
-    word ``subscription``, introspection a ``__schema`` or ``__type`` field.
-    """
-    wanted = "subscription" in query or (not introspection and "__" in query)
-    if not wanted:
-        return None, []
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return None, []  # Strawberry reports the syntax error itself
-    operation = get_operation_ast(document, operation_name)
-    errors = [] if introspection else validate(schema, document, [NoSchemaIntrospectionCustomRule])
-    return (operation.operation if operation else None), errors
 
 
 class _CsrfCheck(CsrfViewMiddleware):

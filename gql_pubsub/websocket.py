@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import DocumentNode, NoSchemaIntrospectionCustomRule, specified_rules
+from graphql import DocumentNode
 from graphql.execution import Executor
 
 from . import protocol
@@ -30,10 +30,10 @@ from .context import Context, WebSocketRequest, WebSocketResponse
 from .control import Announcement, Change, control_channel
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
-from .execution import Engine, payload_of, refused
+from .execution import Engine, engine_for, payload_of, refused
 from .fanout import FanOut, Group, Member
 from .hooks import Hooks, OperationRefused
-from .limits import RateLimit, operation_limits_rule
+from .limits import RateLimit
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
 from .protocol import CloseCode, next_prefix
 from .subscriptions import ChannelStream
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from .user_streams import UserSubscriptionsStream
 
 logger = logging.getLogger("gql_pubsub.websocket")
-
-DOCUMENT_CACHE_SIZE = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +68,12 @@ class SocketStats:
     shared_executions: int
     """Shared executions of users' followed-channel streams."""
     documents_parsed: int
-    """Documents parsed and validated (once per distinct text, while cached)."""
+    """Documents parsed and validated (once per distinct text, while cached). The cache is the
+    schema's, shared with the HTTP view and with other endpoints of the same schema."""
     documents_cached: int
-    """Documents held parsed and validated (at most ``DOCUMENT_CACHE_SIZE``)."""
+    """Documents held parsed and validated (at most ``execution.DOCUMENT_CACHE_SIZE``)."""
     document_cache_hits: int
-    """Operations that reused a parsed document."""
+    """Operations (over either transport) that reused a parsed document."""
 
 
 class Timer(enum.Enum):
@@ -92,17 +91,17 @@ class GraphQLWebSocket:
     def __init__(self, schema: BaseSchema, hooks: Hooks | None = None) -> None:
         self.schema = schema
         self.hooks = hooks or Hooks()
-        self.fanout = FanOut()
+        self.engine = engine_for(schema)
+        if self.engine.per_subscriber_reason is not None:
+            logger.warning(
+                "Subscriptions of this schema run once per subscriber (no shared execution): "
+                "Strawberry's pipeline runs its %s, which the grouped path cannot.",
+                self.engine.per_subscriber_reason,
+            )
+        self.fanout = FanOut(self.engine)
         self.connections_per_user: collections.Counter[Any] = collections.Counter()
         self.connections: set[_Connection] = set()
         self.told_no_flow_control = False
-        settings = get_settings()
-        rules = [
-            *specified_rules,
-            operation_limits_rule(settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS),
-            *(() if settings.introspection else (NoSchemaIntrospectionCustomRule,)),
-        ]
-        self.engine = Engine(schema, rules, DOCUMENT_CACHE_SIZE)
 
     def stats(self) -> SocketStats:
         """What this endpoint holds now: for tests, health checks and metrics."""
@@ -315,7 +314,7 @@ class _Connection:
             engine = self.server.engine
             document = engine.prepare(op.query)
             if isinstance(document, list):
-                await self._send_error(op.id, [error.formatted for error in document])
+                await self._send_error(op.id, engine.report(document))
                 return
             if engine.groupable(document, op.operation_name):
                 await self._subscribe(op, document)

@@ -4,6 +4,7 @@ schema on the suite's real Redis and database."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -112,6 +113,8 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
 ) -> None:
     """``GraphQLWebSocket.stats()``: two sockets of one user in one group, then nothing."""
     correspondence, _, token = room
+    subscription = MESSAGE_ADDED + f"# {uuid.uuid4()}"  # texts no earlier test had parsed
+    query = f"{{ me {{ username }} }} # {uuid.uuid4()}"
     application = get_asgi_application("example.schema.schema")
     websocket = application.websocket
     empty = websocket.stats()
@@ -123,9 +126,9 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
         ):
             for client in (first, second):
                 await client.init({"token": token})
-                await client.subscribe(MESSAGE_ADDED, {"c": str(correspondence.pk)})
+                await client.subscribe(subscription, {"c": str(correspondence.pk)})
             await first.live(correspondence.channel)
-            await first.execute("{ me { username } }")
+            await first.execute(query)
             stats = websocket.stats()
             assert (stats.connections, stats.users, stats.operations) == (2, 1, 2)
             assert (stats.groups, stats.group_members, stats.live_groups) == (1, 2, 1)
