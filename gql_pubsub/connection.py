@@ -1,0 +1,248 @@
+"""One socket's driver: reads frames, keeps its timers and its user's access watch, hands
+operations to :class:`~gql_pubsub.operations.Operations`, and closes it. Raw ASGI messages of
+a connection appear only here and in its :class:`~gql_pubsub.outbox.Outbox`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .auth import TokenRejected, token_expiry, token_from_connection_params
+from .broker import get_broker
+from .conf import get_settings
+from .context import Context, WebSocketRequest, WebSocketResponse
+from .control import Announcement, Change, control_channel
+from .events import Event, Gap
+from .limits import RateLimit
+from .operations import Operations
+from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
+from .protocol import CloseCode
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    from .types import Receive, Scope, Send
+    from .websocket import GraphQLWebSocket
+
+logger = logging.getLogger("gql_pubsub.websocket")
+
+
+class Timer(enum.Enum):
+    """A socket's timers (at most one of each is pending)."""
+
+    INIT = "the connection_init deadline"
+    PING = "the next keep-alive ping"
+    PONG = "the deadline for the pong"
+    EXPIRY = "the token's expiry"
+
+
+class Connection:
+    """One socket: reads frames, starts operations, writes results through its outbox."""
+
+    def __init__(
+        self, server: GraphQLWebSocket, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.server = server
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.outbox = Outbox(send, limit=get_settings().SEND_BUFFER, on_overflow=self._on_overflow)
+        if not self.outbox.flow_controlled and not server.told_no_flow_control:
+            server.told_no_flow_control = True  # once per application
+            logger.warning(NO_FLOW_CONTROL_FLAG)
+        self.protocol = protocol.ProtocolConnection()
+        self.context: Context | None = None
+        self.ops = Operations(self)
+        self.closed = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
+        settings = get_settings()
+        self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
+        self.max_message_size = settings.MAX_MESSAGE_SIZE
+        self.counted_user: Any = None
+        host, port = scope.get("client") or ("unknown", 0)
+        self.client = f"{host}:{port}"  # the peer's address, for the log
+
+    def _on_control(self, event: Event | Gap) -> None:
+        """The user's control channel, inside the broker's dispatch: a revocation ends operations
+        (groups lose the member) before any later event."""
+        if isinstance(event, Gap):  # a revocation may be among what was lost: authorize again
+            self._in_background(
+                self.close(CloseCode.GOING_AWAY, "Going away: reconnect to check access again")
+            )
+            return
+        announcement = Announcement.of(event)
+        if announcement is None:
+            return
+        if announcement.change is Change.DEACTIVATED:
+            self._in_background(self.close(CloseCode.FORBIDDEN, "Forbidden: user deactivated"))
+            return
+        channel = announcement.channel
+        if announcement.change is not Change.REVOKED or channel is None:
+            return
+        for op_id in self.ops.revoke(channel):
+            self._in_background(self.ops.finish(op_id, f"Access to {channel!r} was revoked."))
+
+    async def run(self) -> None:
+        self._after(Timer.INIT, get_settings().CONNECTION_INIT_TIMEOUT)
+        try:
+            while not self.closed:
+                message = await self.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.closed = True
+                    break
+                frame = message.get("text")
+                if frame is None:
+                    frame = message.get("bytes")
+                if frame is not None and _frame_size(frame, self.max_message_size) > (
+                    self.max_message_size
+                ):
+                    await self.close(
+                        CloseCode.MESSAGE_TOO_BIG,
+                        f"Message too big: the limit is {self.max_message_size} bytes",
+                    )
+                    break
+                await self._handle(self.protocol.receive(frame))
+        finally:
+            self.closed = True
+            for timer in self._timers.values():
+                timer.cancel()
+            await self.ops.close()
+            if self.counted_user is not None:
+                counts = self.server.connections_per_user
+                counts[self.counted_user] -= 1
+                if counts[self.counted_user] <= 0:
+                    del counts[self.counted_user]
+            if self._watch is not None:
+                await self._watch.__aexit__(None, None, None)
+            await self.outbox.close()
+
+    async def _handle(self, action: protocol.Action) -> None:
+        match action:
+            case protocol.Close(code, reason):
+                await self.close(code, reason)
+            case protocol.Init(payload):
+                self._cancel(Timer.INIT)
+                try:
+                    user = await self._authenticate(payload)
+                except TokenRejected as rejected:
+                    close = self.protocol.reject(str(rejected))
+                    await self.close(close.code, close.reason)
+                    return
+                self.context = Context(
+                    request=WebSocketRequest(self.scope, user, payload),
+                    response=WebSocketResponse(),
+                    user=user,
+                    connection_params=payload,
+                )
+                if user.is_authenticated and getattr(user, "pk", None) is not None:
+                    limit = get_settings().MAX_CONNECTIONS_PER_USER
+                    counts = self.server.connections_per_user
+                    if limit and counts[user.pk] >= limit:
+                        reason = f"Forbidden: this user already has {limit} connections here"
+                        await self.close(CloseCode.FORBIDDEN, reason)
+                        return
+                    counts[user.pk] += 1
+                    self.counted_user = user.pk
+                    self._watch = get_broker().watch(self._on_control, control_channel(user.pk))
+                    await self._watch.__aenter__()
+                await self.send_text(self.protocol.ack())
+                self._schedule_ping()
+            case protocol.Ping():
+                await self.send_text(protocol.PONG)
+            case protocol.Pong():
+                if Timer.PONG in self._timers:  # the answer to our keepalive ping
+                    self._cancel(Timer.PONG)
+                    self._schedule_ping()
+            case protocol.Subscribe() as subscribe:
+                refusal = self.ops.refusal()
+                if refusal is not None:
+                    await self.ops.fail(subscribe.id, [{"message": refusal}])
+                    return
+                self.ops.start(subscribe)
+            case protocol.Complete(id=op_id):
+                self.ops.stop(op_id)
+                await self.ops.ended(op_id)
+
+    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | AnonymousUser:
+        """The connection's user (``on_connect``), or ``TokenRejected`` saying why there is none."""
+        token = token_from_connection_params(params)
+        user = await self.server.hooks.on_connect(self.scope, params, token)
+        if token is not None:
+            expires = token_expiry(token)
+            if expires is not None:
+                self._after(Timer.EXPIRY, max(0.0, expires - time.time()))
+        return user
+
+    def _after(self, timer: Timer, delay: float) -> None:
+        """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing its pending one."""
+        self._cancel(timer)
+
+        def fire() -> None:
+            del self._timers[timer]
+            self._fired(timer)
+
+        self._timers[timer] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _cancel(self, name: Timer) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _schedule_ping(self) -> None:
+        interval = get_settings().KEEPALIVE_INTERVAL
+        if interval > 0 and not self.closed:
+            self._after(Timer.PING, interval)
+
+    def _fired(self, timer: Timer) -> None:
+        match timer:
+            case Timer.PING:
+                self._in_background(self.send_text(protocol.PING))
+                self._after(Timer.PONG, get_settings().KEEPALIVE_TIMEOUT)
+            case Timer.PONG:
+                self._in_background(self.close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong"))
+            case Timer.EXPIRY:
+                reason = "Token expired: reconnect with a fresh token"
+                self._in_background(self.close(CloseCode.FORBIDDEN, reason))
+            case Timer.INIT:
+                close = self.protocol.init_timed_out()
+                if close is not None:
+                    self._in_background(self.close(close.code, close.reason))
+
+    def _on_overflow(self) -> None:
+        reason = f"Slow consumer: more than {self.outbox.limit} messages were waiting"
+        self._in_background(self.close(CloseCode.TRY_AGAIN_LATER, reason))
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def send_text(self, frame: str) -> None:
+        if not self.closed:
+            await self.outbox.send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        logger.info("Closed the socket of %s with %d: %s", self.client, code, reason)
+        # Leave every group first: the close frame may wait a long time behind a stalled client.
+        self.ops.stop_all()
+        await self.outbox.close()
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
+def _frame_size(frame: str | bytes, limit: int) -> int:
+    """The frame's size in bytes as sent (UTF-8), computed only when it could exceed ``limit``."""
+    if isinstance(frame, bytes) or not limit // 4 < len(frame) <= limit:
+        return len(frame)  # UTF-8 has 1 to 4 bytes a character: the count decides already
+    return len(frame.encode())

@@ -1,0 +1,325 @@
+"""A socket's operations: where each one starts (hooks, engine, fan-out) and where it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from graphql import DocumentNode
+from graphql.execution import Executor
+
+from .broker import EventsLost, SubscriberOverflow
+from .conf import get_settings
+from .context import Context, WebSocketRequest, WebSocketResponse
+from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
+from .execution import Engine, payload_of, refused
+from .fanout import Group, Member
+from .hooks import OperationRefused
+from .protocol import CloseCode, Subscribe, next_prefix
+from .subscriptions import ChannelStream
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .user_streams import UserSubscriptionsStream
+
+logger = logging.getLogger("gql_pubsub.websocket")
+
+
+class Operation:
+    """What runs one operation: its own task, or (once it joined one) a fan-out group."""
+
+    __slots__ = ("group", "task", "token")
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task: asyncio.Task[None] | None = task
+        self.group: Group | None = None
+        self.token = 0
+
+    def stop(self) -> None:
+        """Leave the group, or cancel the task."""
+        if self.group is not None:
+            self.group.leave(self.token)
+        elif self.task is not None:
+            self.task.cancel()
+
+    def reads(self, channel: str) -> bool:
+        """Whether the operation's group streams ``channel``."""
+        return self.group is not None and channel in self.group.stream.channels
+
+
+class Operations:
+    """The operations of one connection, by id."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.running: dict[str, Operation] = {}
+        self.started: dict[str, Subscribe] = {}
+        """Operations ``on_subscribe`` let start, until ``on_complete`` is called for them."""
+
+    def __len__(self) -> int:
+        return len(self.running)
+
+    def start(self, op: Subscribe) -> None:
+        """Start ``op`` in its own task (it ends, or hands over to a group)."""
+        self.running[op.id] = Operation(asyncio.create_task(self._run(op)))
+
+    def refusal(self) -> str | None:
+        """Why a new operation may not start (the connection's limits), if it may not."""
+        settings = get_settings()
+        if len(self.running) >= settings.MAX_OPERATIONS_PER_CONNECTION:
+            return (
+                f"Too many operations on this connection: the limit is "
+                f"{settings.MAX_OPERATIONS_PER_CONNECTION}. Complete some first."
+            )
+        if not self.connection.rate.allow():
+            return (
+                f"Too many operations too fast: at most {settings.OPERATION_RATE:g} per second "
+                f"(bursts of {settings.OPERATION_BURST}). Retry a little later."
+            )
+        return None
+
+    def _mine(self, op_id: str) -> bool:
+        """Whether ``op_id`` is still this task's to run (not completed, the socket open)."""
+        entry = self.running.get(op_id)
+        return entry is not None and entry.task is asyncio.current_task()
+
+    async def _run(self, op: Subscribe) -> None:
+        """A group membership for subscriptions, else Strawberry's pipeline."""
+        connection = self.connection
+        try:
+            assert connection.context is not None  # operations start after the ack
+            try:
+                await connection.server.hooks.on_subscribe(connection.context, op)
+            except OperationRefused as refused_:
+                await self.fail(op.id, [{"message": str(refused_)}])
+                return
+            self.started[op.id] = op
+            engine = connection.server.engine
+            document = engine.prepare(op.query)
+            if isinstance(document, list):
+                await self.fail(op.id, engine.report(document))
+                return
+            if engine.groupable(document, op.operation_name):
+                await self._subscribe(op, document)
+            else:
+                await self._stream(op.id, await engine.stream(op, connection.context))
+        except asyncio.CancelledError:
+            raise
+        except OSError:
+            pass  # the client went away mid-send; the receive loop ends the connection
+        except Exception:
+            logger.exception("Operation %r failed", op.id)
+            await connection.close(CloseCode.INTERNAL_SERVER_ERROR, "Internal server error")
+        finally:
+            if self._mine(op.id):
+                del self.running[op.id]
+
+    async def _subscribe(self, op: Subscribe, document: DocumentNode) -> None:
+        connection = self.connection
+        resumable = op.extensions is not None and "after" in op.extensions
+        after: Cursor | None = None
+        if resumable and op.extensions is not None and op.extensions["after"] is not None:
+            try:
+                after = Cursor.decode(op.extensions["after"])
+            except InvalidCursor as error:
+                await self.fail(op.id, [{"message": str(error)}])
+                return
+        engine = connection.server.engine
+        executor = engine.build(document, connection.context, op)
+        if isinstance(executor, list):
+            await self.fail(op.id, executor)
+            return
+        source = await engine.source(executor)
+        if isinstance(source, list):
+            await self.fail(op.id, source)
+            return
+        from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
+
+        followed = source if isinstance(source, UserSubscriptionsStream) else None
+        if followed is not None and resumable:
+            followed.resume_from(after)
+            await followed.open()
+            payload = start_payload(followed.cursor, followed.lost)
+            await connection.outbox.send(next_prefix(op.id) + payload + "}")
+        if followed is not None and followed.shared:
+            await self._stream_shared(op, document, followed)
+            return
+        if not isinstance(source, ChannelStream):
+            results = engine.results(executor, source)
+            await self._stream(op.id, results, followed if resumable else None)
+            return
+        key: Hashable = (
+            *_operation_key(op),
+            source.key,
+            None if source.shared else self._viewer_key(),
+            resumable,
+        )
+        make_executor = (
+            functools.partial(_shared_executor, engine, document, op)
+            if source.shared
+            else lambda: executor
+        )
+        group = connection.server.fanout.group(key, make_executor, source, resumable=resumable)
+        member = Member(op.id, connection.outbox.send, functools.partial(self.finish, op.id))
+        if resumable:
+            member.held = []  # the group's frames wait until the member has caught up
+        token = await group.join(member)
+        entry = self.running.get(op.id)
+        if entry is None or entry.task is not asyncio.current_task() or connection.closed:
+            group.leave(token)  # completed or closed while joining
+            return
+        entry.group, entry.token, entry.task = group, token, None
+        if resumable:
+            await group.catch_up(member, after)
+
+    async def _stream_shared(
+        self, op: Subscribe, document: DocumentNode, source: UserSubscriptionsStream[Any]
+    ) -> None:
+        """A per-subscriber stream whose events are executed once for all its subscribers."""
+        connection = self.connection
+        key: Hashable = (*_operation_key(op), source.map)
+        fanout = connection.server.fanout
+        make_executor = functools.partial(_shared_executor, connection.server.engine, document, op)
+        shared = fanout.share(key, make_executor)
+        prefix = next_prefix(op.id)
+        try:
+            async with source:
+                while op.id in connection.protocol.operations:
+                    event = await source.next_event()
+                    payload = await shared.payload(event, source.map)
+                    if payload is not None:
+                        if source.resumable:
+                            payload = with_cursor(payload[:-1], source.cursor)
+                        await connection.outbox.send(prefix + payload + "}")
+        except StopAsyncIteration:
+            await self.finish(op.id, None)
+        except (SubscriberOverflow, EventsLost) as ended:
+            await self.finish(op.id, str(ended))
+        finally:
+            fanout.unshare(key)
+
+    def _viewer_key(self) -> Hashable:
+        context = self.connection.context
+        user = context.user if context is not None else None
+        if user is not None and user.is_authenticated:
+            return ("user", user.pk)
+        return ("connection", id(self))
+
+    async def _stream(
+        self, op_id: str, results: Any, cursors: UserSubscriptionsStream[Any] | None = None
+    ) -> None:
+        """Send each result; with ``cursors``, with that stream's cursor after its event."""
+        connection = self.connection
+        first = True
+        async with contextlib.aclosing(results):
+            async for result in results:
+                errors = refused(result) if first else None
+                if errors is not None:
+                    await self.fail(op_id, errors)
+                    return
+                first = False
+                payload = payload_of(result)
+                if payload is None:
+                    continue  # incremental delivery frames have no graphql-transport-ws form
+                if op_id not in connection.protocol.operations:
+                    return
+                if cursors is not None and not result.extensions:
+                    payload = with_cursor(payload[:-1], cursors.cursor)
+                await connection.outbox.send(next_prefix(op_id) + payload + "}")
+        await self.finish(op_id, None)
+
+    async def finish(self, op_id: str, error: str | None) -> None:
+        """The server ended operation ``op_id`` (its stream ended or failed)."""
+        entry = self.running.get(op_id)
+        if entry is not None and entry.group is not None:
+            del self.running[op_id]
+        for frame in self.connection.protocol.complete(op_id, error):
+            await self.connection.send_text(frame)
+        await self.ended(op_id)
+
+    async def fail(self, op_id: str, errors: list[Any]) -> None:
+        """Answer ``op_id`` with an ``error`` message."""
+        connection = self.connection
+        frame = connection.protocol.error(op_id, errors)
+        if frame is not None:
+            logger.info(
+                "Operation %r of %s failed: %s",
+                op_id,
+                connection.client,
+                "; ".join(str(error.get("message")) for error in errors)[:1000],
+            )
+            await connection.send_text(frame)
+        await self.ended(op_id)
+
+    async def ended(self, op_id: str) -> None:
+        """Tell ``on_complete`` that a started operation ended (once)."""
+        op = self.started.pop(op_id, None)
+        context = self.connection.context
+        if op is None or context is None:
+            return
+        try:
+            await self.connection.server.hooks.on_complete(context, op)
+        except Exception:
+            logger.exception("The on_complete hook failed for operation %r", op_id)
+
+    def stop(self, op_id: str) -> None:
+        """Stop ``op_id`` (the client completed it, or it may no longer run)."""
+        entry = self.running.pop(op_id, None)
+        if entry is not None:
+            entry.stop()
+
+    def revoke(self, channel: str) -> list[str]:
+        """Stop the operations whose group streams ``channel``; their ids."""
+        stopped = [op_id for op_id, entry in self.running.items() if entry.reads(channel)]
+        for op_id in stopped:
+            self.stop(op_id)
+        return stopped
+
+    def stop_all(self) -> None:
+        """Stop every operation but the caller's own (it is closing the socket)."""
+        for op_id, entry in list(self.running.items()):
+            if entry.task is not asyncio.current_task():
+                self.stop(op_id)
+
+    async def close(self) -> None:
+        """The socket closed: stop every operation, wait for their tasks, end them all."""
+        entries = list(self.running.values())
+        self.running.clear()
+        for entry in entries:
+            if entry.task is not asyncio.current_task():
+                entry.stop()
+        for entry in entries:
+            if entry.task is not None and entry.task is not asyncio.current_task():
+                with contextlib.suppress(BaseException):
+                    await entry.task
+        for op_id in list(self.started):
+            await self.ended(op_id)
+
+
+def _operation_key(op: Subscribe) -> tuple[str, bytes, str | None]:
+    """What makes two operations the same: document text, variables (key order aside), name."""
+    variables = orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b""
+    return op.query, variables, op.operation_name
+
+
+def _shared_executor(engine: Engine, document: DocumentNode, op: Subscribe) -> Executor[Any]:
+    """The executor of a shared group: nobody's user, so no result can depend on one."""
+    from django.contrib.auth.models import AnonymousUser
+
+    # Nobody's handshake either: a request with the path only (no headers, cookies or client).
+    scope = {"type": "websocket", "path": get_settings().GRAPHQL_PATH, "headers": []}
+    user = AnonymousUser()
+    context = Context(
+        request=WebSocketRequest(scope, user),
+        response=WebSocketResponse(),
+        user=user,
+        connection_params={},
+    )
+    executor = engine.build(document, context, op)
+    assert isinstance(executor, Executor)  # the same arguments built one for the first member
+    return executor
