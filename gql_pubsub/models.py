@@ -73,7 +73,7 @@ class PublishableModel(models.Model):
 def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) -> None:
     if not instance.publish_enabled:
         return
-    from .relay import enqueue
+    from .outbox_write import enqueue
 
     # Snapshot and channels are taken now, at the write; the event goes out after the commit.
     enqueue(instance.get_publish_channels(), instance.publish_event(kind), using=using)
@@ -163,7 +163,7 @@ def _announce(user_pk: Any, announcement: Announcement, *, early: bool, using: s
     committed announcement goes through the outbox like any event: if Redis was unreachable it
     is relayed before every event written after it.
     """
-    from .relay import enqueue, publish_now
+    from .outbox_write import enqueue, publish_now
 
     channels = [control_channel(user_pk)]
     if early:

@@ -34,7 +34,7 @@ def publish(
     names = _channel_list(channels)
     built = _event(event, data)
     if transaction.get_connection().in_atomic_block:
-        from .relay import enqueue  # needs Django's apps: imported late
+        from .outbox_write import enqueue  # needs Django's apps: imported late
 
         enqueue(names, built, using=None)
         return

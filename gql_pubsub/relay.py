@@ -12,6 +12,10 @@ process runs one, ``run_relay``; ``manage.py gql_pubsub_relay`` runs one anywher
 recorded as published are deleted; rows that were not — Redis was unreachable, or their writer
 died — are published in order, once Redis has been reachable for ``RECONNECT_GRACE`` (so that
 every server's subscription connection is back first). A problem is logged once per incident.
+
+This module is the relay and its lease; the writer's side (the row, the fast path) is in
+``outbox_write``, the rows' names and claims in ``outbox_rows``, the once-per-incident health in
+``outbox_health``.
 """
 
 from __future__ import annotations
@@ -19,37 +23,34 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
-import hashlib
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from django.db import close_old_connections, connections, router, transaction
+from django.db import close_old_connections, connections, router
 from django.db.models import Q
 from django.utils import timezone
 
-from .backends.redis import DEFERRED, RECONNECT_DELAYS, RedisBackend
+from .backends.redis import RedisBackend
 from .broker import Broker, get_broker
 from .conf import get_settings
-from .events import Event
+from .outbox_health import health_of
+from .outbox_rows import (
+    PROCESS,
+    backlog_key,
+    destination_key,
+    marks_key,
+    outbox_mark,
+    release,
+    waiting_rows,
+)
+from .outbox_write import enqueue, publish_now
 
 if TYPE_CHECKING:
     from .models import OutboxEvent
 
 logger = logging.getLogger("gql_pubsub.publishing")
-
-PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-"""This process's name in the outbox's claims and the relay lease."""
-
-RECONNECT_GRACE = RECONNECT_DELAYS[-1] + 0.25
-"""Seconds Redis must have been reachable before kept events are relayed: longer than any
-server's subscription connection waits between reconnection attempts."""
 
 SETTLE = 1.0
 """Seconds a row is left to its writer's fast path before the relay looks at it."""
@@ -57,200 +58,9 @@ SETTLE = 1.0
 BATCH = 500
 """Rows a relay handles per round trip."""
 
-
-def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
-    """Publish ``event`` once the current transaction commits, never losing it on the way."""
-    broker = get_broker()
-    payload = broker.encode(channels, event)  # EventTooLarge here, at the write
-    backend = broker.backend
-    if not isinstance(backend, RedisBackend):  # in-process: publishing cannot fail
-        transaction.on_commit(lambda: _publish(broker, channels, payload), using=using)
-        return
-    from .models import OutboxEvent
-
-    alias = using or router.db_for_write(OutboxEvent)
-    key = destination_key(broker)
-    row = OutboxEvent.objects.using(alias).create(
-        destination=key,
-        channels=channels,
-        payload=payload.decode(),
-        claimed_by=PROCESS,
-        claimed_at=timezone.now(),
-    )
-
-    mark = outbox_mark(alias, row)
-
-    def after_commit() -> None:
-        _fast_path(broker, backend, row.pk, mark, channels, payload, alias)
-
-    transaction.on_commit(after_commit, alias)
-
-
-def publish_now(channels: list[str], event: Event) -> None:
-    """Publish now, outside the outbox; a failure is logged (once per incident), not raised."""
-    broker = get_broker()
-    _publish(broker, channels, broker.encode(channels, event))
-
-
-def destination_key(broker: Broker) -> str:
-    """The outbox's name for a broker: its URL (without password) and prefix, hashed."""
-    return _hashed(broker.destination)
-
-
-@functools.cache
-def _hashed(destination: str) -> str:
-    return hashlib.sha256(destination.encode()).hexdigest()[:32]
-
-
-def _marks(key: str) -> str:
-    """The sorted set of a destination's published outbox rows (a hash tag keeps it one slot)."""
-    return f"outbox:{{{key}}}:published"
-
-
-def _backlog(key: str) -> str:
-    """Set while the relay has older events of the destination to publish: writers wait."""
-    return f"outbox:{{{key}}}:backlog"
-
-
-def outbox_mark(alias: str, row: OutboxEvent) -> str:
-    """A row's name in the set of published rows: unique across databases and their resets
-    (ids alone repeat: a reset database, or two databases, would have a row taken for another)."""
-    return f"{alias}:{row.pk}:{int(row.created_at.timestamp() * 1_000_000)}"
-
-
 MARKS_KEPT = 86_400.0
 """Seconds a mark is kept at most; a relay deletes marked rows long before (stale ones are left
 by rows deleted otherwise, e.g. a database reset)."""
-
-
-def _publish(broker: Broker, channels: list[str], payload: bytes) -> bool:
-    try:
-        broker.backend.publish_sync(channels, payload)
-    except Exception as error:
-        _health(broker).failed(error)
-        return False
-    return True
-
-
-def _fast_path(
-    broker: Broker,
-    backend: RedisBackend,
-    pk: int,
-    mark: str,
-    channels: list[str],
-    payload: bytes,
-    using: str,
-) -> None:
-    """Publish the committed event now; if that fails, release its row to a relay."""
-    health = _health(broker)
-    key = destination_key(broker)
-    if health.failing and _recovered_here(health, backend, key, pk, using):
-        health.recovered(0)
-    if not health.failing:  # else kept events are relayed first: leave this one to the relay
-        try:
-            done = backend.publish_many_sync(
-                [(channels, payload)], mark=(_marks(key), [mark]), backlog=_backlog(key)
-            )
-            if done != [DEFERRED]:
-                return
-        except Exception as error:
-            health.failed(error)
-    try:
-        _release(using, [pk])
-    except Exception as error:  # the database failed after its own commit: the claim expires
-        logger.warning("Could not release outbox row %s (%s); a relay takes it later", pk, error)
-        return
-    if health.reachable_since is not None or not health.failing:
-        # Redis answers: from now on every writer leaves its events to the relay, behind this
-        # one, until the relay has published it (it lowers the flag when nothing waits).
-        with contextlib.suppress(Exception):
-            backend.raise_flag_sync(_backlog(key), get_settings().RELAY_CLAIM_TIMEOUT)
-
-
-def _recovered_here(health: _Health, backend: RedisBackend, key: str, pk: int, using: str) -> bool:
-    """After an incident, a writer publishes directly again once Redis is back and no older
-    event of its destination still waits for the relay (so that none is overtaken)."""
-    from .models import OutboxEvent
-
-    if not health.ready(backend):
-        return False
-    older = OutboxEvent.objects.using(using).filter(_waiting(), destination=key, pk__lt=pk)
-    return not older.exists()
-
-
-def _waiting() -> Q:
-    """Rows a relay publishes (or is publishing): released by their writer, or claimed by it."""
-    return Q(claimed_by="") | Q(claimed_by__endswith=":relay")
-
-
-def _release(using: str, ids: list[int]) -> None:
-    from .models import OutboxEvent
-
-    OutboxEvent.objects.using(using).filter(pk__in=ids).update(claimed_by="", claimed_at=None)
-
-
-class _Health:
-    """Whether publishing to one broker works; each incident is logged once, then its end."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.url = broker.backend.safe_url
-        self._lock = threading.Lock()
-        self.failing_since: float | None = None
-        self.reachable_since: float | None = None
-
-    @property
-    def failing(self) -> bool:
-        return self.failing_since is not None
-
-    def failed(self, error: BaseException) -> None:
-        with self._lock:
-            self.reachable_since = None
-            if self.failing_since is not None:
-                return
-            self.failing_since = time.monotonic()
-        logger.warning(
-            "Cannot publish to %s (%s): committed events are kept in the outbox and relayed, "
-            "in order, when it is reachable again",
-            self.url,
-            error,
-        )
-
-    def ready(self, backend: RedisBackend) -> bool:
-        """Whether kept events may be published now (Redis back for ``RECONNECT_GRACE``)."""
-        if self.failing_since is None:
-            return True
-        try:
-            backend.ping_sync()
-        except Exception:
-            self.reachable_since = None
-            return False
-        now = time.monotonic()
-        if self.reachable_since is None:
-            self.reachable_since = now
-        return now - self.reachable_since >= RECONNECT_GRACE
-
-    def recovered(self, relayed: int) -> None:
-        with self._lock:
-            since, self.failing_since = self.failing_since, None
-        if since is not None:
-            logger.info(
-                "Publishing to %s works again after %.1fs (%d kept events relayed here)",
-                self.url,
-                time.monotonic() - since,
-                relayed,
-            )
-
-
-_healths: dict[str, _Health] = {}
-
-
-def _health(broker: Broker) -> _Health:
-    """The publishing health of ``broker``'s destination in this process."""
-    key = destination_key(broker)
-    health = _healths.get(key)
-    if health is None:
-        health = _healths.setdefault(key, _Health(broker))
-    return health
 
 
 def relay_once(broker: Broker | None = None) -> int:
@@ -265,12 +75,12 @@ def relay_once(broker: Broker | None = None) -> int:
     backend = broker.backend
     if not isinstance(backend, RedisBackend):
         return 0
-    health = _health(broker)
+    health = health_of(broker)
     key = destination_key(broker)
     backlog = _has_backlog(key)
     if backlog:  # as soon as Redis answers: writers leave their events to the relay, in order
         with contextlib.suppress(Exception):
-            backend.raise_flag_sync(_backlog(key), get_settings().RELAY_CLAIM_TIMEOUT)
+            backend.raise_flag_sync(backlog_key(key), get_settings().RELAY_CLAIM_TIMEOUT)
     if not health.ready(backend):
         return 0
     relayed = 0
@@ -295,9 +105,9 @@ def relay_once(broker: Broker | None = None) -> int:
         with contextlib.suppress(Exception):
             # Lowered only if no writer raised it after this look at the outbox (a writer
             # releases its row first, then raises the flag).
-            seen = backend.flag_sync(_backlog(key))
+            seen = backend.flag_sync(backlog_key(key))
             if not _has_backlog(key):
-                backend.lower_flag_sync(_backlog(key), seen)
+                backend.lower_flag_sync(backlog_key(key), seen)
     if health.failing:
         health.recovered(relayed)
     return relayed
@@ -308,7 +118,7 @@ def _has_backlog(key: str) -> bool:
     from .models import OutboxEvent
 
     return any(
-        OutboxEvent.objects.using(alias).filter(_waiting(), destination=key).exists()
+        OutboxEvent.objects.using(alias).filter(waiting_rows(), destination=key).exists()
         for alias in _outbox_databases()
     )
 
@@ -317,7 +127,7 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
     """Delete the rows Redis has; publish, in order, those no live writer is publishing."""
     from .models import OutboxEvent
 
-    marks = _marks(key)
+    marks = marks_key(key)
     names = {row.pk: outbox_mark(alias, row) for row in rows}
     marked = backend.marked_sync(marks, list(names.values()))
     published = [pk for pk, name in names.items() if name in marked]
@@ -343,7 +153,7 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
                 mark=(marks, [names[row.pk] for row in relayed]),
             )
         except Exception:
-            _release(alias, [row.pk for row in relayed])
+            release(alias, [row.pk for row in relayed])
             raise
     done = [*published, *(row.pk for row in relayed)]
     OutboxEvent.objects.using(alias).filter(pk__in=done)._raw_delete(alias)  # no collector
@@ -415,7 +225,7 @@ async def run_relay(stop: asyncio.Event) -> None:
             while not stop.is_set():
                 await loop.run_in_executor(thread, _relay_in_thread, broker)
                 # While publishing fails, look for Redis's return more often.
-                wait = min(interval, 0.25) if _health(broker).failing else interval
+                wait = min(interval, 0.25) if health_of(broker).failing else interval
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):  # no task per round, unlike wait_for
                         await stop.wait()

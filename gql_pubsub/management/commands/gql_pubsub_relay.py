@@ -14,7 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from gql_pubsub.conf import get_settings
-from gql_pubsub.relay import RECONNECT_GRACE, pending, relay_once, release_lease
+from gql_pubsub.outbox_health import RECONNECT_GRACE
+from gql_pubsub.relay import pending, relay_once, release_lease
 
 
 class Command(BaseCommand):
