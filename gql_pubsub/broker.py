@@ -122,17 +122,23 @@ class Subscriber(Listener):
 class Watcher(Listener):
     """A callback run as each event is dispatched, before any later event is.
 
-    For control messages whose effect must precede every event published after them.
+    For control messages whose effect must precede every event published after them, and for
+    followed-channel streams that decide in the dispatch which events they let through.
     """
 
-    __slots__ = ("_closed", "callback")
+    __slots__ = ("_closed", "callback", "on_close")
 
-    def __init__(self, callback: Callable[[Event | Gap], None]) -> None:
+    def __init__(
+        self, callback: Callable[[Event | Gap], None], on_close: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(set())
         self.callback = callback
+        self.on_close = on_close
         self._closed = False
 
     def close(self) -> None:
+        if not self._closed and self.on_close is not None:
+            self.on_close()
         self._closed = True
 
     def deliver(self, event: Event | Gap) -> None:
@@ -258,6 +264,19 @@ class Broker:
 
     async def remove(self, subscriber: Listener, *channels: str) -> None:
         """Stop delivering ``channels`` to a subscriber (the last one out unsubscribes)."""
+        for channel in self._discard(subscriber, channels):
+            await self.backend.unsubscribe(channel)
+
+    def discard(self, subscriber: Listener, *channels: str) -> None:
+        """Stop delivering ``channels`` to a subscriber now, from inside a dispatch too (the
+        last one out unsubscribes in the background)."""
+        for channel in self._discard(subscriber, channels):
+            task = asyncio.ensure_future(self.backend.unsubscribe(channel))
+            task.add_done_callback(_retrieve_exception)
+
+    def _discard(self, subscriber: Listener, channels: Iterable[str]) -> list[str]:
+        """Drop the subscriber from ``channels``; those left without one, to unsubscribe."""
+        unsubscribe = []
         for channel in channels:
             subscriber.channels.discard(channel)
             remaining = self._subscribers.get(channel)
@@ -268,15 +287,20 @@ class Broker:
                 del self._subscribers[channel]
                 self._ready.pop(channel).cancel()
                 if self.state is BrokerState.RUNNING:
-                    await self.backend.unsubscribe(channel)
+                    unsubscribe.append(channel)
+        return unsubscribe
 
     @contextlib.asynccontextmanager
     async def watch(
-        self, callback: Callable[[Event | Gap], None], *channels: str
+        self,
+        callback: Callable[[Event | Gap], None],
+        *channels: str,
+        on_close: Callable[[], None] | None = None,
     ) -> AsyncIterator[Watcher]:
-        """Call ``callback(event)`` synchronously for each event on ``channels`` while open."""
+        """Call ``callback(event)`` synchronously for each event on ``channels`` while open
+        (``on_close()`` if the broker stops first)."""
         await self.start()
-        watcher = Watcher(callback)
+        watcher = Watcher(callback, on_close)
         try:
             await self.add(watcher, *channels)
             yield watcher

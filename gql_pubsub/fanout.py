@@ -1,30 +1,33 @@
 """Fan-out: one execution and one encoding per event per group of identical subscriptions.
 
-Subscribers whose operation is the same (document, variables, operation name), whose resolver
-returned the same :class:`~gql_pubsub.subscriptions.ChannelStream`, and whose results cannot
-differ (the same user, or a stream declared ``shared``) form a :class:`Group`. The group holds
-one broker subscription; for each event it executes the selection set once, encodes the result
-once, and each member only splices its operation id into the frame.
+Subscribers whose operation is the same (document, variables, operation name), whose streams
+map events the same way, and whose results cannot differ (the same user, or a stream declared
+``shared``) form a :class:`Group`. The broker's dispatch feeds the group's one bounded queue:
+every event of its channels (a channel stream), or the events each member's followed-channel
+stream lets through (``listen_to_user_subscriptions``). For each event the group executes the
+selection set once and encodes the result once; each member only splices in its operation id
+(and its cursor, if it asked for one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Set
+from typing import Any, Protocol
 
 from graphql.execution import Executor
 
-from .broker import SubscriberOverflow
+from .broker import Broker, EventsLost, Listener, SubscriberOverflow
 from .cursors import Cursor, refetch_payload, start_payload, with_cursor
 from .events import START, Event, Gap, Offset
 from .execution import Engine
 from .protocol import next_prefix
-from .subscriptions import SKIP, ChannelStream
+from .subscriptions import SKIP
 
 logger = logging.getLogger("gql_pubsub.fanout")
 
@@ -35,10 +38,35 @@ Finish = Callable[[str | None], Awaitable[None]]
 """Ends one member's operation: ``complete``, or ``next`` with this error then ``complete``."""
 
 
+class Source(Protocol):
+    """What a group streams: a :class:`~gql_pubsub.subscriptions.ChannelStream`, or
+    :class:`Followed`."""
+
+    @property
+    def channels(self) -> Set[str]: ...
+    @property
+    def broker(self) -> Broker: ...
+    def accepts(self, event: Event) -> bool: ...
+    def map(self, event: Event) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Followed:
+    """The source of a group of followed-channel streams: no channels of its own, its members'
+    streams let events through (their channels, kinds and access checked)."""
+
+    broker: Broker
+    map: Callable[[Event], Any]
+    channels: frozenset[str] = frozenset()
+
+    def accepts(self, event: Event) -> bool:
+        return True
+
+
 class Member:
     """One subscriber in a group: where its frames go and the prefix that names its operation."""
 
-    __slots__ = ("finish", "held", "positions", "prefix", "send")
+    __slots__ = ("detach", "finish", "held", "positions", "prefix", "send")
 
     def __init__(self, op_id: str, send: Send, finish: Finish) -> None:
         self.prefix = next_prefix(op_id)
@@ -48,21 +76,102 @@ class Member:
         """While it catches up: the group's frames (channel, offset, body) that wait for it."""
         self.positions: dict[str, Offset] | None = None
         """Where it is, while that differs from where its group is (else None)."""
+        self.detach: Callable[[], Awaitable[None]] | None = None
+        """Stops the member's own followed-channel stream when it leaves."""
+
+
+Takers = list[tuple[Member, str | None]]
+"""The members an event was let through for, each with its cursor (None: it asked for none)."""
+
+
+class Inbox(Listener):
+    """A group's bounded queue, filled in the broker's dispatch: the events of the group's
+    channels (it listens to them), and those its members' followed streams let through."""
+
+    __slots__ = ("_ended", "_overflowed", "_queue", "_waiter", "maxsize", "what")
+
+    def __init__(self, maxsize: int, what: str) -> None:
+        super().__init__(set())
+        self.maxsize = maxsize
+        self.what = what
+        self._queue: deque[tuple[Event | Gap | None, Takers | None]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._overflowed = False
+        self._ended = False
+
+    def deliver(self, event: Event | Gap) -> None:
+        self.offer(event)
+
+    def close(self) -> None:
+        """No event follows (the broker stopped): end after the events already queued."""
+        self._ended = True
+        self._wake()
+
+    def offer(
+        self, event: Event | Gap | None, member: Member | None = None, cursor: str | None = None
+    ) -> None:
+        """Take one event: for every member (``member`` None), or for ``member`` only (its
+        followed stream let it through; a Gap: it lost events; None: its stream ended).
+
+        The broker hands one decoded event to each listener of its channel in one synchronous
+        pass, so the members that take an event offer it one after another: they share one
+        entry, and one execution.
+        """
+        queue = self._queue
+        if member is not None and queue:
+            last, takers = queue[-1]
+            if last is event and takers is not None:
+                takers.append((member, cursor))
+                return
+        if self._overflowed:
+            return
+        if len(queue) >= self.maxsize:
+            self._overflowed = True
+            queue.clear()
+        else:
+            queue.append((event, None if member is None else [(member, cursor)]))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> tuple[Event | Gap | None, Takers | None]:
+        while True:
+            if self._overflowed:
+                raise SubscriberOverflow(
+                    f"Subscriber fell more than {self.maxsize} events behind on {self.what}; "
+                    "its stream was ended. Read faster or raise GQL_PUBSUB['SUBSCRIBER_BUFFER']."
+                )
+            if self._queue:
+                return self._queue.popleft()
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class Group:
     """Subscribers served by one execution per event.
 
-    A *resumable* group (its members asked for cursors) knows where it is in each channel's
-    history: it starts at the history's end when it subscribes, sends its cursor in every
-    frame, and lets a member that resumes from an older cursor catch up first.
+    A *resumable* channel group (its members asked for cursors) knows where it is in each
+    channel's history: it starts at the history's end when it subscribes, sends its cursor in
+    every frame, and lets a member that resumes from an older cursor catch up first. Members of
+    a followed group carry their own cursors.
     """
 
     def __init__(
         self,
         key: Hashable,
         executor: Executor[Any],
-        stream: ChannelStream[Any],
+        stream: Source,
         hub: FanOut,
         *,
         resumable: bool = False,
@@ -76,10 +185,11 @@ class Group:
         self.positions: dict[str, Offset] = {}
         self._cursor: str | None = None
         self._hub = hub
+        what = str(sorted(stream.channels)) if stream.channels else "followed channels"
+        self.inbox = Inbox(stream.broker.buffer_size, what)
+        """Where the broker's dispatch puts the group's events (see :meth:`Inbox.offer`)."""
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(
-            self._run(), name=f"gql_pubsub group {sorted(stream.channels)}"
-        )
+        self.task = asyncio.create_task(self._run(), name=f"gql_pubsub group {what}")
 
     @property
     def cursor(self) -> str:
@@ -88,30 +198,20 @@ class Group:
             self._cursor = Cursor(self.epoch, dict(self.positions)).encode()
         return self._cursor
 
+    # -- the group's task ----------------------------------------------------------------------
+
     async def _run(self) -> None:
         ending: str | None = None
         try:
-            broker = self.stream.broker
-            async with broker.subscribe(*self.stream.channels) as subscriber:
-                if self.resumable:  # after SUBSCRIBE: nothing after this place can be missed
-                    self.epoch, self.positions = await broker.tail(self.stream.channels)
+            async with self._feed():
                 self.ready.set_result(None)
-                async for event in subscriber:
-                    if isinstance(event, Gap):
+                async for event, takers in self.inbox:
+                    if takers is not None:
+                        await self._serve(event, takers)
+                    elif isinstance(event, Gap):
                         await self._refetch(event)
-                        continue
-                    if self.resumable and not self._advance(event):
-                        continue
-                    body = await self.render(event)
-                    if body is None:
-                        continue
-                    if not self.resumable:
-                        frame_tail = body + "}}"
-                        for member in tuple(self.members.values()):
-                            await member.send(member.prefix + frame_tail)
-                        continue
-                    for member in tuple(self.members.values()):
-                        await self._forward(member, event.channel, event.offset, body)
+                    elif event is not None:
+                        await self._broadcast(event)
         except SubscriberOverflow as overflow:
             ending = str(overflow)
         except asyncio.CancelledError:
@@ -120,15 +220,66 @@ class Group:
             if not self.ready.done():
                 self.ready.set_exception(error)
                 return
-            logger.exception("Subscription group %s failed", sorted(self.stream.channels))
+            logger.exception("Subscription group on %s failed", self.inbox.what)
             ending = "Internal error while streaming this subscription."
         finally:
             if not self.ready.done():
                 self.ready.cancel()
             self._hub.forget(self)
+            for member in self.members.values():
+                self._hub.detach(member)
         for member in tuple(self.members.values()):
             await member.finish(ending)
         self.members.clear()
+
+    @contextlib.asynccontextmanager
+    async def _feed(self) -> AsyncIterator[None]:
+        """Listen to the group's channels while open (a followed group's members feed it)."""
+        channels = self.stream.channels
+        if not channels:
+            yield
+            return
+        broker = self.stream.broker
+        await broker.start()
+        try:
+            await broker.add(self.inbox, *channels)
+            if self.resumable:  # after SUBSCRIBE: nothing after this place can be missed
+                self.epoch, self.positions = await broker.tail(channels)
+            yield
+        finally:
+            await broker.remove(self.inbox, *self.inbox.channels)
+
+    async def _broadcast(self, event: Event) -> None:
+        """One event of the group's channels, to every member."""
+        if self.resumable and not self._advance(event):
+            return
+        body = await self.render(event)
+        if body is None:
+            return
+        if not self.resumable:
+            frame_tail = body + "}}"
+            for member in tuple(self.members.values()):
+                await member.send(member.prefix + frame_tail)
+            return
+        for member in tuple(self.members.values()):
+            await self._forward(member, event.channel, event.offset, body)
+
+    async def _serve(self, event: Event | Gap | None, takers: Takers) -> None:
+        """One event that followed streams let through, to those members."""
+        if event is None or isinstance(event, Gap):  # their stream ended, or lost events
+            ending = None if event is None else str(EventsLost(event))
+            for member, _ in takers:
+                if self.members.pop(id(member), None) is member:
+                    self._hub.detach(member)
+                    await member.finish(ending)
+            return
+        body = await self.render(event)
+        if body is None:
+            return
+        for member, cursor in takers:
+            if self.members.get(id(member)) is member:
+                payload = body + "}" if cursor is None else with_cursor(body, cursor)
+                await member.send(member.prefix + payload + "}")
 
     def _advance(self, event: Event) -> bool:
         """Note the group's new place; False for an event from before it subscribed."""
@@ -236,51 +387,12 @@ class Group:
 
     def leave(self, token: int) -> None:
         """Remove a member; the last one out ends the group and its broker subscription."""
-        self.members.pop(token, None)
+        member = self.members.pop(token, None)
+        if member is not None:
+            self._hub.detach(member)
         if not self.members and not self.task.done():
             self.task.cancel()
             self._hub.forget(self)
-
-
-class SharedExecution:
-    """One execution per event for streams whose events differ per subscriber but whose result
-    for a given event does not (``listen_to_user_subscriptions(..., shared=True)``).
-
-    Every subscriber of the channel receives the same decoded event object, so the encoded
-    payload is cached by event, for the last ``CACHE_SIZE`` events.
-    """
-
-    CACHE_SIZE = 1024
-
-    def __init__(self, engine: Engine, executor: Executor[Any]) -> None:
-        self.engine = engine
-        self.executor = executor
-        self.users = 0
-        self._cache: OrderedDict[int, tuple[object, asyncio.Future[str | None]]] = OrderedDict()
-
-    async def payload(self, event: object, map: Callable[[Any], Any]) -> str | None:
-        """The encoded ``next`` payload for ``map(event)``, mapped and executed once per event
-        for every stream (None: the map dropped the event)."""
-        entry = self._cache.get(id(event))
-        if entry is not None and entry[0] is event:
-            return await entry[1]
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._cache[id(event)] = (event, future)
-        if len(self._cache) > self.CACHE_SIZE:
-            self._cache.popitem(last=False)
-        try:
-            root = map(event)
-            if root is SKIP:
-                future.set_result(None)
-                return None
-            text = await self.engine.execute_event(self.executor, root)
-        except BaseException as error:
-            self._cache.pop(id(event), None)
-            future.set_exception(error)
-            future.exception()  # retrieved: the caller gets it raised
-            raise
-        future.set_result(text)
-        return text
 
 
 class FanOut:
@@ -289,29 +401,21 @@ class FanOut:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.groups: dict[Hashable, Group] = {}
-        self.shared: dict[Hashable, SharedExecution] = {}
+        self._detaching: set[asyncio.Task[None]] = set()
 
-    def share(self, key: Hashable, make_executor: Callable[[], Executor[Any]]) -> SharedExecution:
-        """The shared execution for ``key`` (one more user of it)."""
-        shared = self.shared.get(key)
-        if shared is None:
-            shared = self.shared[key] = SharedExecution(self.engine, make_executor())
-        shared.users += 1
-        return shared
-
-    def unshare(self, key: Hashable) -> None:
-        """One user fewer; the last one drops it."""
-        shared = self.shared.get(key)
-        if shared is not None:
-            shared.users -= 1
-            if shared.users <= 0:
-                del self.shared[key]
+    def detach(self, member: Member) -> None:
+        """Stop a member's own followed-channel stream, if it has one (it left its group)."""
+        detach, member.detach = member.detach, None
+        if detach is not None:
+            task = asyncio.ensure_future(detach())
+            self._detaching.add(task)
+            task.add_done_callback(self._detaching.discard)
 
     def group(
         self,
         key: Hashable,
         make_executor: Callable[[], Executor[Any]],
-        stream: ChannelStream[Any],
+        stream: Source,
         *,
         resumable: bool = False,
     ) -> Group:
@@ -335,3 +439,6 @@ class FanOut:
         for group in groups:
             with contextlib.suppress(BaseException):
                 await group.task
+        for task in list(self._detaching):
+            with contextlib.suppress(BaseException):
+                await task

@@ -13,12 +13,11 @@ import orjson
 from graphql import DocumentNode
 from graphql.execution import Executor
 
-from .broker import EventsLost, SubscriberOverflow
 from .conf import get_settings
 from .context import Context, WebSocketRequest, WebSocketResponse
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .execution import Engine, payload_of, refused
-from .fanout import Group, Member
+from .fanout import Followed, Group, Member, Source
 from .hooks import OperationRefused
 from .protocol import CloseCode, Subscribe, next_prefix
 from .subscriptions import ChannelStream
@@ -140,18 +139,11 @@ class Operations:
             return
         from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
 
-        followed = source if isinstance(source, UserSubscriptionsStream) else None
-        if followed is not None and resumable:
-            followed.resume_from(after)
-            await followed.open()
-            payload = start_payload(followed.cursor, followed.lost)
-            await connection.outbox.send(next_prefix(op.id) + payload + "}")
-        if followed is not None and followed.shared:
-            await self._stream_shared(op, document, followed)
+        if isinstance(source, UserSubscriptionsStream):
+            await self._follow(op, document, executor, source, resumable, after)
             return
         if not isinstance(source, ChannelStream):
-            results = engine.results(executor, source)
-            await self._stream(op.id, results, followed if resumable else None)
+            await self._stream(op.id, engine.results(executor, source))
             return
         key: Hashable = (
             *_operation_key(op),
@@ -159,49 +151,76 @@ class Operations:
             None if source.shared else self._viewer_key(),
             resumable,
         )
-        make_executor = (
-            functools.partial(_shared_executor, engine, document, op)
-            if source.shared
-            else lambda: executor
-        )
-        group = connection.server.fanout.group(key, make_executor, source, resumable=resumable)
+        group = self._group(key, op, document, executor, source, source.shared, resumable)
         member = Member(op.id, connection.outbox.send, functools.partial(self.finish, op.id))
         if resumable:
             member.held = []  # the group's frames wait until the member has caught up
-        token = await group.join(member)
-        entry = self.running.get(op.id)
-        if entry is None or entry.task is not asyncio.current_task() or connection.closed:
-            group.leave(token)  # completed or closed while joining
-            return
-        entry.group, entry.token, entry.task = group, token, None
-        if resumable:
+        if await self._join(op.id, group, member) and resumable:
             await group.catch_up(member, after)
 
-    async def _stream_shared(
-        self, op: Subscribe, document: DocumentNode, source: UserSubscriptionsStream[Any]
+    async def _follow(
+        self,
+        op: Subscribe,
+        document: DocumentNode,
+        executor: Executor[Any],
+        source: UserSubscriptionsStream[Any],
+        resumable: bool,
+        after: Cursor | None,
     ) -> None:
-        """A per-subscriber stream whose events are executed once for all its subscribers."""
-        connection = self.connection
-        key: Hashable = (*_operation_key(op), source.map)
-        fanout = connection.server.fanout
-        make_executor = functools.partial(_shared_executor, connection.server.engine, document, op)
-        shared = fanout.share(key, make_executor)
-        prefix = next_prefix(op.id)
-        try:
-            async with source:
-                while op.id in connection.protocol.operations:
-                    event = await source.next_event()
-                    payload = await shared.payload(event, source.map)
-                    if payload is not None:
-                        if source.resumable:
-                            payload = with_cursor(payload[:-1], source.cursor)
-                        await connection.outbox.send(prefix + payload + "}")
-        except StopAsyncIteration:
-            await self.finish(op.id, None)
-        except (SubscriberOverflow, EventsLost) as ended:
-            await self.finish(op.id, str(ended))
-        finally:
-            fanout.unshare(key)
+        """A user's followed-channel stream, as a member of the group that renders its events
+        (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
+        send = self.connection.outbox.send
+        key: Hashable = (
+            *_operation_key(op),
+            source.feed_key,
+            None if source.shared else self._viewer_key(),
+        )
+        feed = Followed(source.broker, source.map)
+        group = self._group(key, op, document, executor, feed, source.shared, False)
+        member = Member(op.id, send, functools.partial(self.finish, op.id))
+        member.detach = source.aclose
+        if not await self._join(op.id, group, member):
+            return  # leaving detached the stream
+        if resumable:
+            source.resume_from(after)
+        await source.attach(lambda event, cursor: group.inbox.offer(event, member, cursor))
+        if resumable:
+            prefix = next_prefix(op.id)
+            await send(prefix + start_payload(source.cursor, source.lost) + "}")
+            for event, cursor in source.replayed():
+                body = await group.render(event)
+                if body is not None:
+                    await send(prefix + with_cursor(body, cursor) + "}")
+        source.go_live()
+
+    def _group(
+        self,
+        key: Hashable,
+        op: Subscribe,
+        document: DocumentNode,
+        executor: Executor[Any],
+        source: Source,
+        shared: bool,
+        resumable: bool,
+    ) -> Group:
+        """The group for ``key``: a shared one executes with nobody's context."""
+        engine = self.connection.server.engine
+        make_executor = (
+            functools.partial(_shared_executor, engine, document, op)
+            if shared
+            else lambda: executor
+        )
+        return self.connection.server.fanout.group(key, make_executor, source, resumable=resumable)
+
+    async def _join(self, op_id: str, group: Group, member: Member) -> bool:
+        """Join ``group``; False if the operation was completed or the socket closed meanwhile."""
+        token = await group.join(member)
+        entry = self.running.get(op_id)
+        if entry is None or entry.task is not asyncio.current_task() or self.connection.closed:
+            group.leave(token)
+            return False
+        entry.group, entry.token, entry.task = group, token, None
+        return True
 
     def _viewer_key(self) -> Hashable:
         context = self.connection.context
@@ -210,10 +229,8 @@ class Operations:
             return ("user", user.pk)
         return ("connection", id(self))
 
-    async def _stream(
-        self, op_id: str, results: Any, cursors: UserSubscriptionsStream[Any] | None = None
-    ) -> None:
-        """Send each result; with ``cursors``, with that stream's cursor after its event."""
+    async def _stream(self, op_id: str, results: Any) -> None:
+        """Send each result of an operation no group serves (Strawberry's pipeline)."""
         connection = self.connection
         first = True
         async with contextlib.aclosing(results):
@@ -228,8 +245,6 @@ class Operations:
                     continue  # incremental delivery frames have no graphql-transport-ws form
                 if op_id not in connection.protocol.operations:
                     return
-                if cursors is not None and not result.extensions:
-                    payload = with_cursor(payload[:-1], cursors.cursor)
                 await connection.outbox.send(next_prefix(op_id) + payload + "}")
         await self.finish(op_id, None)
 

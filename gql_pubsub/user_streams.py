@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Coroutine, Hashable
 from typing import Any, Generic, Self, TypeVar
 
-from .broker import Broker, EventsLost, Subscriber, get_broker
+from .broker import Broker, EventsLost, Listener, Subscriber, get_broker
 from .conf import get_settings
 from .control import Announcement, control_channel
 from .cursors import Cursor
@@ -33,6 +33,11 @@ def _still_readable(user: Any, channel: str) -> bool:
     return active and may_read(user, channel)
 
 
+Deliver = Callable[[Event | Gap | None, str | None], None]
+"""Where a followed stream attached to a fan-out group hands each event it lets through, with
+its cursor (a Gap: events were lost; None: the broker stopped)."""
+
+
 class UserSubscriptionsStream(Generic[T]):
     """Events of every channel ``user`` actively subscribes to and may read, followed live.
 
@@ -40,6 +45,9 @@ class UserSubscriptionsStream(Generic[T]):
     the broker; an unsubscribe, a deleted subscription or a revocation stops its events at once:
     the revocation is announced before its transaction commits, so no event published after the
     commit can reach this stream.
+
+    Iterate it (its own bounded subscriber), or let the WebSocket server :meth:`attach` it to a
+    fan-out group: the stream then decides in the broker's dispatch which events it lets through.
     """
 
     def __init__(
@@ -58,8 +66,12 @@ class UserSubscriptionsStream(Generic[T]):
         self.channels: set[str] = set()
         self._broker = broker
         self._control = control_channel(user.pk)
-        self._context: contextlib.AbstractAsyncContextManager[Subscriber] | None = None
+        self._context: contextlib.AbstractAsyncContextManager[Listener] | None = None
+        self._listener: Listener | None = None
         self._subscriber: Subscriber | None = None
+        self._deliver: Deliver | None = None
+        self._pending: list[Event | Gap] | None = None
+        """Attached and not yet live: what the broker dispatched meanwhile."""
         self._unconfirmed: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.resumable = False
@@ -88,18 +100,73 @@ class UserSubscriptionsStream(Generic[T]):
     def broker(self) -> Broker:
         return self._broker or get_broker()
 
+    @property
+    def feed_key(self) -> Hashable:
+        """What makes two streams' events render alike in one fan-out group: map and broker."""
+        return (self.map, id(self.broker))
+
     async def open(self) -> None:
         """Subscribe to the user's control channel, then to their channels (idempotent)."""
-        if self._subscriber is not None:
+        if self._listener is not None:
             return
-        self._context = self.broker.subscribe(self._control)
-        self._subscriber = await self._context.__aenter__()
+        subscribing = self.broker.subscribe(self._control)
+        self._context = subscribing
+        self._listener = self._subscriber = await subscribing.__aenter__()
+        await self._follow_all()
+
+    async def attach(self, deliver: Deliver) -> None:
+        """Follow for a fan-out group: ``deliver(event, cursor)`` runs in the broker's dispatch
+        for each event let through, once :meth:`go_live` is called (replay first)."""
+        self._deliver, self._pending = deliver, []
+        self._context = self.broker.watch(self._dispatched, self._control, on_close=self._closed)
+        self._listener = await self._context.__aenter__()
+        await self._follow_all()
+
+    async def _follow_all(self) -> None:
+        assert self._listener is not None
         # Changes made from here on arrive on the control channel; applying one twice is harmless.
         channels = await database_sync_to_async(_readable_channels)(self.user)
-        await self.broker.add(self._subscriber, *channels)
+        await self.broker.add(self._listener, *channels)
         self.channels.update(channels)
         if self.resumable:
             await self._start_positions(channels)
+
+    def replayed(self) -> list[tuple[Event, str]]:
+        """An attached stream's events to replay first, each with its cursor (then go live)."""
+        taken = []
+        while self._replay:
+            event = self._take(self._replay.popleft(), replayed=True)
+            if event is not None:
+                taken.append((event, self.cursor))
+        return taken
+
+    def go_live(self) -> None:
+        """Hand on what was dispatched while attaching, then each event as it is dispatched."""
+        pending, self._pending = self._pending or [], None
+        limit = self.broker.buffer_size
+        if len(pending) > limit:
+            reason = f"more than {limit} events arrived while this subscription caught up"
+            self._dispatched(Gap(self._control, reason))
+            return
+        for event in pending:
+            self._dispatched(event)
+
+    def _dispatched(self, event: Event | Gap) -> None:
+        """An attached stream's event, in the broker's dispatch."""
+        if self._pending is not None:
+            self._pending.append(event)
+            return
+        assert self._deliver is not None
+        if isinstance(event, Gap):
+            self._deliver(event, None)
+            return
+        taken = self._take(event, replayed=False)
+        if taken is not None:
+            self._deliver(taken, self.cursor if self.resumable else None)
+
+    def _closed(self) -> None:
+        if self._deliver is not None:
+            self._deliver(None, None)
 
     async def _start_positions(self, channels: list[str]) -> None:
         """Where each channel's history ends now; what the cursor missed, to replay first."""
@@ -115,12 +182,13 @@ class UserSubscriptionsStream(Generic[T]):
 
     async def aclose(self) -> None:
         """Stop following; release every broker subscription."""
+        self._deliver = None
         for timer in self._unconfirmed.values():
             timer.cancel()
         self._unconfirmed.clear()
         for task in self._tasks:
             task.cancel()
-        context, self._context, self._subscriber = self._context, None, None
+        context, self._context, self._listener, self._subscriber = self._context, None, None, None
         if context is not None:
             await context.__aexit__(None, None, None)
 
@@ -149,29 +217,38 @@ class UserSubscriptionsStream(Generic[T]):
             event = self._replay.popleft() if replayed else await anext(self._subscriber)
             if isinstance(event, Gap):
                 raise EventsLost(event)
-            if self.resumable and event.epoch:
-                channel = event.channel
-                if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
-                    self.epoch, self.positions, self._floor = event.epoch, {}, {}
-                elif not replayed and event.offset <= max(
-                    self.positions.get(channel, START), self._floor.get(channel, START)
-                ):
-                    continue  # replayed already, or from before the stream started
-                self.positions[channel] = event.offset
-            if event.channel == self._control:
-                await self._apply(Announcement.of(event))
-                continue
-            if event.channel not in self.channels:
-                continue  # queued before its channel was revoked
-            if self.kinds is None or event.kind in self.kinds:
-                return event
+            taken = self._take(event, replayed)
+            if taken is not None:
+                return taken
 
-    async def _apply(self, announcement: Announcement | None) -> None:
+    def _take(self, event: Event, replayed: bool) -> Event | None:
+        """The event if the stream lets it through; control messages are applied here."""
+        if self.resumable and event.epoch:
+            channel = event.channel
+            if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
+                self.epoch, self.positions, self._floor = event.epoch, {}, {}
+            elif not replayed and event.offset <= max(
+                self.positions.get(channel, START), self._floor.get(channel, START)
+            ):
+                return None  # replayed already, or from before the stream started
+            self.positions[channel] = event.offset
+        if event.channel == self._control:
+            self._apply(Announcement.of(event))
+            return None
+        if event.channel not in self.channels:
+            return None  # queued before its channel was revoked
+        if self.kinds is None or event.kind in self.kinds:
+            return event
+        return None
+
+    def _apply(self, announcement: Announcement | None) -> None:
+        """Apply a change of access at once: a loss stops the channel's events before any later
+        one; a gain is checked (a query) and followed in the background."""
         if announcement is None or announcement.channel is None:
             return  # e.g. a deactivation: the connection itself is closed
         channel = announcement.channel
         if announcement.loses_access:
-            await self._drop(channel)
+            self._drop(channel)
             if announcement.committed:
                 self._confirmed(channel)
             elif channel not in self._unconfirmed:
@@ -181,10 +258,8 @@ class UserSubscriptionsStream(Generic[T]):
                 )
             return
         self._confirmed(channel)
-        if channel in self.channels:
-            return
-        if await database_sync_to_async(may_read)(self.user, channel):
-            await self._add(channel)
+        if channel not in self.channels:
+            self._in_background(self._add_if(may_read, channel))
 
     def _confirmed(self, channel: str) -> None:
         timer = self._unconfirmed.pop(channel, None)
@@ -193,27 +268,31 @@ class UserSubscriptionsStream(Generic[T]):
 
     def _recheck(self, channel: str) -> None:
         self._unconfirmed.pop(channel, None)
-        task = asyncio.ensure_future(self._restore_if_readable(channel))
+        self._in_background(self._add_if(_still_readable, channel))
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _restore_if_readable(self, channel: str) -> None:
-        if await database_sync_to_async(_still_readable)(self.user, channel):
+    async def _add_if(self, readable: Callable[[Any, str], bool], channel: str) -> None:
+        if await database_sync_to_async(readable)(self.user, channel):
             await self._add(channel)
 
     async def _add(self, channel: str) -> None:
-        if self._subscriber is not None and channel not in self.channels:
+        if self._listener is not None and channel not in self.channels:
             self.channels.add(channel)
             if self.resumable:  # followed from here: its events after this place are owed
                 epoch, here = await self.broker.tail([channel])
                 if epoch == self.epoch:
                     self.positions.setdefault(channel, here[channel])
-            await self.broker.add(self._subscriber, channel)
+            if self._listener is not None:
+                await self.broker.add(self._listener, channel)
 
-    async def _drop(self, channel: str) -> None:
-        if self._subscriber is not None and channel in self.channels:
-            self.channels.discard(channel)
-            await self.broker.remove(self._subscriber, channel)
+    def _drop(self, channel: str) -> None:
+        if self._listener is not None and channel in self.channels:
+            self.channels.discard(channel)  # its events stop here, in this dispatch
+            self.broker.discard(self._listener, channel)
 
 
 def listen_to_user_subscriptions(

@@ -36,13 +36,12 @@ class SocketStats:
     operations: int
     """Operations running on them."""
     groups: int
-    """Fan-out groups: subscriptions that share one execution per event."""
+    """Fan-out groups: subscriptions (of channels, or of users' followed channels) that share
+    one execution per event."""
     group_members: int
     """Operations served by those groups."""
     live_groups: int
     """Groups whose channels' subscription is confirmed (their events are being delivered)."""
-    shared_executions: int
-    """Shared executions of users' followed-channel streams."""
     documents_parsed: int
     """Documents parsed and validated (once per distinct text, while cached). The cache is the
     schema's, shared with the HTTP view and with other endpoints of the same schema."""
@@ -81,7 +80,6 @@ class GraphQLWebSocket:
             groups=len(self.fanout.groups),
             group_members=sum(len(group.members) for group in groups),
             live_groups=sum(group.ready.done() for group in groups),
-            shared_executions=len(self.fanout.shared),
             documents_parsed=cache.misses,
             documents_cached=cache.currsize,
             document_cache_hits=cache.hits,

@@ -197,49 +197,96 @@ async def _members(server: InProcessServer, count: int, timeout: float = 10) -> 
 
 
 @pytest.fixture
-def followers(make_user: Callable[..., Any], token_for: Any, channel: str) -> list[str]:
-    """Three users following one `news:` channel; their tokens."""
+def followers(make_user: Callable[..., Any], token_for: Any, channel: str) -> list[Any]:
+    """Three users following one `news:` channel."""
     from gql_pubsub.models import Channel
 
     news = Channel.objects.create(name=f"news:{channel}")
     users = [make_user("follower") for _ in range(3)]
     for user in users:
         news.subscribe(user)
-    return [token_for(user) for user in users]
+    return users
+
+
+async def followed_sockets(
+    server: InProcessServer, redis_client: redis.Redis, tokens: list[str], channel: str
+) -> tuple[list[GraphQLWS], int]:
+    """A `followed` operation per token, each live; how many events that took to show."""
+    query = "subscription { followed { n executions viewer } }"
+    clients = [await socket(server, token) for token in tokens]
+    for client in clients:
+        await client.subscribe("f", query)
+    await to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
+    # The first subscriber's stream is live; publish until every stream has one event.
+    published = 0
+    for index, client in enumerate(clients):
+        for _ in range(40):  # 0.5 s each: 20 s at most
+            published += 1
+            await apublish(f"news:{channel}", "custom", {"n": f"{channel}-{published}"})
+            try:
+                await client.next_payload("f", timeout=0.5)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"the stream of follower {index} never went live")
+    published += 1  # and one that every stream reads up to: nothing earlier is left unread
+    await apublish(f"news:{channel}", "custom", {"n": f"{channel}-synced"})
+    for client in clients:
+        await _next_with_n(client, f"{channel}-synced", published)
+    return clients, published
 
 
 async def test_followed_streams_of_different_users_share_one_execution_per_event(
-    app_server: InProcessServer, redis_client: redis.Redis, followers: list[str], channel: str
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    followers: list[Any],
+    token_for: Any,
+    channel: str,
 ) -> None:
-    """Each user's own stream; one shared execution per event, with no user in its context."""
-    query = "subscription { followed { n executions viewer } }"
-    clients = [await socket(app_server, token) for token in followers]
+    """Each user's own stream, in one group; one execution per event, with no user in it."""
+    tokens = [token_for(user) for user in followers]
+    clients, published = await followed_sockets(app_server, redis_client, tokens, channel)
     try:
-        for client in clients:
-            await client.subscribe("f", query)
-        await to_thread(wait_numsub, redis_client, f"news:{channel}", 1)
-        # The first subscriber's stream is live; publish until every stream has one event.
-        received: list[dict[str, Any]] = []
-        published = 0
-        for index, client in enumerate(clients):
-            for _ in range(40):  # 0.5 s each: 20 s at most
-                published += 1
-                await apublish(f"news:{channel}", "custom", {"n": f"{channel}-{published}"})
-                try:
-                    received.append(
-                        (await client.next_payload("f", timeout=0.5))["data"]["followed"]
-                    )
-                    break
-                except TimeoutError:
-                    continue
-            else:
-                raise AssertionError(f"the stream of follower {index} never went live")
+        stats = app_server.app.websocket.stats()
+        assert (stats.groups, stats.group_members) == (1, 3)
         await apublish(f"news:{channel}", "custom", {"n": f"{channel}-last"})
         last = [await _next_with_n(client, f"{channel}-last", published + 1) for client in clients]
     finally:
         await asyncio.gather(*(c.close() for c in clients))
     assert last == [{"n": f"{channel}-last", "executions": 1, "viewer": None}] * 3
     assert fanout_app.executions[f"{channel}-last"] == 1
+
+
+async def test_a_follower_who_unsubscribes_stops_at_once_and_the_rest_of_its_group_goes_on(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    followers: list[Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """The unsubscribe commits, then an event: two of three followers get it, executed once."""
+    from gql_pubsub.models import Channel
+
+    tokens = [token_for(user) for user in followers]
+    clients, published = await followed_sockets(app_server, redis_client, tokens, channel)
+    news = f"news:{channel}"
+
+    def unsubscribe_then_publish() -> None:
+        Channel.objects.get(name=news).unsubscribe(followers[0])
+        from gql_pubsub import publish
+
+        publish(news, "custom", {"n": f"{channel}-after"})
+
+    try:
+        await to_thread(unsubscribe_then_publish)
+        after = [await _next_with_n(c, f"{channel}-after", published + 1) for c in clients[1:]]
+        await clients[0].expect_silence(scaled(0.5))
+        stats = app_server.app.websocket.stats()
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    assert after == [{"n": f"{channel}-after", "executions": 1, "viewer": None}] * 2
+    assert (stats.groups, stats.group_members) == (1, 3)  # the first one's stream goes on
 
 
 async def _next_with_n(client: GraphQLWS, n: str, limit: int) -> dict[str, Any]:

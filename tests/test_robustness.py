@@ -58,7 +58,6 @@ class ThreadedServer:
             return {
                 "broker_subscribers": get_broker().subscriber_count(),
                 "groups": stats.groups,
-                "shared": stats.shared_executions,
                 "connections": stats.connections,
                 "users": stats.users,
                 "operations": stats.operations,

@@ -135,4 +135,4 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
             assert stats.documents_parsed - empty.documents_parsed == 2  # the two texts
         after = websocket.stats()
     assert (after.connections, after.users, after.operations) == (0, 0, 0)
-    assert (after.groups, after.group_members, after.shared_executions) == (0, 0, 0)
+    assert (after.groups, after.group_members, after.live_groups) == (0, 0, 0)
