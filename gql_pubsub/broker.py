@@ -6,16 +6,27 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from .backends import Backend, backend_from_url
 from .conf import get_settings
-from .cursors import Cursor
 from .events import Event, EventDecodeError, Gap, Offset
+from .listeners import EventsLost, Listener, Subscriber, SubscriberOverflow, Watcher
 
 logger = logging.getLogger("gql_pubsub.broker")
+
+__all__ = [
+    "Broker",
+    "BrokerState",
+    "EventTooLarge",
+    "EventsLost",
+    "Listener",
+    "Subscriber",
+    "SubscriberOverflow",
+    "Watcher",
+    "get_broker",
+]
 
 
 class BrokerState(enum.Enum):
@@ -29,125 +40,6 @@ class BrokerState(enum.Enum):
 
 class EventTooLarge(ValueError):
     """An event's encoding is larger than MAX_EVENT_SIZE; it was not published."""
-
-
-class SubscriberOverflow(RuntimeError):
-    """A subscriber fell behind by more than its buffer holds; its stream is ended."""
-
-
-class EventsLost(RuntimeError):
-    """Events of a channel may have been lost (Redis lost its data, the history no longer
-    reached back): the stream is ended and its client must refetch."""
-
-    def __init__(self, gap: Gap) -> None:
-        super().__init__(
-            f"Events on {gap.channel!r} may have been lost ({gap.reason}): refetch, then "
-            "subscribe again."
-        )
-        self.gap = gap
-
-
-class Listener:
-    """What the broker hands a channel's events to, as it dispatches them."""
-
-    __slots__ = ("channels",)
-
-    def __init__(self, channels: set[str]) -> None:
-        self.channels = channels
-
-    def deliver(self, event: Event | Gap) -> None:
-        """Take one event (or gap), synchronously, in the broker's dispatch."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """No event follows (the subscription ended, or the broker stopped)."""
-
-
-class Subscriber(Listener):
-    """One consumer's bounded view of some channels; iterate it for events."""
-
-    __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "maxsize")
-
-    def __init__(self, channels: set[str], maxsize: int) -> None:
-        super().__init__(channels)
-        self.maxsize = maxsize
-        self._buffer: deque[Event | Gap] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._overflowed = False
-        self._closed = False
-
-    def deliver(self, event: Event | Gap) -> None:
-        """Queue an event; a full buffer ends this subscriber, never the others."""
-        if self._closed or self._overflowed:
-            return
-        if len(self._buffer) >= self.maxsize:
-            self._overflowed = True
-            self._buffer.clear()
-        else:
-            self._buffer.append(event)
-        self._wake()
-
-    def close(self) -> None:
-        """End the stream after the events already queued."""
-        self._closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def __aiter__(self) -> Subscriber:
-        return self
-
-    async def __anext__(self) -> Event | Gap:
-        while True:
-            if self._overflowed:
-                raise SubscriberOverflow(
-                    f"Subscriber fell more than {self.maxsize} events behind on "
-                    f"{sorted(self.channels)}; its stream was ended. Read faster or raise "
-                    "GQL_PUBSUB['SUBSCRIBER_BUFFER']."
-                )
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-
-class Watcher(Listener):
-    """A callback run as each event is dispatched, before any later event is.
-
-    For control messages whose effect must precede every event published after them, and for
-    followed-channel streams that decide in the dispatch which events they let through.
-    """
-
-    __slots__ = ("_closed", "callback", "on_close")
-
-    def __init__(
-        self, callback: Callable[[Event | Gap], None], on_close: Callable[[], None] | None = None
-    ) -> None:
-        super().__init__(set())
-        self.callback = callback
-        self.on_close = on_close
-        self._closed = False
-
-    def close(self) -> None:
-        if not self._closed and self.on_close is not None:
-            self.on_close()
-        self._closed = True
-
-    def deliver(self, event: Event | Gap) -> None:
-        if self._closed:
-            return
-        try:
-            self.callback(event)
-        except Exception:
-            logger.exception("A watcher of %s failed", sorted(self.channels))
 
 
 class Broker:
@@ -358,34 +250,6 @@ class Broker:
             with contextlib.suppress(EventDecodeError):
                 events.append(Event.decode(payload, channel, epoch, offset))
         return events
-
-    async def catch_up(
-        self, after: Cursor, epoch: str, here: dict[str, Offset], *, unnamed_lost: bool
-    ) -> tuple[dict[str, Offset], list[Event], list[str]]:
-        """What a subscriber resuming from ``after`` is owed, where the live stream is ``here``
-        (in ``epoch``): its place per channel, the events to replay first (in offset order), and
-        the channels whose history cannot prove it holds them. A channel the cursor does not
-        name is lost if ``unnamed_lost``, else owed nothing (followed since)."""
-        places = dict(here)
-        replayed: list[Event] = []
-        lost: list[str] = []
-        for channel in sorted(here):
-            start = after.positions.get(channel)
-            if start is None and not unnamed_lost:
-                continue
-            if start is None or after.epoch != epoch:
-                lost.append(channel)
-                continue
-            places[channel] = start
-            if start >= here[channel]:
-                continue  # ahead of this server: skip what it has
-            events = await self.replay(channel, epoch, start, after.issued)
-            if events is None:
-                places[channel] = here[channel]
-                lost.append(channel)
-                continue
-            replayed.extend(e for e in events if e.offset <= here[channel])
-        return places, sorted(replayed, key=lambda e: e.offset), lost
 
     # -- publishing ------------------------------------------------------------------------
 

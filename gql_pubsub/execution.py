@@ -146,6 +146,25 @@ class Engine:
             return self.report(executor)
         return executor
 
+    def anonymous_executor(self, document: DocumentNode, op: Subscribe) -> Executor[Any]:
+        """The executor of a shared group: nobody's user, so no result can depend on one."""
+        from django.contrib.auth.models import AnonymousUser
+
+        from .context import Context, WebSocketRequest, WebSocketResponse
+
+        # Nobody's handshake either: a request with the path only (no headers, cookies, client).
+        scope = {"type": "websocket", "path": get_settings().GRAPHQL_PATH, "headers": []}
+        user = AnonymousUser()
+        context = Context(
+            request=WebSocketRequest(scope, user),
+            response=WebSocketResponse(),
+            user=user,
+            connection_params={},
+        )
+        executor = self.build(document, context, op)
+        assert isinstance(executor, Executor)  # the same arguments built one for the first member
+        return executor
+
     async def source(self, executor: Executor[Any]) -> AsyncIterable[Any] | Errors:
         """Run the subscription's resolver: the stream it returned, or its errors."""
         created = create_source_event_stream(executor)

@@ -15,17 +15,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Set
 from typing import Any, Protocol
 
 from graphql.execution import Executor
 
-from .broker import Broker, EventsLost, Listener, SubscriberOverflow
-from .cursors import Cursor, refetch_payload, start_payload, with_cursor
+from .broker import Broker
+from .cursors import Cursor, refetch_payload, with_cursor
 from .events import START, Event, Gap, Offset
 from .execution import Engine
+from .listeners import EventsLost, Inbox, SubscriberOverflow, Takers
 from .protocol import next_prefix
 from .subscriptions import SKIP
 
@@ -78,84 +77,6 @@ class Member:
         """Where it is, while that differs from where its group is (else None)."""
         self.detach: Callable[[], Awaitable[None]] | None = None
         """Stops the member's own followed-channel stream when it leaves."""
-
-
-Takers = list[tuple[Member, str | None]]
-"""The members an event was let through for, each with its cursor (None: it asked for none)."""
-
-
-class Inbox(Listener):
-    """A group's bounded queue, filled in the broker's dispatch: the events of the group's
-    channels (it listens to them), and those its members' followed streams let through."""
-
-    __slots__ = ("_ended", "_overflowed", "_queue", "_waiter", "maxsize", "what")
-
-    def __init__(self, maxsize: int, what: str) -> None:
-        super().__init__(set())
-        self.maxsize = maxsize
-        self.what = what
-        self._queue: deque[tuple[Event | Gap | None, Takers | None]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._overflowed = False
-        self._ended = False
-
-    def deliver(self, event: Event | Gap) -> None:
-        self.offer(event)
-
-    def close(self) -> None:
-        """No event follows (the broker stopped): end after the events already queued."""
-        self._ended = True
-        self._wake()
-
-    def offer(
-        self, event: Event | Gap | None, member: Member | None = None, cursor: str | None = None
-    ) -> None:
-        """Take one event: for every member (``member`` None), or for ``member`` only (its
-        followed stream let it through; a Gap: it lost events; None: its stream ended).
-
-        The broker hands one decoded event to each listener of its channel in one synchronous
-        pass, so the members that take an event offer it one after another: they share one
-        entry, and one execution.
-        """
-        queue = self._queue
-        if member is not None and queue:
-            last, takers = queue[-1]
-            if last is event and takers is not None:
-                takers.append((member, cursor))
-                return
-        if self._overflowed:
-            return
-        if len(queue) >= self.maxsize:
-            self._overflowed = True
-            queue.clear()
-        else:
-            queue.append((event, None if member is None else [(member, cursor)]))
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def __aiter__(self) -> Inbox:
-        return self
-
-    async def __anext__(self) -> tuple[Event | Gap | None, Takers | None]:
-        while True:
-            if self._overflowed:
-                raise SubscriberOverflow(
-                    f"Subscriber fell more than {self.maxsize} events behind on {self.what}; "
-                    "its stream was ended. Read faster or raise GQL_PUBSUB['SUBSCRIBER_BUFFER']."
-                )
-            if self._queue:
-                return self._queue.popleft()
-            if self._ended:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
 
 
 class Group:
@@ -262,7 +183,7 @@ class Group:
                 await member.send(member.prefix + frame_tail)
             return
         for member in tuple(self.members.values()):
-            await self._forward(member, event.channel, event.offset, body)
+            await self.forward(member, event.channel, event.offset, body)
 
     async def _serve(self, event: Event | Gap | None, takers: Takers) -> None:
         """One event that followed streams let through, to those members."""
@@ -303,7 +224,7 @@ class Group:
             return None
         return await self._hub.engine.execute_body(self.executor, root)
 
-    async def _forward(self, member: Member, channel: str, offset: Offset, body: str) -> None:
+    async def forward(self, member: Member, channel: str, offset: Offset, body: str) -> None:
         """Send one of the group's frames to a member of a resumable group."""
         if member.held is not None:
             member.held.append((channel, offset, body))
@@ -334,45 +255,6 @@ class Group:
         payload = refetch_payload(message, self.cursor if self.resumable else None)
         for member in tuple(self.members.values()):
             await member.send(member.prefix + payload + "}")
-
-    async def catch_up(self, member: Member, after: Cursor | None) -> None:
-        """Bring a member that just joined to the group's place: tell it it is live (or to
-        refetch what the history lost), replay what it missed after ``after``, then the frames
-        held meanwhile."""
-        member.held = member.held if member.held is not None else []
-        epoch, here = self.epoch, dict(self.positions)
-        mine = dict(here)  # where the member is: its cursor's places where it is replayed
-        replayed: list[Event] = []
-        lost: list[str] = []
-        if after is not None:
-            mine, replayed, lost = await self.stream.broker.catch_up(
-                after, epoch, here, unnamed_lost=True
-            )
-        if self.members.get(id(member)) is not member:
-            return  # completed, revoked or closed meanwhile
-        # Places from the client's cursor are as old as that cursor until the replay passes them.
-        issued = after.issued if after is not None and replayed else time.time()
-        await member.send(
-            member.prefix + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost) + "}"
-        )
-        for n, event in enumerate(replayed, 1):
-            if self.members.get(id(member)) is not member:
-                return
-            mine[event.channel] = event.offset
-            body = await self.render(event)
-            if body is not None:
-                current = n == len(replayed)
-                cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
-                await member.send(member.prefix + with_cursor(body, cursor) + "}")
-        if self.members.get(id(member)) is not member:
-            return
-        held, member.held = member.held or [], None
-        member.positions = mine if mine != here else None
-        for channel, offset, body in held:
-            if offset > mine.get(channel, START):
-                if member.positions is None:
-                    member.positions = mine  # frames held: send this member's own cursor
-                await self._forward(member, channel, offset, body)
 
     async def join(self, member: Member) -> int:
         """Add a member; returns once the group's broker subscription is live."""

@@ -9,17 +9,16 @@ import logging
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from graphql import DocumentNode
 from graphql.execution import Executor
 
 from .conf import get_settings
-from .context import Context, WebSocketRequest, WebSocketResponse
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
-from .execution import Engine, payload_of, refused
+from .execution import payload_of, refused
 from .fanout import Followed, Group, Member, Source
 from .hooks import OperationRefused
 from .protocol import CloseCode, Subscribe, next_prefix
+from .resume import catch_up
 from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
@@ -146,7 +145,7 @@ class Operations:
             await self._stream(op.id, engine.results(executor, source))
             return
         key: Hashable = (
-            *_operation_key(op),
+            *op.key(),
             source.key,
             None if source.shared else self._viewer_key(),
             resumable,
@@ -156,7 +155,7 @@ class Operations:
         if resumable:
             member.held = []  # the group's frames wait until the member has caught up
         if await self._join(op.id, group, member) and resumable:
-            await group.catch_up(member, after)
+            await catch_up(group, member, after)
 
     async def _follow(
         self,
@@ -171,7 +170,7 @@ class Operations:
         (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
         send = self.connection.outbox.send
         key: Hashable = (
-            *_operation_key(op),
+            *op.key(),
             source.feed_key,
             None if source.shared else self._viewer_key(),
         )
@@ -206,7 +205,7 @@ class Operations:
         """The group for ``key``: a shared one executes with nobody's context."""
         engine = self.connection.server.engine
         make_executor = (
-            functools.partial(_shared_executor, engine, document, op)
+            functools.partial(engine.anonymous_executor, document, op)
             if shared
             else lambda: executor
         )
@@ -314,27 +313,3 @@ class Operations:
                     await entry.task
         for op_id in list(self.started):
             await self.ended(op_id)
-
-
-def _operation_key(op: Subscribe) -> tuple[str, bytes, str | None]:
-    """What makes two operations the same: document text, variables (key order aside), name."""
-    variables = orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS) if op.variables else b""
-    return op.query, variables, op.operation_name
-
-
-def _shared_executor(engine: Engine, document: DocumentNode, op: Subscribe) -> Executor[Any]:
-    """The executor of a shared group: nobody's user, so no result can depend on one."""
-    from django.contrib.auth.models import AnonymousUser
-
-    # Nobody's handshake either: a request with the path only (no headers, cookies or client).
-    scope = {"type": "websocket", "path": get_settings().GRAPHQL_PATH, "headers": []}
-    user = AnonymousUser()
-    context = Context(
-        request=WebSocketRequest(scope, user),
-        response=WebSocketResponse(),
-        user=user,
-        connection_params={},
-    )
-    executor = engine.build(document, context, op)
-    assert isinstance(executor, Executor)  # the same arguments built one for the first member
-    return executor

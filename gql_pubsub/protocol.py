@@ -96,6 +96,14 @@ class Subscribe:
     operation_name: str | None
     extensions: dict[str, Any] | None
 
+    def key(self) -> tuple[str, bytes, str | None]:
+        """What makes two operations the same: document text, variables (key order aside),
+        operation name."""
+        variables = (
+            orjson.dumps(self.variables, option=orjson.OPT_SORT_KEYS) if self.variables else b""
+        )
+        return self.query, variables, self.operation_name
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Complete:

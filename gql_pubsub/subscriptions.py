@@ -13,8 +13,9 @@ import enum
 from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
-from .broker import Broker, EventsLost, Subscriber, get_broker
+from .broker import Broker, get_broker
 from .events import Event, EventKind, Gap
+from .listeners import EventsLost, Subscriber
 
 if TYPE_CHECKING:
     from .models import PublishableModel

@@ -8,14 +8,16 @@ import contextlib
 from collections.abc import Callable, Collection, Coroutine, Hashable
 from typing import Any, Generic, Self, TypeVar
 
-from .broker import Broker, EventsLost, Listener, Subscriber, get_broker
+from .broker import Broker, get_broker
 from .conf import get_settings
 from .control import Announcement, control_channel
 from .cursors import Cursor
 from .db import database_sync_to_async
 from .events import START, Event, EventKind, Gap, Offset
+from .listeners import EventsLost, Listener, Subscriber
 from .models import Subscription
 from .policies import may_read
+from .resume import replay_plan
 from .subscriptions import SKIP, EventMap, _identity
 
 T = TypeVar("T")
@@ -174,8 +176,12 @@ class UserSubscriptionsStream(Generic[T]):
         self.positions.update(here)
         self._floor = here  # live events up to here are replayed, or came before the start
         if self._after is not None:
-            places, replayed, self.lost = await self.broker.catch_up(
-                self._after, self.epoch, {c: here[c] for c in channels}, unnamed_lost=False
+            places, replayed, self.lost = await replay_plan(
+                self.broker,
+                self._after,
+                self.epoch,
+                {c: here[c] for c in channels},
+                unnamed_lost=False,
             )
             self.positions.update(places)
             self._replay.extend(replayed)

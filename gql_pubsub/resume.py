@@ -1,0 +1,83 @@
+"""Resuming from a cursor: what the histories owe a subscriber (the replay plan), and how a
+member that joins a resumable group catches up with it before its live frames."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .cursors import Cursor, start_payload, with_cursor
+from .events import START, Event, Offset
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .fanout import Group, Member
+
+
+async def replay_plan(
+    broker: Broker, after: Cursor, epoch: str, here: dict[str, Offset], *, unnamed_lost: bool
+) -> tuple[dict[str, Offset], list[Event], list[str]]:
+    """What a subscriber resuming from ``after`` is owed, where the live stream is ``here``
+    (in ``epoch``): its place per channel, the events to replay first (in offset order), and
+    the channels whose history cannot prove it holds them. A channel the cursor does not
+    name is lost if ``unnamed_lost``, else owed nothing (followed since)."""
+    places = dict(here)
+    replayed: list[Event] = []
+    lost: list[str] = []
+    for channel in sorted(here):
+        start = after.positions.get(channel)
+        if start is None and not unnamed_lost:
+            continue
+        if start is None or after.epoch != epoch:
+            lost.append(channel)
+            continue
+        places[channel] = start
+        if start >= here[channel]:
+            continue  # ahead of this server: skip what it has
+        events = await broker.replay(channel, epoch, start, after.issued)
+        if events is None:
+            places[channel] = here[channel]
+            lost.append(channel)
+            continue
+        replayed.extend(e for e in events if e.offset <= here[channel])
+    return places, sorted(replayed, key=lambda e: e.offset), lost
+
+
+async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
+    """Bring a member that just joined a resumable group to the group's place: tell it it is
+    live (or to refetch what the history lost), replay what it missed after ``after``, then
+    the group's frames held meanwhile."""
+    member.held = member.held if member.held is not None else []
+    epoch, here = group.epoch, dict(group.positions)
+    mine = dict(here)  # where the member is: its cursor's places where it is replayed
+    replayed: list[Event] = []
+    lost: list[str] = []
+    if after is not None:
+        mine, replayed, lost = await replay_plan(
+            group.stream.broker, after, epoch, here, unnamed_lost=True
+        )
+    if group.members.get(id(member)) is not member:
+        return  # completed, revoked or closed meanwhile
+    # Places from the client's cursor are as old as that cursor until the replay passes them.
+    issued = after.issued if after is not None and replayed else time.time()
+    await member.send(
+        member.prefix + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost) + "}"
+    )
+    for n, event in enumerate(replayed, 1):
+        if group.members.get(id(member)) is not member:
+            return
+        mine[event.channel] = event.offset
+        body = await group.render(event)
+        if body is not None:
+            current = n == len(replayed)
+            cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
+            await member.send(member.prefix + with_cursor(body, cursor) + "}")
+    if group.members.get(id(member)) is not member:
+        return
+    held, member.held = member.held or [], None
+    member.positions = mine if mine != here else None
+    for channel, offset, body in held:
+        if offset > mine.get(channel, START):
+            if member.positions is None:
+                member.positions = mine  # frames held: send this member's own cursor
+            await group.forward(member, channel, offset, body)
