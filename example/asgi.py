@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
 
-from gql_pubsub.asgi import get_asgi_application
+from gql_pubsub import get_asgi_application
 
 application = get_asgi_application("example.schema.schema")

@@ -1,7 +1,7 @@
 """The example's GraphQL schema."""
 
 from example.chat.schema import ChatError, Mutation, Query, Subscription
-from gql_pubsub.schema import Schema
+from gql_pubsub import Schema
 
 schema = Schema(
     query=Query, mutation=Mutation, subscription=Subscription, expected_errors=(ChatError,)

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from gql_pubsub.views import GraphQLView
+from gql_pubsub import GraphQLView
 
 from .schema import schema
 

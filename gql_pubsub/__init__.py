@@ -1,27 +1,110 @@
-"""gql_pubsub: real-time GraphQL subscriptions for Django models, fanned out through Redis."""
+"""gql_pubsub: real-time GraphQL subscriptions for Django models, fanned out through Redis.
 
-from .broker import Broker, BrokerState, Subscriber, SubscriberOverflow, get_broker
-from .events import Event, EventKind
+Everything a project uses is importable from here. The names that need Django's settings or
+apps (models, the ASGI application, the view, the schema) load on first use, so importing
+``gql_pubsub`` itself needs neither.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .broker import Broker, BrokerState, get_broker
+from .events import Event, EventKind, Gap
+from .listeners import EventsLost, Subscriber, SubscriberOverflow
 from .publishing import apublish, publish, publish_event, publish_event_sync
-from .subscriptions import SKIP, ChannelStream, Skip, instances, listen, model_events, stream
+from .subscriptions import (
+    SKIP,
+    ChannelStream,
+    EventMap,
+    Skip,
+    instances,
+    listen,
+    model_events,
+    stream,
+)
+
+if TYPE_CHECKING:
+    from .asgi import get_asgi_application
+    from .auth import TokenRejected, create_jwt
+    from .context import Context, get_user
+    from .hooks import Hooks, OperationRefused
+    from .models import Channel, PublishableModel, Subscription, revoke
+    from .policies import AccessDenied, check_access, may_read
+    from .schema import Schema
+    from .user_streams import UserSubscriptionsStream, listen_to_user_subscriptions
+    from .views import GraphQLView
+
+_LAZY = {
+    "get_asgi_application": "asgi",
+    "TokenRejected": "auth",
+    "create_jwt": "auth",
+    "Context": "context",
+    "get_user": "context",
+    "Hooks": "hooks",
+    "OperationRefused": "hooks",
+    "Channel": "models",
+    "PublishableModel": "models",
+    "Subscription": "models",
+    "revoke": "models",
+    "AccessDenied": "policies",
+    "check_access": "policies",
+    "may_read": "policies",
+    "Schema": "schema",
+    "UserSubscriptionsStream": "user_streams",
+    "listen_to_user_subscriptions": "user_streams",
+    "GraphQLView": "views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gql_pubsub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once
+    return value
+
 
 __all__ = [
     "SKIP",
+    "AccessDenied",
     "Broker",
     "BrokerState",
+    "Channel",
     "ChannelStream",
+    "Context",
     "Event",
     "EventKind",
+    "EventMap",
+    "EventsLost",
+    "Gap",
+    "GraphQLView",
+    "Hooks",
+    "OperationRefused",
+    "PublishableModel",
+    "Schema",
     "Skip",
     "Subscriber",
     "SubscriberOverflow",
+    "Subscription",
+    "TokenRejected",
+    "UserSubscriptionsStream",
     "apublish",
+    "check_access",
+    "create_jwt",
+    "get_asgi_application",
     "get_broker",
+    "get_user",
     "instances",
     "listen",
+    "listen_to_user_subscriptions",
+    "may_read",
     "model_events",
     "publish",
     "publish_event",
     "publish_event_sync",
+    "revoke",
     "stream",
 ]

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models.signals import m2m_changed, pre_delete
 
-from gql_pubsub.models import Channel, PublishableModel, revoke
+from gql_pubsub import Channel, PublishableModel, revoke
 
 
 class Correspondence(PublishableModel):

@@ -15,13 +15,22 @@ from django.db import transaction
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gql_pubsub import SKIP, Event, EventKind, Skip, instances, publish, stream
-from gql_pubsub.auth import create_jwt
-from gql_pubsub.context import get_user
-from gql_pubsub.models import Channel
-from gql_pubsub.models import Subscription as ChannelSubscriptionModel
-from gql_pubsub.policies import AccessDenied, check_access
-from gql_pubsub.user_streams import listen_to_user_subscriptions
+from gql_pubsub import (
+    SKIP,
+    AccessDenied,
+    Channel,
+    Event,
+    EventKind,
+    Skip,
+    check_access,
+    create_jwt,
+    get_user,
+    instances,
+    listen_to_user_subscriptions,
+    publish,
+    stream,
+)
+from gql_pubsub import Subscription as ChannelSubscriptionModel
 
 from . import models
 

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from example.chat.models import Correspondence, Message
-from gql_pubsub.auth import create_jwt
+from gql_pubsub import create_jwt
 
 DEMO_USERS = ("alice", "bob", "carol")
 DEMO_PASSWORD = "demo-password"
