@@ -24,7 +24,7 @@ def test_every_public_name_is_the_object_of_its_own_module() -> None:
 
 
 def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
-    with pytest.raises(AttributeError, match="^module 'gql_pubsub' has no attribute 'nope'$"):
+    with pytest.raises(AttributeError, match=r"^module 'gql_pubsub' has no attribute 'nope'$"):
         gql_pubsub.nope  # type: ignore[attr-defined]  # noqa: B018
 
 
