@@ -25,6 +25,10 @@ class Closed(Exception):
         self.reason = reason
 
 
+PING = {"type": "ping"}
+PONG = {"type": "pong"}
+
+
 class GraphQLWS:
     """One client socket: send protocol messages, receive them with bounded waits."""
 
@@ -36,12 +40,17 @@ class GraphQLWS:
             self._inbox = asyncio.Queue()
             self._reader = asyncio.create_task(self._read(self._inbox))
 
+    async def _answered(self, raw: str | bytes) -> bool:
+        """Whether ``raw`` is a keep-alive ping, answered here (the one place pings are)."""
+        if json.loads(raw) != PING:
+            return False
+        await self.send(PONG)
+        return True
+
     async def _read(self, inbox: asyncio.Queue[str | None]) -> None:
         try:
             async for raw in self.ws:
-                if json.loads(raw) == {"type": "ping"}:
-                    await self.send({"type": "pong"})
-                else:
+                if not await self._answered(raw):
                     inbox.put_nowait(str(raw))
         except ConnectionClosed:
             pass
@@ -90,9 +99,12 @@ class GraphQLWS:
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.ws.send(message if isinstance(message, str) else json.dumps(message))
 
-    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+    async def receive(self, timeout: float = 10, *, skip_pings: bool = False) -> dict[str, Any]:
+        """The next message (``skip_pings``: but keep-alive pings, answered)."""
         try:
             raw = await self._recv(scaled(timeout))
+            while skip_pings and await self._answered(raw):
+                raw = await self._recv(scaled(timeout))
         except ConnectionClosed as closed:
             rcvd = closed.rcvd
             raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
@@ -116,10 +128,7 @@ class GraphQLWS:
     async def next_payload(self, op_id: str, timeout: float = 10) -> dict[str, Any]:
         """The payload of the next message but keep-alive pings (answered), which must be a
         ``next`` for ``op_id``."""
-        message = await self.receive(timeout)
-        while message == {"type": "ping"}:
-            await self.send({"type": "pong"})
-            message = await self.receive(timeout)
+        message = await self.receive(timeout, skip_pings=True)
         assert message.get("id") == op_id and message["type"] == "next", message
         payload: dict[str, Any] = message["payload"]
         return payload
@@ -142,9 +151,8 @@ class GraphQLWS:
                 message = await self._recv(max(left, 0))
             except TimeoutError:
                 return
-            if not pings or json.loads(message) != {"type": "ping"}:
+            if not (pings and await self._answered(message)):
                 raise AssertionError(f"expected no message, got {message!r}")
-            await self.send({"type": "pong"})
 
 
 class StalledClient:
