@@ -7,6 +7,8 @@ from typing import Any, Literal, cast
 from cross_web import HTTPException
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.template import TemplateDoesNotExist
+from django.template.loader import render_to_string
 from django.utils.decorators import classonlymethod
 from django.views.decorators.csrf import csrf_exempt
 from graphql import OperationType, get_operation_ast
@@ -19,6 +21,7 @@ from strawberry.types import ExecutionResult
 from .conf import get_settings
 from .context import Context
 from .execution import engine_for
+from .graphiql import graphiql_page
 
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions are served over WebSocket (the graphql-transport-ws protocol, e.g. the "
@@ -44,6 +47,17 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         if graphql_ide == "from settings":
             graphql_ide = "graphiql" if get_settings().graphiql else None
         super().__init__(schema, graphql_ide=graphql_ide, **kwargs)
+
+    async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        """GraphiQL from the package's own static files (no CDN), unless the project overrides
+        the ``graphql/graphiql.html`` template or asked for another IDE."""
+        if self.graphql_ide != "graphiql":
+            return await super().render_graphql_ide(request)
+        try:
+            content: str = render_to_string("graphql/graphiql.html", request=request)
+        except TemplateDoesNotExist:
+            content = graphiql_page()
+        return HttpResponse(content)
 
     @classonlymethod
     def as_view(cls, **initkwargs: Any) -> Any:

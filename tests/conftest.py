@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import redis
 import uvicorn
 
 from .services import (
+    ROOT,
     LiveServer,
     database_service,
     free_port,
@@ -245,3 +249,26 @@ def wait_numsub(client: redis.Redis, channel: str, expected: int, timeout: float
         timeout,
         f"PUBSUB NUMSUB {channel} == {expected} (now {numsub(client, channel)})",
     )
+
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The ``node`` binary, with tests/node's packages installed (``npm ci``) when missing."""
+    binary, npm = shutil.which("node"), shutil.which("npm")
+    if binary is None or npm is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Node.js 20+ and npm for the Node client tests")
+        pytest.skip("Node.js 20+ is not installed: apt-get install nodejs npm (then re-run)")
+    wanted = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    if not all((NODE_DIR / "node_modules" / name).exists() for name in wanted):
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"npm ci in tests/node failed:\n{done.stderr}")
+            pytest.skip(f"npm ci in tests/node failed (offline?): {done.stderr[-300:]}")
+    return binary

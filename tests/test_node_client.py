@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -15,31 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import pytest
-
+from .conftest import NODE_DIR
 from .helpers import MESSAGE_ADDED
-from .services import ROOT, free_port, live_server, scaled, to_thread, wait_until
-
-NODE_DIR = ROOT / "tests" / "node"
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The ``node`` binary, with tests/node's packages installed (``npm ci``) when missing."""
-    binary, npm = shutil.which("node"), shutil.which("npm")
-    if binary is None or npm is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Node.js 20+ and npm for the graphql-ws client tests")
-        pytest.skip("Node.js 20+ is not installed: apt-get install nodejs npm (then re-run)")
-    if not (NODE_DIR / "node_modules" / "graphql-ws").exists():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            if os.environ.get("CI"):
-                pytest.fail(f"npm ci in tests/node failed:\n{done.stderr}")
-            pytest.skip(f"npm ci in tests/node failed (offline?): {done.stderr[-300:]}")
-    return binary
+from .services import free_port, live_server, scaled, to_thread, wait_until
 
 
 class NodeClient:
