@@ -309,7 +309,10 @@ def get_broker() -> Broker:
     """The process's broker, built from the ``GQL_PUBSUB`` settings on first use."""
     global _broker, _built_from
     if _broker is not None and _built_from != _broker_settings():
-        _broker = None  # the settings that make a broker changed (tests, override_settings)
+        # The settings that make a broker changed (tests, override_settings): a new one. The old
+        # one's thread client is closed now (its event-loop side ends with its loop).
+        _broker.backend.close_sync()
+        _broker = None
     if _broker is None:
         settings = get_settings()
         if settings.BROKER_URL is None:

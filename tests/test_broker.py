@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -208,3 +209,27 @@ async def test_a_failing_watcher_is_logged_and_does_not_stop_delivery(broker: Br
     assert seen == [1, 2]
     assert [r.getMessage() for r in records] == ["A watcher of ['w'] failed"]
     assert records[0].exc_info is not None and "watcher bug" in str(records[0].exc_info[1])
+
+
+def test_a_broker_replaced_by_a_settings_change_closes_its_thread_client(
+    redis_client: redis.Redis,
+) -> None:
+    """The publishing connection of sync code is closed when another broker takes over, not
+    left to the garbage collector (an unclosed socket, then)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from gql_pubsub.broker import get_broker
+
+    def publish_sync_clients() -> int:
+        clients = redis_client.client_list()
+        name = f"gql_pubsub-{os.getpid()}-publish-sync"
+        return sum(client.get("name") == name for client in clients)
+
+    first = get_broker()
+    first.publish_sync([f"replaced-{uuid.uuid4().hex[:10]}"], Event(EventKind.CUSTOM, None, None, {}))
+    assert publish_sync_clients() == 1
+    changed = {**settings.GQL_PUBSUB, "SUBSCRIBER_BUFFER": 7}
+    with override_settings(GQL_PUBSUB=changed):
+        assert get_broker() is not first
+        assert publish_sync_clients() == 0

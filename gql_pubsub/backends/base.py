@@ -47,6 +47,9 @@ class Backend(Protocol):
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
         """Publish one payload to each channel, from any thread (sync code)."""
 
+    def close_sync(self) -> None:
+        """Close what publishing from threads holds (a broker being replaced); reopened on use."""
+
     def subscribed_channels(self) -> frozenset[str]:
         """The channels this backend currently receives."""
 

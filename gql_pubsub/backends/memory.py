@@ -96,6 +96,9 @@ class MemoryBackend:
             else:
                 loop.call_soon_threadsafe(self._deliver, placed)
 
+    def close_sync(self) -> None:
+        pass  # nothing is held for other threads
+
     def _record(self, channels: list[str], payload: bytes) -> list[tuple[str, Offset, bytes]]:
         """Give the event its place in each channel's history (bounded by length and age)."""
         now = time.monotonic()

@@ -154,6 +154,12 @@ class RedisPublisher:
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(f"Redis at {self.safe_url} is unreachable: {error}") from error
 
+    def close_sync(self) -> None:
+        with self._sync_lock:
+            client, self._sync_client, self._sync_publish = self._sync_client, None, None
+        if client is not None:
+            client.close()
+
     def _sync(self) -> redis.Redis:
         """The sync publishing client (any thread), created on first use."""
         with self._sync_lock:
