@@ -16,8 +16,7 @@ from .auth import TokenRejected, token_expiry, token_from_connection_params
 from .broker import get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest, WebSocketResponse
-from .control import Announcement, Change, control_channel
-from .events import Event, Gap
+from .control import control_channel
 from .limits import RateLimit
 from .operations import Operations
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
@@ -69,26 +68,6 @@ class Connection:
         self.counted_user: Any = None
         host, port = scope.get("client") or ("unknown", 0)
         self.client = f"{host}:{port}"  # the peer's address, for the log
-
-    def _on_control(self, event: Event | Gap) -> None:
-        """The user's control channel, inside the broker's dispatch: a revocation ends operations
-        (groups lose the member) before any later event."""
-        if isinstance(event, Gap):  # a revocation may be among what was lost: authorize again
-            self._in_background(
-                self.close(CloseCode.GOING_AWAY, "Going away: reconnect to check access again")
-            )
-            return
-        announcement = Announcement.of(event)
-        if announcement is None:
-            return
-        if announcement.change is Change.DEACTIVATED:
-            self._in_background(self.close(CloseCode.FORBIDDEN, "Forbidden: user deactivated"))
-            return
-        channel = announcement.channel
-        if announcement.change is not Change.REVOKED or channel is None:
-            return
-        for op_id in self.ops.revoke(channel):
-            self._in_background(self.ops.finish(op_id, f"Access to {channel!r} was revoked."))
 
     async def run(self) -> None:
         self._after(Timer.INIT, get_settings().CONNECTION_INIT_TIMEOUT)
@@ -151,7 +130,9 @@ class Connection:
                         return
                     counts[user.pk] += 1
                     self.counted_user = user.pk
-                    self._watch = get_broker().watch(self._on_control, control_channel(user.pk))
+                    self._watch = get_broker().watch(
+                        self.ops.on_access_change, control_channel(user.pk)
+                    )
                     await self._watch.__aenter__()
                 await self.send_text(self.protocol.ack())
                 self._schedule_ping()

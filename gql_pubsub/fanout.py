@@ -25,7 +25,6 @@ from .cursors import Cursor, refetch_payload, with_cursor
 from .events import START, Event, Gap, Offset
 from .execution import Engine
 from .listeners import EventsLost, Inbox, SubscriberOverflow, Takers
-from .protocol import next_prefix
 from .subscriptions import SKIP
 
 logger = logging.getLogger("gql_pubsub.fanout")
@@ -63,12 +62,14 @@ class Followed:
 
 
 class Member:
-    """One subscriber in a group: where its frames go and the prefix that names its operation."""
+    """One subscriber in a group: where its frames go, and what its protocol puts around a
+    result's payload (for graphql-transport-ws, the prefix names its operation)."""
 
-    __slots__ = ("detach", "finish", "held", "positions", "prefix", "send")
+    __slots__ = ("detach", "finish", "held", "positions", "prefix", "send", "suffix")
 
-    def __init__(self, op_id: str, send: Send, finish: Finish) -> None:
-        self.prefix = next_prefix(op_id)
+    def __init__(self, prefix: str, suffix: str, send: Send, finish: Finish) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
         self.send = send
         self.finish = finish
         self.held: list[tuple[str, Offset, str]] | None = None
@@ -178,9 +179,9 @@ class Group:
         if body is None:
             return
         if not self.resumable:
-            frame_tail = body + "}}"
+            payload = body + "}"
             for member in tuple(self.members.values()):
-                await member.send(member.prefix + frame_tail)
+                await member.send(member.prefix + payload + member.suffix)
             return
         for member in tuple(self.members.values()):
             await self.forward(member, event.channel, event.offset, body)
@@ -200,7 +201,7 @@ class Group:
         for member, cursor in takers:
             if self.members.get(id(member)) is member:
                 payload = body + "}" if cursor is None else with_cursor(body, cursor)
-                await member.send(member.prefix + payload + "}")
+                await member.send(member.prefix + payload + member.suffix)
 
     def _advance(self, event: Event) -> bool:
         """Note the group's new place; False for an event from before it subscribed."""
@@ -238,7 +239,7 @@ class Group:
             return
         positions = member.positions
         if positions is None:
-            await member.send(member.prefix + with_cursor(body, self.cursor) + "}")
+            await member.send(member.prefix + with_cursor(body, self.cursor) + member.suffix)
             return
         if offset <= positions.get(channel, START):
             return  # the member has it already (its cursor was ahead of this server)
@@ -246,7 +247,7 @@ class Group:
         cursor = Cursor(self.epoch, dict(positions)).encode()
         if positions == self.positions:
             member.positions = None  # caught up: the group's cursor is the member's again
-        await member.send(member.prefix + with_cursor(body, cursor) + "}")
+        await member.send(member.prefix + with_cursor(body, cursor) + member.suffix)
 
     async def _refetch(self, gap: Gap) -> None:
         message = (
@@ -254,7 +255,7 @@ class Group:
         )
         payload = refetch_payload(message, self.cursor if self.resumable else None)
         for member in tuple(self.members.values()):
-            await member.send(member.prefix + payload + "}")
+            await member.send(member.prefix + payload + member.suffix)
 
     async def join(self, member: Member) -> int:
         """Add a member; returns once the group's broker subscription is live."""
@@ -278,10 +279,11 @@ class Group:
 
 
 class FanOut:
-    """The process's groups, by key."""
+    """The groups of one engine's subscriptions in this process and event loop, by key."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.engine = engine
+        self.loop = loop
         self.groups: dict[Hashable, Group] = {}
         self._detaching: set[asyncio.Task[None]] = set()
 
@@ -324,3 +326,20 @@ class FanOut:
         for task in list(self._detaching):
             with contextlib.suppress(BaseException):
                 await task
+
+
+_fanouts: dict[int, FanOut] = {}
+
+
+def fanout_for(engine: Engine) -> FanOut:
+    """The fan-out of ``engine`` on the running loop: the WebSocket endpoint and the HTTP view
+    of one schema share its groups (a new loop, as in tests, starts afresh)."""
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None  # (stats read outside any loop: the last one's groups)
+    fanout = _fanouts.get(id(engine))
+    stale = fanout is not None and loop is not None and fanout.loop is not loop
+    if fanout is None or fanout.engine is not engine or stale:
+        fanout = _fanouts[id(engine)] = FanOut(engine, loop)
+    return fanout

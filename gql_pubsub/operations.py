@@ -6,26 +6,78 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Hashable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import DocumentNode
 from graphql.execution import Executor
 
 from .conf import get_settings
+from .context import Context
+from .control import Announcement, Change
 from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
-from .execution import payload_of, refused
-from .fanout import Followed, Group, Member, Source
-from .hooks import OperationRefused
-from .protocol import CloseCode, Subscribe, next_prefix
+from .events import Event, Gap
+from .execution import Engine, payload_of, refused
+from .fanout import FanOut, Followed, Group, Member, Source
+from .hooks import Hooks, OperationRefused
+from .limits import RateLimit
+from .protocol import CloseCode, Subscribe
 from .resume import catch_up
 from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
-    from .connection import Connection
     from .user_streams import UserSubscriptionsStream
 
 logger = logging.getLogger("gql_pubsub.websocket")
+
+
+class Server(Protocol):
+    """What operations use of their endpoint."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def fanout(self) -> FanOut: ...
+    @property
+    def hooks(self) -> Hooks: ...
+
+
+class Framer(Protocol):
+    """A connection's protocol, as operations use it: the live operation ids, and frames."""
+
+    @property
+    def operations(self) -> set[str]: ...
+    @property
+    def next_suffix(self) -> str: ...
+    def next_prefix(self, op_id: str) -> str: ...
+    def complete(self, op_id: str, error: str | None) -> list[str]: ...
+    def error(self, op_id: str, errors: list[Any]) -> str | None: ...
+
+
+class Sender(Protocol):
+    async def send(self, frame: str) -> None: ...
+
+
+class Peer(Protocol):
+    """What operations need of their connection: a socket's (``connection.Connection``) or an
+    HTTP stream's (``http_streams.HttpStream``)."""
+
+    @property
+    def server(self) -> Server: ...
+    @property
+    def context(self) -> Context | None: ...
+    @property
+    def protocol(self) -> Framer: ...
+    @property
+    def outbox(self) -> Sender: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def rate(self) -> RateLimit: ...
+    async def close(self, code: int, reason: str) -> None: ...
+    async def send_text(self, frame: str) -> None: ...
 
 
 class Operation:
@@ -53,8 +105,9 @@ class Operation:
 class Operations:
     """The operations of one connection, by id."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Peer) -> None:
         self.connection = connection
+        self._background: set[asyncio.Task[None]] = set()
         self.running: dict[str, Operation] = {}
         self.started: dict[str, Subscribe] = {}
         """Operations ``on_subscribe`` let start, until ``on_complete`` is called for them."""
@@ -151,7 +204,9 @@ class Operations:
             resumable,
         )
         group = self._group(key, op, document, executor, source, source.shared, resumable)
-        member = Member(op.id, connection.outbox.send, functools.partial(self.finish, op.id))
+        member = Member(
+            *self._framing(op.id), connection.outbox.send, functools.partial(self.finish, op.id)
+        )
         if resumable:
             member.held = []  # the group's frames wait until the member has caught up
         if await self._join(op.id, group, member) and resumable:
@@ -176,7 +231,7 @@ class Operations:
         )
         feed = Followed(source.broker, source.map)
         group = self._group(key, op, document, executor, feed, source.shared, False)
-        member = Member(op.id, send, functools.partial(self.finish, op.id))
+        member = Member(*self._framing(op.id), send, functools.partial(self.finish, op.id))
         member.detach = source.aclose
         if not await self._join(op.id, group, member):
             return  # leaving detached the stream
@@ -184,12 +239,12 @@ class Operations:
             source.resume_from(after)
         await source.attach(lambda event, cursor: group.inbox.offer(event, member, cursor))
         if resumable:
-            prefix = next_prefix(op.id)
-            await send(prefix + start_payload(source.cursor, source.lost) + "}")
+            prefix, suffix = self._framing(op.id)
+            await send(prefix + start_payload(source.cursor, source.lost) + suffix)
             for event, cursor in source.replayed():
                 body = await group.render(event)
                 if body is not None:
-                    await send(prefix + with_cursor(body, cursor) + "}")
+                    await send(prefix + with_cursor(body, cursor) + suffix)
         source.go_live()
 
     def _group(
@@ -221,6 +276,11 @@ class Operations:
         entry.group, entry.token, entry.task = group, token, None
         return True
 
+    def _framing(self, op_id: str) -> tuple[str, str]:
+        """What the connection's protocol puts before and after a result's payload."""
+        protocol = self.connection.protocol
+        return protocol.next_prefix(op_id), protocol.next_suffix
+
     def _viewer_key(self) -> Hashable:
         context = self.connection.context
         user = context.user if context is not None else None
@@ -244,7 +304,8 @@ class Operations:
                     continue  # incremental delivery frames have no graphql-transport-ws form
                 if op_id not in connection.protocol.operations:
                     return
-                await connection.outbox.send(next_prefix(op_id) + payload + "}")
+                prefix, suffix = self._framing(op_id)
+                await connection.outbox.send(prefix + payload + suffix)
         await self.finish(op_id, None)
 
     async def finish(self, op_id: str, error: str | None) -> None:
@@ -293,6 +354,32 @@ class Operations:
         for op_id in stopped:
             self.stop(op_id)
         return stopped
+
+    def on_access_change(self, event: Event | Gap) -> None:
+        """The user's control channel, inside the broker's dispatch: a revocation ends the
+        operations on its channel (groups lose the member) before any later event; a
+        deactivation, or a gap (a revocation may be among what was lost), closes the connection."""
+        if isinstance(event, Gap):
+            reason = "Going away: reconnect to check access again"
+            self._in_background(self.connection.close(CloseCode.GOING_AWAY, reason))
+            return
+        announcement = Announcement.of(event)
+        if announcement is None:
+            return
+        if announcement.change is Change.DEACTIVATED:
+            reason = "Forbidden: user deactivated"
+            self._in_background(self.connection.close(CloseCode.FORBIDDEN, reason))
+            return
+        channel = announcement.channel
+        if announcement.change is not Change.REVOKED or channel is None:
+            return
+        for op_id in self.revoke(channel):
+            self._in_background(self.finish(op_id, f"Access to {channel!r} was revoked."))
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def stop_all(self) -> None:
         """Stop every operation but the caller's own (it is closing the socket)."""

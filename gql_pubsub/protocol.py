@@ -118,9 +118,16 @@ Action = Close | Init | Ping | Pong | Subscribe | Complete
 class ProtocolConnection:
     """One connection's protocol state: validates client messages and enforces transitions."""
 
+    next_suffix = "}"
+    """After a ``next`` frame's payload: the frame's closing brace."""
+
     def __init__(self) -> None:
         self.state = ConnectionState.AWAITING_INIT
         self.operations: set[str] = set()
+
+    def next_prefix(self, op_id: str) -> str:
+        """Before a ``next`` frame's payload (see :func:`next_prefix`)."""
+        return next_prefix(op_id)
 
     def receive(self, text: str | bytes | None) -> Action:
         """Turn one client frame into the action the server must take."""

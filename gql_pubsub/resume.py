@@ -61,7 +61,9 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
     # Places from the client's cursor are as old as that cursor until the replay passes them.
     issued = after.issued if after is not None and replayed else time.time()
     await member.send(
-        member.prefix + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost) + "}"
+        member.prefix
+        + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost)
+        + member.suffix
     )
     for n, event in enumerate(replayed, 1):
         if group.members.get(id(member)) is not member:
@@ -71,7 +73,7 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
         if body is not None:
             current = n == len(replayed)
             cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
-            await member.send(member.prefix + with_cursor(body, cursor) + "}")
+            await member.send(member.prefix + with_cursor(body, cursor) + member.suffix)
     if group.members.get(id(member)) is not member:
         return
     held, member.held = member.held or [], None

@@ -22,10 +22,13 @@ from .conf import get_settings
 from .context import Context
 from .execution import engine_for
 from .graphiql import graphiql_page
+from .hooks import Hooks
+from .http_streams import stream_response
 
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions are served over WebSocket (the graphql-transport-ws protocol, e.g. the "
-    "graphql-ws client) at this path, not over a plain HTTP request."
+    "graphql-ws client) at this path, or over HTTP as a stream: send Accept: "
+    'multipart/mixed;subscriptionSpec="1.0" (Apollo Client) or text/event-stream (graphql-sse).'
 )
 
 
@@ -59,6 +62,9 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
             content = graphiql_page()
         return HttpResponse(content)
 
+    hooks: Hooks | None = None
+    """What a stream over HTTP does on subscribe and complete (``as_view(hooks=…)``)."""
+
     @classonlymethod
     def as_view(cls, **initkwargs: Any) -> Any:
         return csrf_exempt(super().as_view(**initkwargs))
@@ -75,6 +81,9 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
                     "Send the X-CSRFToken header (the csrftoken cookie's value)."
                 )
                 return JsonResponse({"errors": [{"message": message}]}, status=403)
+        streamed = await stream_response(self.schema, request, user, self.hooks)
+        if streamed is not None:  # a subscription over HTTP (multipart, graphql-sse)
+            return streamed
         return await super().dispatch(request, *args, **kwargs)
 
     async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
@@ -125,7 +134,7 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
                 return ExecutionResult(data=None, errors=document)
             operation = get_operation_ast(document, data.operation_name)
             kind = operation.operation if operation is not None else None
-            if kind is OperationType.SUBSCRIPTION and data.protocol == "http":
+            if kind is OperationType.SUBSCRIPTION:  # streams were served before this point
                 raise HTTPException(400, SUBSCRIPTION_OVER_HTTP)
         return await super().execute_operation(request_data=request_data, **kwargs)
 

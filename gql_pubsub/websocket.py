@@ -13,7 +13,7 @@ from .auth import (
 )
 from .connection import Connection
 from .execution import engine_for
-from .fanout import FanOut
+from .fanout import FanOut, fanout_for
 from .hooks import Hooks
 from .protocol import CloseCode
 
@@ -64,10 +64,14 @@ class GraphQLWebSocket:
                 "Strawberry's pipeline runs its %s, which the grouped path cannot.",
                 self.engine.per_subscriber_reason,
             )
-        self.fanout = FanOut(self.engine)
         self.connections_per_user: collections.Counter[Any] = collections.Counter()
         self.connections: set[Connection] = set()
         self.told_no_flow_control = False
+
+    @property
+    def fanout(self) -> FanOut:
+        """The groups of this schema's subscriptions, shared with its HTTP view's streams."""
+        return fanout_for(self.engine)
 
     def stats(self) -> SocketStats:
         """What this endpoint holds now: for tests, health checks and metrics."""

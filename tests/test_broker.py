@@ -227,7 +227,8 @@ def test_a_broker_replaced_by_a_settings_change_closes_its_thread_client(
         return sum(client.get("name") == name for client in clients)
 
     first = get_broker()
-    first.publish_sync([f"replaced-{uuid.uuid4().hex[:10]}"], Event(EventKind.CUSTOM, None, None, {}))
+    channel = f"replaced-{uuid.uuid4().hex[:10]}"
+    first.publish_sync([channel], Event(EventKind.CUSTOM, None, None, {}))
     assert publish_sync_clients() == 1
     changed = {**settings.GQL_PUBSUB, "SUBSCRIBER_BUFFER": 7}
     with override_settings(GQL_PUBSUB=changed):
