@@ -44,6 +44,25 @@ class Timer(enum.Enum):
 class Connection:
     """One socket: reads frames, starts operations, writes results through its outbox."""
 
+    __slots__ = (
+        "_background",
+        "_send",
+        "_timers",
+        "_watch",
+        "client",
+        "closed",
+        "context",
+        "counted_user",
+        "max_message_size",
+        "ops",
+        "outbox",
+        "protocol",
+        "rate",
+        "receive",
+        "scope",
+        "server",
+    )  # fmt: skip  (thousands of sockets a process: no __dict__ each)
+
     def __init__(
         self, server: GraphQLWebSocket, scope: Scope, receive: Receive, send: Send
     ) -> None:

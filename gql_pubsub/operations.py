@@ -105,9 +105,11 @@ class Operation:
 class Operations:
     """The operations of one connection, by id."""
 
+    __slots__ = ("_background", "connection", "running", "started")
+
     def __init__(self, connection: Peer) -> None:
         self.connection = connection
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] | None = None  # most sockets never need it
         self.running: dict[str, Operation] = {}
         self.started: dict[str, Subscribe] = {}
         """Operations ``on_subscribe`` let start, until ``on_complete`` is called for them."""
@@ -377,6 +379,8 @@ class Operations:
             self._in_background(self.finish(op_id, f"Access to {channel!r} was revoked."))
 
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self._background is None:
+            self._background = set()
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
