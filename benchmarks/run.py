@@ -32,13 +32,16 @@ UVICORN_ARGS = [
 PEERS = ["gql_pubsub", "node-graphql-ws", "strawberry-naive", "raw-asgi-limit"]
 
 
-def gql_pubsub_peer(harness: Path) -> dict[str, object]:
+def gql_pubsub_peer(harness: Path, *, metrics: bool = False) -> dict[str, object]:
     """The harness's description of our server: one uvicorn worker, our publisher."""
     python = sys.executable
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+    if metrics:
+        env["GQL_PUBSUB_BENCH_METRICS"] = "1"
     return {
         "cwd": os.path.relpath(ROOT, harness),
         "cmd": [python, "-m", "uvicorn", "benchmarks.app:application", *UVICORN_ARGS],
-        "env": {"REDIS_URL": "redis://127.0.0.1:6379/0"},
+        "env": env,
         "port": 4010,
         "url": "ws://127.0.0.1:{port}/graphql",
         "publish": {
@@ -63,6 +66,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="broadcast,rooms,idle")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--metrics", action="store_true", help="gql_pubsub with its Prometheus metrics on"
+    )
     args = parser.parse_args()
     harness = args.harness.resolve()
     if not (harness / "run.py").exists():
@@ -71,7 +77,7 @@ def main() -> None:
         subprocess.run(["bash", "setup.sh"], cwd=harness, check=True)
 
     peers = {k: v for k, v in json.loads((harness / "peers.json").read_text()).items()}
-    peers["gql_pubsub"] = gql_pubsub_peer(harness)
+    peers["gql_pubsub"] = gql_pubsub_peer(harness, metrics=args.metrics)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M")

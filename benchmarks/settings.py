@@ -18,6 +18,9 @@ GQL_PUBSUB = {
     "MAX_CONNECTIONS_PER_USER": 0,  # every benchmark socket is the same synthetic user
 }
 
+if os.environ.get("GQL_PUBSUB_BENCH_METRICS"):  # run.py --metrics: Prometheus metrics on
+    GQL_PUBSUB["METRICS_PATH"] = "/metrics"
+
 if os.environ.get("GQL_PUBSUB_BENCH_GC_THRESHOLD"):  # for experiments: "700,10,10"
     GQL_PUBSUB["GC_THRESHOLD"] = tuple(
         int(n) for n in os.environ["GQL_PUBSUB_BENCH_GC_THRESHOLD"].split(",")

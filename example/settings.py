@@ -89,6 +89,10 @@ SERVESTATIC_AUTOREFRESH = False  # no per-request file lookup in a thread, even 
 
 GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL") or None,
+    # Prometheus metrics at this path (off when unset), behind a bearer token if one is set.
+    "METRICS_PATH": os.environ.get("METRICS_PATH") or None,
+    "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
+    "METRICS_INTERVAL": float(os.environ.get("METRICS_INTERVAL", "5")),
     "JWT_SECRET": os.environ.get("JWT_SECRET", DEV_SECRET),
     "TOKEN_AUTH": os.environ.get("TOKEN_AUTH", "gql_pubsub.auth.jwt_user"),
     "CHANNEL_POLICIES": {

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import metrics
 from .backends import BrokerUnavailable
 from .broker import get_broker
 from .conf import get_settings
@@ -36,9 +38,12 @@ class GraphQLApplication:
         path: str | None = None,
         hooks: Hooks | None = None,
     ) -> None:
-        self.path = path or get_settings().GRAPHQL_PATH
+        settings = get_settings()
+        self.path = path or settings.GRAPHQL_PATH
         self.django_app = django_app
         self.websocket = GraphQLWebSocket(schema, hooks)
+        self.metrics_path = settings.METRICS_PATH
+        self.metrics = metrics.enable() if self.metrics_path else None
 
     # Not mutated: mutmut's wrapper would not raise TypeError when uvicorn probes the app by
     # calling it with no arguments (to detect a factory).
@@ -50,6 +55,9 @@ class GraphQLApplication:
     ) -> None:  # pragma: no mutate block
         kind = scope["type"]
         if kind == "http":
+            if self.metrics is not None and scope["path"] == self.metrics_path:
+                await self.metrics.serve(scope, receive, send)
+                return
             await self.django_app(scope, receive, send)
         elif kind == "websocket":
             if scope["path"].rstrip("/") == self.path.rstrip("/"):
@@ -62,6 +70,7 @@ class GraphQLApplication:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         stop_relay = asyncio.Event()
         relay: asyncio.Task[None] | None = None
+        sampler: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -81,11 +90,20 @@ class GraphQLApplication:
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 relay = asyncio.create_task(run_relay(stop_relay), name="gql_pubsub relay")
+                if self.metrics is not None:
+                    sample = self.metrics.sample(self.websocket)
+                    sampler = asyncio.create_task(sample, name="gql_pubsub metrics")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 stop_relay.set()
                 if relay is not None:
                     await relay
+                if sampler is not None:
+                    sampler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sampler
+                if self.metrics is not None:
+                    self.metrics.process_ended()
                 await get_broker().stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from . import metrics
 from .backends import Backend, backend_from_url
 from .conf import get_settings
 from .events import Event, EventDecodeError, Gap, Offset
@@ -221,6 +222,8 @@ class Broker:
         except EventDecodeError:
             logger.warning("Ignored a message on %r that is not a gql_pubsub event", channel)
             return
+        if metrics.METRICS is not None:
+            metrics.METRICS.events.inc()
         for subscriber in tuple(subscribers):
             subscriber.deliver(event)
 
@@ -258,12 +261,16 @@ class Broker:
         if self.state is not BrokerState.RUNNING:
             await self.start()
         names = list(channels)
-        await self.backend.publish(names, self.encode(names, event))
+        payload = self.encode(names, event)
+        with metrics.timed_publish():
+            await self.backend.publish(names, payload)
 
     def publish_sync(self, channels: Iterable[str], event: Event) -> None:
         """Publish ``event`` to ``channels`` from sync code, in any thread."""
         names = list(channels)
-        self.backend.publish_sync(names, self.encode(names, event))
+        payload = self.encode(names, event)
+        with metrics.timed_publish():
+            self.backend.publish_sync(names, payload)
 
     @property
     def destination(self) -> str:

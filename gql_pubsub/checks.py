@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.checks import CheckMessage, Error, Warning, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import get_settings
@@ -55,6 +55,49 @@ def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 "production (DEBUG is off): anyone who knows it can sign tokens.",
                 hint=fix,
                 id="gql_pubsub.E002",
+            )
+        ]
+    return []
+
+
+@register("security")
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Metrics: a path that starts with "/", prometheus-client installed, and with DEBUG off,
+    a token (a scrape shows how many users are connected and what flows)."""
+    try:
+        settings = get_settings()
+    except ImproperlyConfigured:
+        return []  # gql_pubsub.E003 reports it
+    path = settings.METRICS_PATH
+    if path is None:
+        return []
+    if not path.startswith("/"):
+        return [
+            Error(
+                f"GQL_PUBSUB['METRICS_PATH'] is {path!r}.",
+                hint='Start it with "/", e.g. "/metrics".',
+                id="gql_pubsub.E004",
+            )
+        ]
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return [
+            Error(
+                "GQL_PUBSUB['METRICS_PATH'] is set but prometheus-client is not installed.",
+                hint="pip install 'gql_pubsub[metrics]', or unset METRICS_PATH.",
+                id="gql_pubsub.E005",
+            )
+        ]
+    if not django_settings.DEBUG and not settings.METRICS_TOKEN:
+        return [
+            Warning(
+                "GQL_PUBSUB['METRICS_PATH'] is served to anyone: METRICS_TOKEN is not set.",
+                hint=(
+                    "Set METRICS_TOKEN (scrapes send it as a bearer token), or serve the path "
+                    "only on a private network."
+                ),
+                id="gql_pubsub.W001",
             )
         ]
     return []

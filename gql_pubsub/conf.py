@@ -26,6 +26,9 @@ class Settings:
     JWT_LEEWAY: float = 0.0
     JWT_LIFETIME: float = 3600.0
     GRAPHQL_PATH: str = "/graphql/"
+    METRICS_PATH: str | None = None
+    METRICS_TOKEN: str | None = None
+    METRICS_INTERVAL: float = 5.0
     GRAPHIQL: bool | None = None
     INTROSPECTION: bool | None = None
     CONNECTION_INIT_TIMEOUT: float = 3.0
@@ -126,6 +129,10 @@ def get_settings() -> Settings:
         )
     if not result.GRAPHQL_PATH.startswith("/"):
         raise ImproperlyConfigured("GQL_PUBSUB['GRAPHQL_PATH'] must start with '/'.")
+    if result.METRICS_INTERVAL <= 0:
+        raise ImproperlyConfigured(
+            "GQL_PUBSUB['METRICS_INTERVAL'] must be positive: seconds between two samples."
+        )
     return result
 
 

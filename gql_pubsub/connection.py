@@ -11,7 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import protocol
+from . import metrics, protocol
 from .auth import TokenRejected, token_expiry, token_from_connection_params
 from .broker import get_broker
 from .conf import get_settings
@@ -234,6 +234,8 @@ class Connection:
             return
         self.closed = True
         logger.info("Closed the socket of %s with %d: %s", self.client, code, reason)
+        if metrics.METRICS is not None:
+            metrics.METRICS.closed.labels(str(int(code))).inc()
         # Leave every group first: the close frame may wait a long time behind a stalled client.
         self.ops.stop_all()
         await self.outbox.close()

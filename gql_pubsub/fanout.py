@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from graphql.execution import Executor
 
+from . import metrics
 from .broker import Broker
 from .cursors import Cursor, refetch_payload, with_cursor
 from .events import START, Event, Gap, Offset
@@ -136,6 +137,8 @@ class Group:
                         await self._broadcast(event)
         except SubscriberOverflow as overflow:
             ending = str(overflow)
+            if metrics.METRICS is not None:
+                metrics.METRICS.overflows.inc()
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -178,6 +181,8 @@ class Group:
         body = await self.render(event)
         if body is None:
             return
+        if metrics.METRICS is not None:
+            metrics.METRICS.deliveries.inc(len(self.members))
         if not self.resumable:
             payload = body + "}"
             for member in tuple(self.members.values()):
@@ -198,6 +203,8 @@ class Group:
         body = await self.render(event)
         if body is None:
             return
+        if metrics.METRICS is not None:
+            metrics.METRICS.deliveries.inc(len(takers))
         for member, cursor in takers:
             if self.members.get(id(member)) is member:
                 payload = body + "}" if cursor is None else with_cursor(body, cursor)

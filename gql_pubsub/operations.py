@@ -4,80 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Protocol
-
-from graphql import DocumentNode
-from graphql.execution import Executor
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from .conf import get_settings
-from .context import Context
 from .control import Announcement, Change
-from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
 from .events import Event, Gap
-from .execution import Engine, payload_of, refused
-from .fanout import FanOut, Followed, Group, Member, Source
-from .hooks import Hooks, OperationRefused
-from .limits import RateLimit
+from .execution import payload_of, refused
+from .fanout import Group, Member
+from .grouping import subscribe
+from .hooks import OperationRefused
 from .protocol import CloseCode, Subscribe
-from .resume import catch_up
-from .subscriptions import ChannelStream
 
 if TYPE_CHECKING:
-    from .user_streams import UserSubscriptionsStream
+    from .types import Peer
+
+    pass
 
 logger = logging.getLogger("gql_pubsub.websocket")
-
-
-class Server(Protocol):
-    """What operations use of their endpoint."""
-
-    @property
-    def engine(self) -> Engine: ...
-    @property
-    def fanout(self) -> FanOut: ...
-    @property
-    def hooks(self) -> Hooks: ...
-
-
-class Framer(Protocol):
-    """A connection's protocol, as operations use it: the live operation ids, and frames."""
-
-    @property
-    def operations(self) -> set[str]: ...
-    @property
-    def next_suffix(self) -> str: ...
-    def next_prefix(self, op_id: str) -> str: ...
-    def complete(self, op_id: str, error: str | None) -> list[str]: ...
-    def error(self, op_id: str, errors: list[Any]) -> str | None: ...
-
-
-class Sender(Protocol):
-    async def send(self, frame: str) -> None: ...
-
-
-class Peer(Protocol):
-    """What operations need of their connection: a socket's (``connection.Connection``) or an
-    HTTP stream's (``http_streams.HttpStream``)."""
-
-    @property
-    def server(self) -> Server: ...
-    @property
-    def context(self) -> Context | None: ...
-    @property
-    def protocol(self) -> Framer: ...
-    @property
-    def outbox(self) -> Sender: ...
-    @property
-    def closed(self) -> bool: ...
-    @property
-    def client(self) -> str: ...
-    @property
-    def rate(self) -> RateLimit: ...
-    async def close(self, code: int, reason: str) -> None: ...
-    async def send_text(self, frame: str) -> None: ...
 
 
 class Operation:
@@ -158,9 +103,9 @@ class Operations:
                 await self.fail(op.id, engine.report(document))
                 return
             if engine.groupable(document, op.operation_name):
-                await self._subscribe(op, document)
+                await subscribe(self, op, document)
             else:
-                await self._stream(op.id, await engine.stream(op, connection.context))
+                await self.stream(op.id, await engine.stream(op, connection.context))
         except asyncio.CancelledError:
             raise
         except OSError:
@@ -172,103 +117,7 @@ class Operations:
             if self._mine(op.id):
                 del self.running[op.id]
 
-    async def _subscribe(self, op: Subscribe, document: DocumentNode) -> None:
-        connection = self.connection
-        resumable = op.extensions is not None and "after" in op.extensions
-        after: Cursor | None = None
-        if resumable and op.extensions is not None and op.extensions["after"] is not None:
-            try:
-                after = Cursor.decode(op.extensions["after"])
-            except InvalidCursor as error:
-                await self.fail(op.id, [{"message": str(error)}])
-                return
-        engine = connection.server.engine
-        executor = engine.build(document, connection.context, op)
-        if isinstance(executor, list):
-            await self.fail(op.id, executor)
-            return
-        source = await engine.source(executor)
-        if isinstance(source, list):
-            await self.fail(op.id, source)
-            return
-        from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
-
-        if isinstance(source, UserSubscriptionsStream):
-            await self._follow(op, document, executor, source, resumable, after)
-            return
-        if not isinstance(source, ChannelStream):
-            await self._stream(op.id, engine.results(executor, source))
-            return
-        key: Hashable = (
-            *op.key(),
-            source.key,
-            None if source.shared else self._viewer_key(),
-            resumable,
-        )
-        group = self._group(key, op, document, executor, source, source.shared, resumable)
-        member = Member(
-            *self._framing(op.id), connection.outbox.send, functools.partial(self.finish, op.id)
-        )
-        if resumable:
-            member.held = []  # the group's frames wait until the member has caught up
-        if await self._join(op.id, group, member) and resumable:
-            await catch_up(group, member, after)
-
-    async def _follow(
-        self,
-        op: Subscribe,
-        document: DocumentNode,
-        executor: Executor[Any],
-        source: UserSubscriptionsStream[Any],
-        resumable: bool,
-        after: Cursor | None,
-    ) -> None:
-        """A user's followed-channel stream, as a member of the group that renders its events
-        (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
-        send = self.connection.outbox.send
-        key: Hashable = (
-            *op.key(),
-            source.feed_key,
-            None if source.shared else self._viewer_key(),
-        )
-        feed = Followed(source.broker, source.map)
-        group = self._group(key, op, document, executor, feed, source.shared, False)
-        member = Member(*self._framing(op.id), send, functools.partial(self.finish, op.id))
-        member.detach = source.aclose
-        if not await self._join(op.id, group, member):
-            return  # leaving detached the stream
-        if resumable:
-            source.resume_from(after)
-        await source.attach(lambda event, cursor: group.inbox.offer(event, member, cursor))
-        if resumable:
-            prefix, suffix = self._framing(op.id)
-            await send(prefix + start_payload(source.cursor, source.lost) + suffix)
-            for event, cursor in source.replayed():
-                body = await group.render(event)
-                if body is not None:
-                    await send(prefix + with_cursor(body, cursor) + suffix)
-        source.go_live()
-
-    def _group(
-        self,
-        key: Hashable,
-        op: Subscribe,
-        document: DocumentNode,
-        executor: Executor[Any],
-        source: Source,
-        shared: bool,
-        resumable: bool,
-    ) -> Group:
-        """The group for ``key``: a shared one executes with nobody's context."""
-        engine = self.connection.server.engine
-        make_executor = (
-            functools.partial(engine.anonymous_executor, document, op)
-            if shared
-            else lambda: executor
-        )
-        return self.connection.server.fanout.group(key, make_executor, source, resumable=resumable)
-
-    async def _join(self, op_id: str, group: Group, member: Member) -> bool:
+    async def join(self, op_id: str, group: Group, member: Member) -> bool:
         """Join ``group``; False if the operation was completed or the socket closed meanwhile."""
         token = await group.join(member)
         entry = self.running.get(op_id)
@@ -278,19 +127,12 @@ class Operations:
         entry.group, entry.token, entry.task = group, token, None
         return True
 
-    def _framing(self, op_id: str) -> tuple[str, str]:
+    def framing(self, op_id: str) -> tuple[str, str]:
         """What the connection's protocol puts before and after a result's payload."""
         protocol = self.connection.protocol
         return protocol.next_prefix(op_id), protocol.next_suffix
 
-    def _viewer_key(self) -> Hashable:
-        context = self.connection.context
-        user = context.user if context is not None else None
-        if user is not None and user.is_authenticated:
-            return ("user", user.pk)
-        return ("connection", id(self))
-
-    async def _stream(self, op_id: str, results: Any) -> None:
+    async def stream(self, op_id: str, results: Any) -> None:
         """Send each result of an operation no group serves (Strawberry's pipeline)."""
         connection = self.connection
         first = True
@@ -306,7 +148,7 @@ class Operations:
                     continue  # incremental delivery frames have no graphql-transport-ws form
                 if op_id not in connection.protocol.operations:
                     return
-                prefix, suffix = self._framing(op_id)
+                prefix, suffix = self.framing(op_id)
                 await connection.outbox.send(prefix + payload + suffix)
         await self.finish(op_id, None)
 

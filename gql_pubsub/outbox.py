@@ -49,6 +49,11 @@ class Outbox:
         self.limit = limit
 
     @property
+    def queued(self) -> int:
+        """Frames waiting for a slow client."""
+        return len(self._backlog)
+
+    @property
     def flow_controlled(self) -> bool:
         """Whether frames are written in the caller's turn while the client keeps up."""
         return self._flag is not None

@@ -9,6 +9,7 @@ import logging
 from django.db import router, transaction
 from django.utils import timezone
 
+from . import metrics
 from .backends.redis import RedisBackend
 from .backends.redis_scripts import DEFERRED
 from .broker import Broker, get_broker
@@ -87,9 +88,10 @@ def _fast_path(
         health.recovered(0)
     if not health.failing:  # else kept events are relayed first: leave this one to the relay
         try:
-            done = backend.publish_many_sync(
-                [(channels, payload)], mark=(marks_key(key), [mark]), backlog=backlog_key(key)
-            )
+            with metrics.timed_publish():
+                done = backend.publish_many_sync(
+                    [(channels, payload)], mark=(marks_key(key), [mark]), backlog=backlog_key(key)
+                )
             if done != [DEFERRED]:
                 return
         except Exception as error:

@@ -73,6 +73,10 @@ class GraphQLWebSocket:
         """The groups of this schema's subscriptions, shared with its HTTP view's streams."""
         return fanout_for(self.engine)
 
+    def queued_frames(self) -> int:
+        """Frames waiting in the outboxes of slow clients, all sockets together."""
+        return sum(connection.outbox.queued for connection in self.connections)
+
     def stats(self) -> SocketStats:
         """What this endpoint holds now: for tests, health checks and metrics."""
         groups = self.fanout.groups.values()

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .conftest import NODE_DIR
+import redis
+
+from .conftest import NODE_DIR, numsub
 from .helpers import MESSAGE_ADDED
 from .services import free_port, live_server, scaled, to_thread, wait_until
 
@@ -40,19 +42,18 @@ class NodeClient:
 
 @contextlib.contextmanager
 def node_client(node: str, url: str, token: str, correspondence: Any) -> Iterator[NodeClient]:
+    variables = json.dumps({"c": str(correspondence.pk)})
+    arguments = ["--url", url, "--token", token, "--query", MESSAGE_ADDED, "--variables", variables]
+    with node_script(node, "resume_client.mjs", *arguments) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def node_script(node: str, script: str, *arguments: str) -> Iterator[NodeClient]:
+    """A Node script of tests/node running, its JSON lines read as it prints them; it stops
+    when its stdin closes."""
     process = subprocess.Popen(
-        [
-            node,
-            "resume_client.mjs",
-            "--url",
-            url,
-            "--token",
-            token,
-            "--query",
-            MESSAGE_ADDED,
-            "--variables",
-            json.dumps({"c": str(correspondence.pk)}),
-        ],
+        [node, script, *arguments],
         cwd=NODE_DIR,
         stdin=subprocess.PIPE,  # it stops when its stdin closes
         stdout=subprocess.PIPE,
@@ -131,3 +132,59 @@ async def test_graphql_ws_resumes_across_a_kill_and_a_restart_with_none_lost_or_
         assert client.count("error") == 0, client.lines[-5:]
         assert len(got) == len(bodies), f"{len(got)} received, {len(set(got))} distinct"
         assert got == bodies  # none lost, none doubled, in order
+
+
+async def test_the_readme_apollo_recipe_goes_on_receiving_through_a_server_restart(
+    node: str,
+    log_dir: Path,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """Apollo Client with GraphQLWsLink (graphql-ws, retrying as the README says) and HttpLink:
+    a query over HTTP, then a subscription that keeps receiving after the server restarts (a
+    deploy: the connection is refused for a while)."""
+    reader, author = await to_thread(lambda: (make_user("reader"), make_user("author")))
+    room = await to_thread(make_correspondence, reader, author)
+    token = await to_thread(token_for, reader)
+    port = free_port()
+    http_url, ws_url = f"http://127.0.0.1:{port}/graphql/", f"ws://127.0.0.1:{port}/graphql/"
+    variables = json.dumps({"c": str(room.pk)})
+    with contextlib.ExitStack() as servers:
+        servers.enter_context(live_server({}, log_dir=log_dir, port=port))
+        arguments = (ws_url, http_url, token, MESSAGE_ADDED, variables)
+        with node_script(node, "apollo_recipe.mjs", *arguments) as client:
+
+            def results() -> list[str]:
+                lines = list(client.lines)
+                return [
+                    line["result"]["messageAdded"]["body"] for line in lines if "result" in line
+                ]
+
+            async def receive(body: str) -> None:
+                await to_thread(writer(room, author, [body], pace=100))
+                await to_thread(wait_until, lambda: body in results(), 20, f"{body!r} received")
+
+            await to_thread(wait_until, lambda: client.count("connected") == 1, 20, "connected")
+            await to_thread(
+                wait_until,
+                lambda: numsub(redis_client, room.channel) == 1,
+                20,
+                "the subscription is live",
+            )
+            await receive("before the restart")
+            servers.close()  # SIGTERM: the clients' sockets close; then connections are refused
+            servers.enter_context(live_server({}, log_dir=log_dir, port=port))
+            await to_thread(wait_until, lambda: client.count("connected") == 2, 30, "reconnected")
+            await to_thread(
+                wait_until,
+                lambda: numsub(redis_client, room.channel) == 1,
+                20,
+                "the subscription is live again",
+            )
+            await receive("after the restart")
+            queried = [line["query"]["me"]["username"] for line in client.lines if "query" in line]
+        assert client.count("error") == 0, client.lines[-5:]
+    assert queried == [reader.username]
+    assert results() == ["before the restart", "after the restart"]

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
 
+from .. import metrics
 from .base import BrokerUnavailable, GapHandler, MessageHandler
 from .redis_delivery import Delivery, History, Tail
 from .redis_scripts import split_message
@@ -184,6 +185,8 @@ class PubSubConnection:
             except (redis.ConnectionError, redis.TimeoutError, OSError, BrokerUnavailable) as error:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
+                if metrics.METRICS is not None:
+                    metrics.METRICS.reconnects.inc()
                 logger.warning(
                     "Lost the Redis subscription connection (%s); retrying in %.2fs",
                     error,

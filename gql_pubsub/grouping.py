@@ -1,0 +1,130 @@
+"""How a subscription joins a fan-out group: the group's key (operation, stream, viewer), its
+executor (the subscriber's, or nobody's for a ``shared`` stream), catching up from a cursor,
+and a user's followed-channel stream attached to its group."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from graphql import DocumentNode
+from graphql.execution import Executor
+
+from .cursors import Cursor, InvalidCursor, start_payload, with_cursor
+from .fanout import Followed, Group, Member, Source
+from .protocol import Subscribe
+from .resume import catch_up
+from .subscriptions import ChannelStream
+
+if TYPE_CHECKING:
+    from .operations import Operations
+    from .user_streams import UserSubscriptionsStream
+
+
+async def subscribe(ops: Operations, op: Subscribe, document: DocumentNode) -> None:
+    """Serve a subscription from a fan-out group (channel streams, users' followed
+    channels); any other stream runs per subscriber."""
+    connection = ops.connection
+    resumable = op.extensions is not None and "after" in op.extensions
+    after: Cursor | None = None
+    if resumable and op.extensions is not None and op.extensions["after"] is not None:
+        try:
+            after = Cursor.decode(op.extensions["after"])
+        except InvalidCursor as error:
+            await ops.fail(op.id, [{"message": str(error)}])
+            return
+    engine = connection.server.engine
+    executor = engine.build(document, connection.context, op)
+    if isinstance(executor, list):
+        await ops.fail(op.id, executor)
+        return
+    source = await engine.source(executor)
+    if isinstance(source, list):
+        await ops.fail(op.id, source)
+        return
+    from .user_streams import UserSubscriptionsStream  # needs Django's apps: imported late
+
+    if isinstance(source, UserSubscriptionsStream):
+        await follow(ops, op, document, executor, source, resumable, after)
+        return
+    if not isinstance(source, ChannelStream):
+        await ops.stream(op.id, engine.results(executor, source))
+        return
+    key: Hashable = (
+        *op.key(),
+        source.key,
+        None if source.shared else _viewer_key(ops),
+        resumable,
+    )
+    group = _group(ops, key, op, document, executor, source, source.shared, resumable)
+    member = Member(
+        *ops.framing(op.id), connection.outbox.send, functools.partial(ops.finish, op.id)
+    )
+    if resumable:
+        member.held = []  # the group's frames wait until the member has caught up
+    if await ops.join(op.id, group, member) and resumable:
+        await catch_up(group, member, after)
+
+
+async def follow(
+    ops: Operations,
+    op: Subscribe,
+    document: DocumentNode,
+    executor: Executor[Any],
+    source: UserSubscriptionsStream[Any],
+    resumable: bool,
+    after: Cursor | None,
+) -> None:
+    """A user's followed-channel stream, as a member of the group that renders its events
+    (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
+    send = ops.connection.outbox.send
+    key: Hashable = (
+        *op.key(),
+        source.feed_key,
+        None if source.shared else _viewer_key(ops),
+    )
+    feed = Followed(source.broker, source.map)
+    group = _group(ops, key, op, document, executor, feed, source.shared, False)
+    member = Member(*ops.framing(op.id), send, functools.partial(ops.finish, op.id))
+    member.detach = source.aclose
+    if not await ops.join(op.id, group, member):
+        return  # leaving detached the stream
+    if resumable:
+        source.resume_from(after)
+    await source.attach(lambda event, cursor: group.inbox.offer(event, member, cursor))
+    if resumable:
+        prefix, suffix = ops.framing(op.id)
+        await send(prefix + start_payload(source.cursor, source.lost) + suffix)
+        for event, cursor in source.replayed():
+            body = await group.render(event)
+            if body is not None:
+                await send(prefix + with_cursor(body, cursor) + suffix)
+    source.go_live()
+
+
+def _group(
+    ops: Operations,
+    key: Hashable,
+    op: Subscribe,
+    document: DocumentNode,
+    executor: Executor[Any],
+    source: Source,
+    shared: bool,
+    resumable: bool,
+) -> Group:
+    """The group for ``key``: a shared one executes with nobody's context."""
+    engine = ops.connection.server.engine
+    make_executor = (
+        functools.partial(engine.anonymous_executor, document, op) if shared else lambda: executor
+    )
+    return ops.connection.server.fanout.group(key, make_executor, source, resumable=resumable)
+
+
+def _viewer_key(ops: Operations) -> Hashable:
+    """Whose view a group executes: the user's, or (anonymous) this connection's."""
+    context = ops.connection.context
+    user = context.user if context is not None else None
+    if user is not None and user.is_authenticated:
+        return ("user", user.pk)
+    return ("connection", id(ops))
