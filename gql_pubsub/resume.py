@@ -1,9 +1,12 @@
-"""Resuming from a cursor: what the histories owe a subscriber (the replay plan), and how a
-member that joins a resumable group catches up with it before its live frames."""
+"""Resuming from a cursor: what the histories owe a subscriber (the replay plan), how a member
+that joins a resumable group catches up with it before its live frames, and where a followed
+stream is (its places)."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .cursors import Cursor, start_payload, with_cursor
@@ -83,3 +86,57 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
             if member.positions is None:
                 member.positions = mine  # frames held: send this member's own cursor
             await group.forward(member, channel, offset, body)
+
+
+class Places:
+    """Where a followed-channel stream is in its channels' histories (its cursor), and what it
+    replays first when it resumes from a client's cursor."""
+
+    def __init__(self, after: Cursor | None) -> None:
+        self.after = after
+        self.epoch = ""
+        self.positions: dict[str, Offset] = {}
+        self.floor: dict[str, Offset] = {}
+        """Where each channel's history ended when the stream started: live events up to there
+        are replayed, or came before the start."""
+        self.replay: deque[Event] = deque()
+        self.lost: list[str] = []
+
+    def cursor(self, channels: Iterable[str]) -> str:
+        """The cursor of the stream following ``channels`` now."""
+        positions = {c: self.positions.get(c, START) for c in channels}
+        if self.replay and self.after is not None:  # places as old as the client's cursor
+            return Cursor(self.epoch, positions, self.after.issued).encode()
+        return Cursor(self.epoch, positions).encode()
+
+    async def start(self, broker: Broker, control: str, channels: list[str]) -> None:
+        """Where each channel's history ends now; what the client's cursor missed, to replay."""
+        self.epoch, here = await broker.tail([control, *channels])
+        self.positions.update(here)
+        self.floor = here
+        if self.after is not None:
+            places, replayed, self.lost = await replay_plan(
+                broker, self.after, self.epoch, {c: here[c] for c in channels}, unnamed_lost=False
+            )
+            self.positions.update(places)
+            self.replay.extend(replayed)
+
+    def passes(self, event: Event, replayed: bool) -> bool:
+        """Note the event's place; False for one replayed already or from before the start."""
+        if not event.epoch:
+            return True  # from a publisher without a history: no place to note
+        channel = event.channel
+        if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
+            self.epoch, self.positions, self.floor = event.epoch, {}, {}
+        elif not replayed and event.offset <= max(
+            self.positions.get(channel, START), self.floor.get(channel, START)
+        ):
+            return False
+        self.positions[channel] = event.offset
+        return True
+
+    async def follow(self, broker: Broker, channel: str) -> None:
+        """A channel followed from now on: its events after this place are owed."""
+        epoch, here = await broker.tail([channel])
+        if epoch == self.epoch:
+            self.positions.setdefault(channel, here[channel])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import Callable, Collection, Coroutine, Hashable
 from typing import Any, Generic, Self, TypeVar
@@ -13,11 +12,11 @@ from .conf import get_settings
 from .control import Announcement, control_channel
 from .cursors import Cursor
 from .db import database_sync_to_async
-from .events import START, Event, EventKind, Gap, Offset
+from .events import Event, EventKind, Gap
 from .listeners import EventsLost, Listener, Subscriber
 from .models import Subscription
 from .policies import may_read
-from .resume import replay_plan
+from .resume import Places
 from .subscriptions import SKIP, EventMap, _identity
 
 T = TypeVar("T")
@@ -74,29 +73,30 @@ class UserSubscriptionsStream(Generic[T]):
         self._deliver: Deliver | None = None
         self._pending: list[Event | Gap] | None = None
         """Attached and not yet live: what the broker dispatched meanwhile."""
-        self._unconfirmed: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.resumable = False
-        self.epoch = ""
-        self.positions: dict[str, Offset] = {}
-        self.lost: list[str] = []
-        self._after: Cursor | None = None
-        self._replay: collections.deque[Event] = collections.deque()
-        self._floor: dict[str, Offset] = {}
+        self._access = _AccessChanges(self)
+        self.places: Places | None = None
+        """Where the stream is, once it keeps a cursor (``resume_from``)."""
 
     def resume_from(self, after: Cursor | None) -> None:
         """Keep a cursor (``cursor``) and, before the live events, replay those after ``after``
         on the channels it names; channels it cannot replay are listed in ``lost``."""
-        self.resumable = True
-        self._after = after
+        self.places = Places(after)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether it keeps a cursor."""
+        return self.places is not None
+
+    @property
+    def lost(self) -> list[str]:
+        """The channels its cursor named whose histories could not be replayed."""
+        return self.places.lost if self.places is not None else []
 
     @property
     def cursor(self) -> str:
         """Where the stream is in its channels' histories (see :mod:`gql_pubsub.cursors`)."""
-        positions = {c: self.positions.get(c, START) for c in self.channels}
-        if self._replay and self._after is not None:  # places as old as the client's cursor
-            return Cursor(self.epoch, positions, self._after.issued).encode()
-        return Cursor(self.epoch, positions).encode()
+        assert self.places is not None, "resume_from() first"
+        return self.places.cursor(self.channels)
 
     @property
     def broker(self) -> Broker:
@@ -130,14 +130,14 @@ class UserSubscriptionsStream(Generic[T]):
         channels = await database_sync_to_async(_readable_channels)(self.user)
         await self.broker.add(self._listener, *channels)
         self.channels.update(channels)
-        if self.resumable:
-            await self._start_positions(channels)
+        if self.places is not None:
+            await self.places.start(self.broker, self._control, channels)
 
     def replayed(self) -> list[tuple[Event, str]]:
         """An attached stream's events to replay first, each with its cursor (then go live)."""
         taken = []
-        while self._replay:
-            event = self._take(self._replay.popleft(), replayed=True)
+        while self.places is not None and self.places.replay:
+            event = self._take(self.places.replay.popleft(), replayed=True)
             if event is not None:
                 taken.append((event, self.cursor))
         return taken
@@ -164,36 +164,16 @@ class UserSubscriptionsStream(Generic[T]):
             return
         taken = self._take(event, replayed=False)
         if taken is not None:
-            self._deliver(taken, self.cursor if self.resumable else None)
+            self._deliver(taken, self.cursor if self.places is not None else None)
 
     def _closed(self) -> None:
         if self._deliver is not None:
             self._deliver(None, None)
 
-    async def _start_positions(self, channels: list[str]) -> None:
-        """Where each channel's history ends now; what the cursor missed, to replay first."""
-        self.epoch, here = await self.broker.tail([self._control, *channels])
-        self.positions.update(here)
-        self._floor = here  # live events up to here are replayed, or came before the start
-        if self._after is not None:
-            places, replayed, self.lost = await replay_plan(
-                self.broker,
-                self._after,
-                self.epoch,
-                {c: here[c] for c in channels},
-                unnamed_lost=False,
-            )
-            self.positions.update(places)
-            self._replay.extend(replayed)
-
     async def aclose(self) -> None:
         """Stop following; release every broker subscription."""
         self._deliver = None
-        for timer in self._unconfirmed.values():
-            timer.cancel()
-        self._unconfirmed.clear()
-        for task in self._tasks:
-            task.cancel()
+        self._access.close()
         context, self._context, self._listener, self._subscriber = self._context, None, None, None
         if context is not None:
             await context.__aexit__(None, None, None)
@@ -219,8 +199,9 @@ class UserSubscriptionsStream(Generic[T]):
         await self.open()
         assert self._subscriber is not None
         while True:
-            replayed = bool(self._replay)
-            event = self._replay.popleft() if replayed else await anext(self._subscriber)
+            replay = self.places.replay if self.places is not None else None
+            replayed = bool(replay)
+            event = replay.popleft() if replay else await anext(self._subscriber)
             if isinstance(event, Gap):
                 raise EventsLost(event)
             taken = self._take(event, replayed)
@@ -229,17 +210,10 @@ class UserSubscriptionsStream(Generic[T]):
 
     def _take(self, event: Event, replayed: bool) -> Event | None:
         """The event if the stream lets it through; control messages are applied here."""
-        if self.resumable and event.epoch:
-            channel = event.channel
-            if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
-                self.epoch, self.positions, self._floor = event.epoch, {}, {}
-            elif not replayed and event.offset <= max(
-                self.positions.get(channel, START), self._floor.get(channel, START)
-            ):
-                return None  # replayed already, or from before the stream started
-            self.positions[channel] = event.offset
+        if self.places is not None and not self.places.passes(event, replayed):
+            return None  # replayed already, or from before the stream started
         if event.channel == self._control:
-            self._apply(Announcement.of(event))
+            self._access.apply(Announcement.of(event))
             return None
         if event.channel not in self.channels:
             return None  # queued before its channel was revoked
@@ -247,58 +221,75 @@ class UserSubscriptionsStream(Generic[T]):
             return event
         return None
 
-    def _apply(self, announcement: Announcement | None) -> None:
-        """Apply a change of access at once: a loss stops the channel's events before any later
-        one; a gain is checked (a query) and followed in the background."""
+    async def add(self, channel: str) -> None:
+        """Follow ``channel`` (its access was checked)."""
+        if self._listener is not None and channel not in self.channels:
+            self.channels.add(channel)
+            if self.places is not None:
+                await self.places.follow(self.broker, channel)
+            if self._listener is not None:
+                await self.broker.add(self._listener, channel)
+
+    def drop(self, channel: str) -> None:
+        """Stop following ``channel`` now, inside the dispatch that says so."""
+        if self._listener is not None and channel in self.channels:
+            self.channels.discard(channel)  # its events stop here, in this dispatch
+            self.broker.discard(self._listener, channel)
+
+
+class _AccessChanges:
+    """How a followed stream applies its user's changes of access: a loss at once (before any
+    later event), a gain after a check (a query); a loss announced before its commit is read
+    again if no commit follows (a rollback)."""
+
+    __slots__ = ("stream", "tasks", "unconfirmed")
+
+    def __init__(self, stream: UserSubscriptionsStream[Any]) -> None:
+        self.stream = stream
+        self.unconfirmed: dict[str, asyncio.TimerHandle] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def apply(self, announcement: Announcement | None) -> None:
         if announcement is None or announcement.channel is None:
             return  # e.g. a deactivation: the connection itself is closed
         channel = announcement.channel
         if announcement.loses_access:
-            self._drop(channel)
+            self.stream.drop(channel)
             if announcement.committed:
                 self._confirmed(channel)
-            elif channel not in self._unconfirmed:
-                # Announced before its commit: if no commit follows (a rollback), re-read it.
-                self._unconfirmed[channel] = asyncio.get_running_loop().call_later(
+            elif channel not in self.unconfirmed:
+                self.unconfirmed[channel] = asyncio.get_running_loop().call_later(
                     get_settings().REVOCATION_CONFIRM_TIMEOUT, self._recheck, channel
                 )
             return
         self._confirmed(channel)
-        if channel not in self.channels:
+        if channel not in self.stream.channels:
             self._in_background(self._add_if(may_read, channel))
 
+    def close(self) -> None:
+        for timer in self.unconfirmed.values():
+            timer.cancel()
+        self.unconfirmed.clear()
+        for task in self.tasks:
+            task.cancel()
+
     def _confirmed(self, channel: str) -> None:
-        timer = self._unconfirmed.pop(channel, None)
+        timer = self.unconfirmed.pop(channel, None)
         if timer is not None:
             timer.cancel()
 
     def _recheck(self, channel: str) -> None:
-        self._unconfirmed.pop(channel, None)
+        self.unconfirmed.pop(channel, None)
         self._in_background(self._add_if(_still_readable, channel))
 
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _add_if(self, readable: Callable[[Any, str], bool], channel: str) -> None:
-        if await database_sync_to_async(readable)(self.user, channel):
-            await self._add(channel)
-
-    async def _add(self, channel: str) -> None:
-        if self._listener is not None and channel not in self.channels:
-            self.channels.add(channel)
-            if self.resumable:  # followed from here: its events after this place are owed
-                epoch, here = await self.broker.tail([channel])
-                if epoch == self.epoch:
-                    self.positions.setdefault(channel, here[channel])
-            if self._listener is not None:
-                await self.broker.add(self._listener, channel)
-
-    def _drop(self, channel: str) -> None:
-        if self._listener is not None and channel in self.channels:
-            self.channels.discard(channel)  # its events stop here, in this dispatch
-            self.broker.discard(self._listener, channel)
+        if await database_sync_to_async(readable)(self.stream.user, channel):
+            await self.stream.add(channel)
 
 
 def listen_to_user_subscriptions(
