@@ -8,6 +8,7 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "gql_pubsub"]
 DATABASES: dict[str, dict[str, str]] = {}
 ROOT_URLCONF = "benchmarks.urls"
+MIDDLEWARE = ["gql_pubsub.auth.TokenAuthenticationMiddleware"]  # bearer tokens: bench_user
 USE_TZ = True
 GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
