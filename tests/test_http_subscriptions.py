@@ -205,6 +205,14 @@ async def test_a_websocket_and_an_http_subscriber_share_one_group_and_one_execut
                     data = line.removeprefix("data: ")
                     break
         await socket.close()
+        # Both gone (the stream's request closed, the socket too): no group, no operation left.
+        for _ in range(int(scaled(100))):
+            left = application.websocket.stats()
+            if (left.groups, left.group_members, left.operations) == (0, 0, 0):
+                break
+            await asyncio.sleep(0.05)
+        assert (left.groups, left.group_members, left.operations) == (0, 0, 0)
+        await to_thread(wait_numsub, redis_client, room.channel, 0)
     assert by_socket["data"]["messageAdded"]["body"] == "shared by both"
     assert json.loads(data) == by_socket  # the same encoding, once for both
 
