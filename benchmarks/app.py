@@ -1,11 +1,17 @@
 """The benchmark server: the harness's schema on gql_pubsub (`uvicorn benchmarks.app:application`).
 
 subscription messageAdded(room: String!) { id room body sentAt }, fed by gql_pubsub.publish on
-channel `room:<room>` (benchmarks/publisher.py), every subscriber sharing one execution per event.
+channel `room:<room>` (benchmarks/publisher.py). GQL_PUBSUB_BENCH_VARIANT (run.py --variant):
+- ``shared`` (default): the stream is declared ``shared=True``; one user for every socket.
+- ``distinct``: every socket is a user of its own and the stream is not declared shared (what a
+  user gets who does not read the docs): the fields are plain, so it is shared anyway.
+- ``viewer``: as ``distinct``, and ``body`` reads the viewer (a resolver that looks at
+  ``info.context``): every subscriber's payload is its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncGenerator
 from types import SimpleNamespace
@@ -14,22 +20,45 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import strawberry
+from strawberry.types import Info
 
 from gql_pubsub import Event, stream
 from gql_pubsub.asgi import get_asgi_application
 
+VARIANT = os.environ.get("GQL_PUBSUB_BENCH_VARIANT", "shared")
+
 
 @strawberry.type
-class Message:
+class PlainMessage:
     id: strawberry.ID
     room: str
     body: str
     sent_at: float
 
 
+@strawberry.type(name="Message")
+class ViewerMessage:
+    id: strawberry.ID
+    room: str
+    text: strawberry.Private[str]
+    sent_at: float
+
+    @strawberry.field
+    def body(self, info: Info[Any, Any]) -> str:
+        """The same text, but a resolver that reads who asks: never shared."""
+        return self.text if info.context.user.is_authenticated else ""
+
+
+Message: Any = ViewerMessage if VARIANT == "viewer" else PlainMessage
+
+
 def to_message(event: Event) -> Message:
     data = event.data
-    return Message(id=data["id"], room=data["room"], body=data["body"], sent_at=data["sentAt"])
+    if VARIANT == "viewer":
+        return ViewerMessage(
+            id=data["id"], room=data["room"], text=data["body"], sent_at=data["sentAt"]
+        )
+    return PlainMessage(id=data["id"], room=data["room"], body=data["body"], sent_at=data["sentAt"])
 
 
 @strawberry.type
@@ -43,15 +72,22 @@ class Query:
 class Subscription:
     @strawberry.subscription
     async def message_added(self, room: str) -> AsyncGenerator[Message, None]:
-        return stream(f"room:{room}", map=to_message, shared=True)  # type: ignore[return-value]
+        shared = VARIANT == "shared"
+        return stream(f"room:{room}", map=to_message, shared=shared)  # type: ignore[return-value]
 
 
 BENCH_USER = SimpleNamespace(pk=1, username="bench", is_authenticated=True, is_active=True)
 
 
+_users = itertools.count(2)
+
+
 async def bench_user(token: str) -> Any:
-    """Any token is the benchmark's one user (the harness sends {"token": "bench"})."""
-    return BENCH_USER
+    """Any token is the benchmark's one user (the harness sends {"token": "bench"}), or with
+    the ``distinct`` and ``viewer`` variants a new user per socket."""
+    if VARIANT == "shared":
+        return BENCH_USER
+    return SimpleNamespace(pk=next(_users), username="u", is_authenticated=True, is_active=True)
 
 
 schema = strawberry.Schema(query=Query, subscription=Subscription)

@@ -32,10 +32,12 @@ UVICORN_ARGS = [
 PEERS = ["gql_pubsub", "node-graphql-ws", "strawberry-naive", "raw-asgi-limit"]
 
 
-def gql_pubsub_peer(harness: Path, *, metrics: bool = False) -> dict[str, object]:
+def gql_pubsub_peer(
+    harness: Path, *, metrics: bool = False, variant: str = "shared"
+) -> dict[str, object]:
     """The harness's description of our server: one uvicorn worker, our publisher."""
     python = sys.executable
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "GQL_PUBSUB_BENCH_VARIANT": variant}
     if metrics:
         env["GQL_PUBSUB_BENCH_METRICS"] = "1"
     return {
@@ -69,6 +71,13 @@ def main() -> None:
     parser.add_argument(
         "--metrics", action="store_true", help="gql_pubsub with its Prometheus metrics on"
     )
+    parser.add_argument(
+        "--variant",
+        choices=("shared", "distinct", "viewer"),
+        default="shared",
+        help="shared: declared shared, one user; distinct: a user per socket, not declared "
+        "shared; viewer: distinct, and a field that reads the viewer (benchmarks/app.py)",
+    )
     args = parser.parse_args()
     harness = args.harness.resolve()
     if not (harness / "run.py").exists():
@@ -77,7 +86,7 @@ def main() -> None:
         subprocess.run(["bash", "setup.sh"], cwd=harness, check=True)
 
     peers = {k: v for k, v in json.loads((harness / "peers.json").read_text()).items()}
-    peers["gql_pubsub"] = gql_pubsub_peer(harness, metrics=args.metrics)
+    peers["gql_pubsub"] = gql_pubsub_peer(harness, metrics=args.metrics, variant=args.variant)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M")

@@ -24,6 +24,7 @@ from .subscriptions import (
     model_events,
     stream,
 )
+from .viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
 
 if TYPE_CHECKING:
     from .asgi import get_asgi_application
@@ -69,6 +70,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "SKIP",
+    "VIEWER_DEPENDENT",
+    "VIEWER_INDEPENDENT",
     "AccessDenied",
     "Broker",
     "BrokerState",

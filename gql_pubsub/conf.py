@@ -29,6 +29,7 @@ class Settings:
     METRICS_PATH: str | None = None
     METRICS_TOKEN: str | None = None
     METRICS_INTERVAL: float = 5.0
+    SHARE_WHEN_SAFE: bool = True
     GRAPHIQL: bool | None = None
     INTROSPECTION: bool | None = None
     CONNECTION_INIT_TIMEOUT: float = 3.0

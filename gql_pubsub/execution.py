@@ -42,6 +42,7 @@ from strawberry.types.execution import PreExecutionError
 
 from .conf import get_settings
 from .limits import operation_limits_rule
+from .viewers import viewer_independent
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
@@ -100,6 +101,8 @@ class Engine:
         self.per_subscriber_reason = _per_subscriber_reason(schema)
         """Why this schema's subscriptions cannot be grouped (None: they can)."""
         self.grouping = self.per_subscriber_reason is None
+        self._shareable: dict[tuple[str, str | None], bool] = {}
+        self._cache_size = cache_size
         self.prepare = functools.lru_cache(maxsize=cache_size)(self._prepare)
         """The document of a text, parsed and validated once while cached; or its errors (not
         yet reported: see :meth:`report`)."""
@@ -111,6 +114,21 @@ class Engine:
             return [error]
         errors = validate(self.graphql_schema, document, self.rules)
         return errors or document
+
+    def shareable(self, op: Subscribe, document: DocumentNode) -> bool:
+        """Whether the operation's result cannot depend on its viewer (see ``viewers``): decided
+        once per text and operation name (while cached)."""
+        if not get_settings().SHARE_WHEN_SAFE:
+            return False
+        key = (op.query, op.operation_name)
+        known = self._shareable.get(key)
+        if known is None:
+            if len(self._shareable) >= self._cache_size:
+                self._shareable.clear()
+            known = self._shareable[key] = viewer_independent(
+                self.graphql_schema, document, op.operation_name
+            )
+        return known
 
     def report(self, errors: list[GraphQLError]) -> Errors:
         """Errors for the wire, after the schema's own error processing (its log, and

@@ -1,6 +1,7 @@
 """How a subscription joins a fan-out group: the group's key (operation, stream, viewer), its
-executor (the subscriber's, or nobody's for a ``shared`` stream), catching up from a cursor,
-and a user's followed-channel stream attached to its group."""
+executor (the subscriber's, or nobody's when the result cannot depend on who receives it: a
+``shared`` stream, or a selection set ``viewers`` finds viewer-independent), catching up from a
+cursor, and a user's followed-channel stream attached to its group."""
 
 from __future__ import annotations
 
@@ -51,13 +52,14 @@ async def subscribe(ops: Operations, op: Subscribe, document: DocumentNode) -> N
     if not isinstance(source, ChannelStream):
         await ops.stream(op.id, engine.results(executor, source))
         return
+    shared = source.shared or engine.shareable(op, document)
     key: Hashable = (
         *op.key(),
         source.key,
-        None if source.shared else _viewer_key(ops),
+        None if shared else _viewer_key(ops),
         resumable,
     )
-    group = _group(ops, key, op, document, executor, source, source.shared, resumable)
+    group = _group(ops, key, op, document, executor, source, shared, resumable)
     member = Member(
         *ops.framing(op.id), connection.outbox.send, functools.partial(ops.finish, op.id)
     )
@@ -79,13 +81,15 @@ async def follow(
     """A user's followed-channel stream, as a member of the group that renders its events
     (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
     send = ops.connection.outbox.send
+    engine = ops.connection.server.engine
+    shared = source.shared or engine.shareable(op, document)
     key: Hashable = (
         *op.key(),
         source.feed_key,
-        None if source.shared else _viewer_key(ops),
+        None if shared else _viewer_key(ops),
     )
     feed = Followed(source.broker, source.map)
-    group = _group(ops, key, op, document, executor, feed, source.shared, False)
+    group = _group(ops, key, op, document, executor, feed, shared, False)
     member = Member(*ops.framing(op.id), send, functools.partial(ops.finish, op.id))
     member.detach = source.aclose
     if not await ops.join(op.id, group, member):

@@ -12,6 +12,7 @@ from strawberry.types import Info
 
 from gql_pubsub import Event, stream
 from gql_pubsub.context import get_user
+from gql_pubsub.viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
 
 executions: collections.Counter[str] = collections.Counter()
 """How many times each event's selection set ran, by the event's ``n``."""
@@ -21,6 +22,12 @@ executions: collections.Counter[str] = collections.Counter()
 class Item:
     n: str
     size: int
+    tag: str = strawberry.field(default="t", metadata=VIEWER_DEPENDENT)  # said so: not shared
+
+    @strawberry.field(metadata=VIEWER_INDEPENDENT)
+    def label(self) -> str:
+        """A resolver that says it never reads who asks: shared."""
+        return f"item {self.n}"
 
     @strawberry.field
     def executions(self) -> int:

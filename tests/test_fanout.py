@@ -296,3 +296,81 @@ async def _next_with_n(client: GraphQLWS, n: str, limit: int) -> dict[str, Any]:
         if item["n"] == n:
             return item
     raise AssertionError(f"no item {n!r} among {limit} messages")
+
+
+async def subscribed_by_each(
+    server: InProcessServer, tokens: list[str], query: str, channel: str
+) -> list[GraphQLWS]:
+    """A socket per token, each subscribed to ``query`` on ``channel`` (not declared shared)."""
+    clients = [await socket(server, token) for token in tokens]
+    for client in clients:
+        await client.subscribe("1", query, {"c": channel, "s": False})
+    return clients
+
+
+async def members_in_groups(server: InProcessServer, members: int) -> tuple[int, int]:
+    """(groups, members) once every subscriber has joined one."""
+    stats = server.app.websocket.stats()
+    for _ in range(int(scaled(200))):
+        stats = server.app.websocket.stats()
+        if stats.group_members == members:
+            break
+        await asyncio.sleep(0.02)
+    return stats.groups, stats.group_members
+
+
+PLAIN = (
+    "subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n size label } }"
+)
+VIEWER = "subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n viewer } }"
+TAGGED = "subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n tag } }"
+
+
+async def test_different_users_share_one_execution_when_no_field_can_read_the_viewer(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """Not declared shared; plain fields and a resolver that says it is viewer-independent."""
+    users = await to_thread(lambda: [make_user("plain") for _ in range(3)])
+    clients = await subscribed_by_each(app_server, [token_for(u) for u in users], PLAIN, channel)
+    try:
+        assert await members_in_groups(app_server, 3) == (1, 3)
+        await ready(redis_client, channel)
+        await apublish(channel, "custom", {"n": f"{channel}-1", "size": 2})
+        items = [(await client.next_payload("1"))["data"]["items"] for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    assert items == [{"n": f"{channel}-1", "size": 2, "label": f"item {channel}-1"}] * 3
+
+
+@pytest.mark.parametrize("query", [VIEWER, TAGGED], ids=["reads-the-viewer", "says-dependent"])
+async def test_a_field_that_may_depend_on_the_viewer_is_never_shared_across_users(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+    query: str,
+) -> None:
+    """Many users, many events: each subscriber's payloads are its own user's, from its own
+    group; nobody's value reaches another."""
+    users = await to_thread(lambda: [make_user("viewer") for _ in range(4)])
+    clients = await subscribed_by_each(app_server, [token_for(u) for u in users], query, channel)
+    try:
+        assert await members_in_groups(app_server, 4) == (4, 4)
+        await ready(redis_client, channel)
+        for n in range(25):
+            await apublish(channel, "custom", {"n": f"{channel}-{n}"})
+        received = [
+            [(await client.next_payload("1"))["data"]["items"] for _ in range(25)]
+            for client in clients
+        ]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    for user, items in zip(users, received, strict=True):
+        assert [item["n"] for item in items] == [f"{channel}-{n}" for n in range(25)]
+        if query is VIEWER:
+            assert {item["viewer"] for item in items} == {user.username}
