@@ -45,7 +45,6 @@ class Connection:
     """One socket: reads frames, starts operations, writes results through its outbox."""
 
     __slots__ = (
-        "_background",
         "_send",
         "_timers",
         "_watch",
@@ -78,7 +77,6 @@ class Connection:
         self.context: Context | None = None
         self.ops = Operations(self)
         self.closed = False
-        self._background: set[asyncio.Task[None]] = set()
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
         settings = get_settings()
@@ -204,26 +202,23 @@ class Connection:
     def _fired(self, timer: Timer) -> None:
         match timer:
             case Timer.PING:
-                self._in_background(self.send_text(protocol.PING))
+                self.ops.in_background(self.send_text(protocol.PING))
                 self._after(Timer.PONG, get_settings().KEEPALIVE_TIMEOUT)
             case Timer.PONG:
-                self._in_background(self.close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong"))
+                self.ops.in_background(
+                    self.close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong")
+                )
             case Timer.EXPIRY:
                 reason = "Token expired: reconnect with a fresh token"
-                self._in_background(self.close(CloseCode.FORBIDDEN, reason))
+                self.ops.in_background(self.close(CloseCode.FORBIDDEN, reason))
             case Timer.INIT:
                 close = self.protocol.init_timed_out()
                 if close is not None:
-                    self._in_background(self.close(close.code, close.reason))
+                    self.ops.in_background(self.close(close.code, close.reason))
 
     def _on_overflow(self) -> None:
         reason = f"Slow consumer: more than {self.outbox.limit} messages were waiting"
-        self._in_background(self.close(CloseCode.TRY_AGAIN_LATER, reason))
-
-    def _in_background(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.ops.in_background(self.close(CloseCode.TRY_AGAIN_LATER, reason))
 
     async def send_text(self, frame: str) -> None:
         if not self.closed:

@@ -166,7 +166,6 @@ class HttpStream:
         self.outbox = self  # Operations writes through connection.outbox.send
         self.ops = Operations(self)
         self._frames: asyncio.Queue[str | None] = asyncio.Queue()
-        self._background: set[asyncio.Task[None]] = set()
 
     async def send(self, frame: str) -> None:
         """Queue a frame for the response body; past ``SEND_BUFFER`` the stream is closed."""
@@ -174,7 +173,7 @@ class HttpStream:
             return
         if self._frames.qsize() >= self.limit:
             reason = f"Slow consumer: more than {self.limit} messages were waiting"
-            self._in_background(self.close(CloseCode.TRY_AGAIN_LATER, reason))
+            self.ops.in_background(self.close(CloseCode.TRY_AGAIN_LATER, reason))
             return
         self._frames.put_nowait(frame)
         if frame.endswith(self.framing.end) and not self.protocol.operations:
@@ -195,11 +194,6 @@ class HttpStream:
             self._frames.put_nowait(frame)
         self._frames.put_nowait(None)
 
-    def _in_background(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def body(self) -> AsyncIterator[str]:
         """The response body: the stream's frames as they come, heartbeats while none do."""
         settings = get_settings()
@@ -215,7 +209,7 @@ class HttpStream:
                 timers.append(
                     loop.call_later(
                         max(0.0, expires - time.time()),
-                        lambda: self._in_background(self.close(CloseCode.FORBIDDEN, reason)),
+                        lambda: self.ops.in_background(self.close(CloseCode.FORBIDDEN, reason)),
                     )
                 )
             for timer in timers:

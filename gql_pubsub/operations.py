@@ -205,22 +205,23 @@ class Operations:
         deactivation, or a gap (a revocation may be among what was lost), closes the connection."""
         if isinstance(event, Gap):
             reason = "Going away: reconnect to check access again"
-            self._in_background(self.connection.close(CloseCode.GOING_AWAY, reason))
+            self.in_background(self.connection.close(CloseCode.GOING_AWAY, reason))
             return
         announcement = Announcement.of(event)
         if announcement is None:
             return
         if announcement.change is Change.DEACTIVATED:
             reason = "Forbidden: user deactivated"
-            self._in_background(self.connection.close(CloseCode.FORBIDDEN, reason))
+            self.in_background(self.connection.close(CloseCode.FORBIDDEN, reason))
             return
         channel = announcement.channel
         if announcement.change is not Change.REVOKED or channel is None:
             return
         for op_id in self.revoke(channel):
-            self._in_background(self.finish(op_id, f"Access to {channel!r} was revoked."))
+            self.in_background(self.finish(op_id, f"Access to {channel!r} was revoked."))
 
-    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in a task of the connection's (kept until it ends)."""
         if self._background is None:
             self._background = set()
         task = asyncio.ensure_future(coroutine)
