@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from .events import Event, Gap
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .fanout import Member
 
 logger = logging.getLogger("gql_pubsub.broker")
+
+T = TypeVar("T")
 
 Takers = list[tuple["Member", str | None]]
 """The members an event was let through for, each with its cursor (None: it asked for none)."""
@@ -52,32 +54,32 @@ class Listener:
         """No event follows (the subscription ended, or the broker stopped)."""
 
 
-class Subscriber(Listener):
-    """One consumer's bounded view of some channels; iterate it for events."""
+class _Bounded(Listener, Generic[T]):
+    """A bounded queue filled in the broker's dispatch and drained by one task: past
+    ``maxsize`` waiting items it is ended (``SubscriberOverflow``), never the others."""
 
     __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "maxsize")
 
     def __init__(self, channels: set[str], maxsize: int) -> None:
         super().__init__(channels)
         self.maxsize = maxsize
-        self._buffer: deque[Event | Gap] = deque()
+        self._buffer: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
 
-    def deliver(self, event: Event | Gap) -> None:
-        """Queue an event; a full buffer ends this subscriber, never the others."""
-        if self._closed or self._overflowed:
+    def _put(self, item: T) -> None:
+        if self._overflowed:
             return
         if len(self._buffer) >= self.maxsize:
             self._overflowed = True
             self._buffer.clear()
         else:
-            self._buffer.append(event)
+            self._buffer.append(item)
         self._wake()
 
     def close(self) -> None:
-        """End the stream after the events already queued."""
+        """End the stream after the items already queued."""
         self._closed = True
         self._wake()
 
@@ -86,15 +88,19 @@ class Subscriber(Listener):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def __aiter__(self) -> Subscriber:
+    def _behind(self) -> str:
+        """What fell behind, for the overflow's message."""
+        return str(sorted(self.channels))
+
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Event | Gap:
+    async def __anext__(self) -> T:
         while True:
             if self._overflowed:
                 raise SubscriberOverflow(
                     f"Subscriber fell more than {self.maxsize} events behind on "
-                    f"{sorted(self.channels)}; its stream was ended. Read faster or raise "
+                    f"{self._behind()}; its stream was ended. Read faster or raise "
                     "GQL_PUBSUB['SUBSCRIBER_BUFFER']."
                 )
             if self._buffer:
@@ -106,6 +112,17 @@ class Subscriber(Listener):
                 await self._waiter
             finally:
                 self._waiter = None
+
+
+class Subscriber(_Bounded["Event | Gap"]):
+    """One consumer's bounded view of some channels; iterate it for events."""
+
+    __slots__ = ()
+
+    def deliver(self, event: Event | Gap) -> None:
+        """Queue an event; a full buffer ends this subscriber, never the others."""
+        if not self._closed:
+            self._put(event)
 
 
 class Watcher(Listener):
@@ -139,28 +156,19 @@ class Watcher(Listener):
             logger.exception("A watcher of %s failed", sorted(self.channels))
 
 
-class Inbox(Listener):
+class Inbox(_Bounded["tuple[Event | Gap | None, Takers | None]"]):
     """A group's bounded queue, filled in the broker's dispatch: the events of the group's
-    channels (it listens to them), and those its members' followed streams let through."""
+    channels (it listens to them), and those its members' followed streams let through.
+    Closed (the broker stopped), it ends after the events already queued."""
 
-    __slots__ = ("_ended", "_overflowed", "_queue", "_waiter", "maxsize", "what")
+    __slots__ = ("what",)
 
     def __init__(self, maxsize: int, what: str) -> None:
-        super().__init__(set())
-        self.maxsize = maxsize
+        super().__init__(set(), maxsize)
         self.what = what
-        self._queue: deque[tuple[Event | Gap | None, Takers | None]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._overflowed = False
-        self._ended = False
 
     def deliver(self, event: Event | Gap) -> None:
         self.offer(event)
-
-    def close(self) -> None:
-        """No event follows (the broker stopped): end after the events already queued."""
-        self._ended = True
-        self._wake()
 
     def offer(
         self, event: Event | Gap | None, member: Member | None = None, cursor: str | None = None
@@ -172,42 +180,13 @@ class Inbox(Listener):
         pass, so the members that take an event offer it one after another: they share one
         entry, and one execution.
         """
-        queue = self._queue
+        queue = self._buffer
         if member is not None and queue:
             last, takers = queue[-1]
             if last is event and takers is not None:
                 takers.append((member, cursor))
                 return
-        if self._overflowed:
-            return
-        if len(queue) >= self.maxsize:
-            self._overflowed = True
-            queue.clear()
-        else:
-            queue.append((event, None if member is None else [(member, cursor)]))
-        self._wake()
+        self._put((event, None if member is None else [(member, cursor)]))
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def __aiter__(self) -> Inbox:
-        return self
-
-    async def __anext__(self) -> tuple[Event | Gap | None, Takers | None]:
-        while True:
-            if self._overflowed:
-                raise SubscriberOverflow(
-                    f"Subscriber fell more than {self.maxsize} events behind on {self.what}; "
-                    "its stream was ended. Read faster or raise GQL_PUBSUB['SUBSCRIBER_BUFFER']."
-                )
-            if self._queue:
-                return self._queue.popleft()
-            if self._ended:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    def _behind(self) -> str:
+        return self.what
