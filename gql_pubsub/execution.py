@@ -42,7 +42,8 @@ from strawberry.types.execution import PreExecutionError
 
 from .conf import get_settings
 from .limits import operation_limits_rule
-from .viewers import viewer_independent
+from .splice import Body, executor_with_holes, template
+from .viewers import PerViewer, per_viewer_fields
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
@@ -101,7 +102,7 @@ class Engine:
         self.per_subscriber_reason = _per_subscriber_reason(schema)
         """Why this schema's subscriptions cannot be grouped (None: they can)."""
         self.grouping = self.per_subscriber_reason is None
-        self._shareable: dict[tuple[str, str | None], bool] = {}
+        self._viewing: dict[tuple[str, str | None], tuple[DocumentNode, PerViewer | None]] = {}
         self._cache_size = cache_size
         self.prepare = functools.lru_cache(maxsize=cache_size)(self._prepare)
         """The document of a text, parsed and validated once while cached; or its errors (not
@@ -115,20 +116,22 @@ class Engine:
         errors = validate(self.graphql_schema, document, self.rules)
         return errors or document
 
-    def shareable(self, op: Subscribe, document: DocumentNode) -> bool:
-        """Whether the operation's result cannot depend on its viewer (see ``viewers``): decided
-        once per text and operation name (while cached)."""
+    def viewing(self, op: Subscribe, document: DocumentNode) -> PerViewer | None:
+        """The fields of the operation whose values can depend on its viewer (see ``viewers``;
+        empty: none, so subscribers of any users share its results; None: it runs per
+        viewer): found once per document while cached."""
         if not get_settings().SHARE_WHEN_SAFE:
-            return False
+            return None
         key = (op.query, op.operation_name)
-        known = self._shareable.get(key)
-        if known is None:
-            if len(self._shareable) >= self._cache_size:
-                self._shareable.clear()
-            known = self._shareable[key] = viewer_independent(
-                self.graphql_schema, document, op.operation_name
+        known = self._viewing.get(key)
+        if known is None or known[0] is not document:  # nodes are known by id: this document's
+            if len(self._viewing) >= self._cache_size:
+                self._viewing.clear()
+            known = self._viewing[key] = (
+                document,
+                per_viewer_fields(self.graphql_schema, document, op.operation_name),
             )
-        return known
+        return known[1]
 
     def report(self, errors: list[GraphQLError]) -> Errors:
         """Errors for the wire, after the schema's own error processing (its log, and
@@ -146,13 +149,23 @@ class Engine:
             and operation.operation is OperationType.SUBSCRIPTION
         )
 
-    def build(self, document: DocumentNode, context: Any, op: Subscribe) -> Executor[Any] | Errors:
-        """The operation's executor, or the errors of its variables and operation name."""
+    def build(
+        self,
+        document: DocumentNode,
+        context: Any,
+        op: Subscribe,
+        per_viewer: PerViewer | None = None,
+    ) -> Executor[Any] | Errors:
+        """The operation's executor, or the errors of its variables and operation name; with
+        ``per_viewer``, one that leaves those fields as holes (see ``splice``)."""
         # Strawberry's executor class takes the operation's extensions (info.input_extensions).
         custom: dict[str, Any] = {}
         if self.executor_class is not Executor:
             custom["operation_extensions"] = op.extensions
-        executor = self.executor_class.build(
+        executor_class = self.executor_class
+        if per_viewer:
+            executor_class = executor_with_holes(executor_class)
+        executor = executor_class.build(
             self.graphql_schema,
             document,
             context_value=context,
@@ -162,10 +175,15 @@ class Engine:
         )
         if isinstance(executor, list):
             return self.report(executor)
+        if per_viewer:
+            executor.per_viewer = per_viewer  # type: ignore[attr-defined]
         return executor
 
-    def anonymous_executor(self, document: DocumentNode, op: Subscribe) -> Executor[Any]:
-        """The executor of a shared group: nobody's user, so no result can depend on one."""
+    def anonymous_executor(
+        self, document: DocumentNode, op: Subscribe, per_viewer: PerViewer | None = None
+    ) -> Executor[Any]:
+        """The executor of a shared group: nobody's user, so no result can depend on one
+        (``per_viewer`` fields are left as holes, for each member to fill)."""
         from django.contrib.auth.models import AnonymousUser
 
         from .context import Context, WebSocketRequest, WebSocketResponse
@@ -179,7 +197,7 @@ class Engine:
             user=user,
             connection_params={},
         )
-        executor = self.build(document, context, op)
+        executor = self.build(document, context, op, per_viewer)
         assert isinstance(executor, Executor)  # the same arguments built one for the first member
         return executor
 
@@ -223,6 +241,18 @@ class Engine:
         (graphql-core's execution, which groups use, never sets a result's extensions.)
         """
         return (await self.execute_event(executor, root))[:-1]
+
+    async def execute_template(self, executor: Executor[Any], root: Any) -> Body:
+        """Execute with an executor that leaves holes: the payload without its closing brace,
+        or the :class:`~gql_pubsub.splice.Template` each member fills."""
+        event_executor: Any = executor.build_per_event_executor(root)
+        result = execute_subscription_event(event_executor)
+        if executor.is_awaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        # With errors every member executes it all (and its errors are reported then).
+        encoded = "" if result.errors else encode_result(result)[:-1]
+        return template(result, encoded, event_executor.holes, root)
 
 
 def refused(result: Any) -> Errors | None:

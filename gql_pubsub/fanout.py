@@ -6,7 +6,9 @@ map events the same way, and whose results cannot differ (the same user, or a st
 every event of its channels (a channel stream), or the events each member's followed-channel
 stream lets through (``listen_to_user_subscriptions``). For each event the group executes the
 selection set once and encodes the result once; each member only splices in its operation id
-(and its cursor, if it asked for one).
+(and its cursor, if it asked for one). When some fields can depend on the viewer, the group is
+of every user's subscribers all the same, and each member splices in its own values of just
+those fields (``splice``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .cursors import Cursor, refetch_payload, with_cursor
 from .events import START, Event, Gap, Offset
 from .execution import Engine
 from .listeners import EventsLost, Inbox, SubscriberOverflow, Takers
+from .splice import Body
 from .subscriptions import SKIP
 
 logger = logging.getLogger("gql_pubsub.fanout")
@@ -66,14 +69,28 @@ class Member:
     """One subscriber in a group: where its frames go, and what its protocol puts around a
     result's payload (for graphql-transport-ws, the prefix names its operation)."""
 
-    __slots__ = ("detach", "finish", "held", "positions", "prefix", "send", "suffix")
+    __slots__ = (
+        "detach",
+        "executor",
+        "finish",
+        "held",
+        "positions",
+        "prefix",
+        "send",
+        "suffix",
+        "viewer",
+    )
 
     def __init__(self, prefix: str, suffix: str, send: Send, finish: Finish) -> None:
         self.prefix = prefix
         self.suffix = suffix
         self.send = send
         self.finish = finish
-        self.held: list[tuple[str, Offset, str]] | None = None
+        self.executor: Executor[Any] | None = None
+        """Its own executor, in a group whose results have per-viewer fields for it to fill."""
+        self.viewer: Hashable = None
+        """Whose view it fills them with (its user's: once per event for all their members)."""
+        self.held: list[tuple[str, Offset, Body]] | None = None
         """While it catches up: the group's frames (channel, offset, body) that wait for it."""
         self.positions: dict[str, Offset] | None = None
         """Where it is, while that differs from where its group is (else None)."""
@@ -103,6 +120,8 @@ class Group:
         self.executor = executor
         self.stream = stream
         self.resumable = resumable
+        self.per_viewer = bool(getattr(executor, "per_viewer", None))
+        """Whether its results have per-viewer fields each member fills (see ``splice``)."""
         self.members: dict[int, Member] = {}
         self.epoch = ""
         self.positions: dict[str, Offset] = {}
@@ -184,9 +203,14 @@ class Group:
         if metrics.METRICS is not None:
             metrics.METRICS.deliveries.inc(len(self.members))
         if not self.resumable:
-            payload = body + "}"
+            if isinstance(body, str):
+                payload = body + "}"
+                for member in tuple(self.members.values()):
+                    await member.send(member.prefix + payload + member.suffix)
+                return
             for member in tuple(self.members.values()):
-                await member.send(member.prefix + payload + member.suffix)
+                text = await self.personal(body, member)
+                await member.send(member.prefix + text + "}" + member.suffix)
             return
         for member in tuple(self.members.values()):
             await self.forward(member, event.channel, event.offset, body)
@@ -207,7 +231,8 @@ class Group:
             metrics.METRICS.deliveries.inc(len(takers))
         for member, cursor in takers:
             if self.members.get(id(member)) is member:
-                payload = body + "}" if cursor is None else with_cursor(body, cursor)
+                text = await self.personal(body, member)
+                payload = text + "}" if cursor is None else with_cursor(text, cursor)
                 await member.send(member.prefix + payload + member.suffix)
 
     def _advance(self, event: Event) -> bool:
@@ -223,16 +248,27 @@ class Group:
         self._cursor = None
         return True
 
-    async def render(self, event: Event) -> str | None:
-        """The event's ``next`` payload without its closing brace (None: filtered out)."""
+    async def render(self, event: Event) -> Body | None:
+        """The event's ``next`` payload without its closing brace, or what each member fills
+        in (None: filtered out)."""
         if not self.stream.accepts(event):
             return None
         root = self.stream.map(event)
         if root is SKIP:
             return None
+        if self.per_viewer:
+            return await self._hub.engine.execute_template(self.executor, root)
         return await self._hub.engine.execute_body(self.executor, root)
 
-    async def forward(self, member: Member, channel: str, offset: Offset, body: str) -> None:
+    async def personal(self, body: Body, member: Member) -> str:
+        """The member's payload without its closing brace: the group's, with its own values of
+        the per-viewer fields."""
+        if isinstance(body, str):
+            return body
+        assert member.executor is not None, "a member of a per-viewer group has its executor"
+        return await body.fill(member.executor, member.viewer, self._hub.engine.execute_body)
+
+    async def forward(self, member: Member, channel: str, offset: Offset, body: Body) -> None:
         """Send one of the group's frames to a member of a resumable group."""
         if member.held is not None:
             member.held.append((channel, offset, body))
@@ -246,7 +282,8 @@ class Group:
             return
         positions = member.positions
         if positions is None:
-            await member.send(member.prefix + with_cursor(body, self.cursor) + member.suffix)
+            text = await self.personal(body, member)
+            await member.send(member.prefix + with_cursor(text, self.cursor) + member.suffix)
             return
         if offset <= positions.get(channel, START):
             return  # the member has it already (its cursor was ahead of this server)
@@ -254,7 +291,8 @@ class Group:
         cursor = Cursor(self.epoch, dict(positions)).encode()
         if positions == self.positions:
             member.positions = None  # caught up: the group's cursor is the member's again
-        await member.send(member.prefix + with_cursor(body, cursor) + member.suffix)
+        text = await self.personal(body, member)
+        await member.send(member.prefix + with_cursor(text, cursor) + member.suffix)
 
     async def _refetch(self, gap: Gap) -> None:
         message = (

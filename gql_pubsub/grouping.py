@@ -1,7 +1,8 @@
 """How a subscription joins a fan-out group: the group's key (operation, stream, viewer), its
 executor (the subscriber's, or nobody's when the result cannot depend on who receives it: a
-``shared`` stream, or a selection set ``viewers`` finds viewer-independent), catching up from a
-cursor, and a user's followed-channel stream attached to its group."""
+``shared`` stream, or a selection set ``viewers`` finds viewer-independent, or one whose
+per-viewer fields each member fills in), catching up from a cursor, and a user's
+followed-channel stream attached to its group."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .fanout import Followed, Group, Member, Source
 from .protocol import Subscribe
 from .resume import catch_up
 from .subscriptions import ChannelStream
+from .viewers import PerViewer
 
 if TYPE_CHECKING:
     from .operations import Operations
@@ -52,17 +54,14 @@ async def subscribe(ops: Operations, op: Subscribe, document: DocumentNode) -> N
     if not isinstance(source, ChannelStream):
         await ops.stream(op.id, engine.results(executor, source))
         return
-    shared = source.shared or engine.shareable(op, document)
-    key: Hashable = (
-        *op.key(),
-        source.key,
-        None if shared else _viewer_key(ops),
-        resumable,
-    )
-    group = _group(ops, key, op, document, executor, source, shared, resumable)
+    per_viewer = {} if source.shared else engine.viewing(op, document)
+    key: Hashable = (*op.key(), source.key, _viewer_key(ops, per_viewer), resumable)
+    group = _group(ops, key, op, document, executor, source, per_viewer, resumable)
     member = Member(
         *ops.framing(op.id), connection.outbox.send, functools.partial(ops.finish, op.id)
     )
+    if per_viewer:
+        member.executor, member.viewer = executor, _user_key(ops)  # it fills its own values in
     if resumable:
         member.held = []  # the group's frames wait until the member has caught up
     if await ops.join(op.id, group, member) and resumable:
@@ -82,15 +81,13 @@ async def follow(
     (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
     send = ops.connection.outbox.send
     engine = ops.connection.server.engine
-    shared = source.shared or engine.shareable(op, document)
-    key: Hashable = (
-        *op.key(),
-        source.feed_key,
-        None if shared else _viewer_key(ops),
-    )
+    per_viewer = {} if source.shared else engine.viewing(op, document)
+    key: Hashable = (*op.key(), source.feed_key, _viewer_key(ops, per_viewer))
     feed = Followed(source.broker, source.map)
-    group = _group(ops, key, op, document, executor, feed, shared, False)
+    group = _group(ops, key, op, document, executor, feed, per_viewer, False)
     member = Member(*ops.framing(op.id), send, functools.partial(ops.finish, op.id))
+    if per_viewer:
+        member.executor, member.viewer = executor, _user_key(ops)
     member.detach = source.aclose
     if not await ops.join(op.id, group, member):
         return  # leaving detached the stream
@@ -103,7 +100,8 @@ async def follow(
         for event, cursor in source.replayed():
             body = await group.render(event)
             if body is not None:
-                await send(prefix + with_cursor(body, cursor) + suffix)
+                text = await group.personal(body, member)
+                await send(prefix + with_cursor(text, cursor) + suffix)
     source.go_live()
 
 
@@ -114,19 +112,30 @@ def _group(
     document: DocumentNode,
     executor: Executor[Any],
     source: Source,
-    shared: bool,
+    per_viewer: PerViewer | None,
     resumable: bool,
 ) -> Group:
-    """The group for ``key``: a shared one executes with nobody's context."""
+    """The group for ``key``: one that serves every viewer executes with nobody's context
+    (leaving its ``per_viewer`` fields for each member to fill)."""
     engine = ops.connection.server.engine
     make_executor = (
-        functools.partial(engine.anonymous_executor, document, op) if shared else lambda: executor
+        functools.partial(engine.anonymous_executor, document, op, per_viewer)
+        if per_viewer is not None
+        else lambda: executor
     )
     return ops.connection.server.fanout.group(key, make_executor, source, resumable=resumable)
 
 
-def _viewer_key(ops: Operations) -> Hashable:
-    """Whose view a group executes: the user's, or (anonymous) this connection's."""
+def _viewer_key(ops: Operations, per_viewer: PerViewer | None) -> Hashable:
+    """Whose view a group executes: every viewer's (nothing depends on the viewer, or each
+    member fills in what does), the user's, or (anonymous) this connection's."""
+    if per_viewer is not None:
+        return "per-viewer fields" if per_viewer else None
+    return _user_key(ops)
+
+
+def _user_key(ops: Operations) -> Hashable:
+    """The user's, or (anonymous) this connection's."""
     context = ops.connection.context
     user = context.user if context is not None else None
     if user is not None and user.is_authenticated:

@@ -74,9 +74,10 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
         mine[event.channel] = event.offset
         body = await group.render(event)
         if body is not None:
+            text = await group.personal(body, member)
             current = n == len(replayed)
             cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
-            await member.send(member.prefix + with_cursor(body, cursor) + member.suffix)
+            await member.send(member.prefix + with_cursor(text, cursor) + member.suffix)
     if group.members.get(id(member)) is not member:
         return
     held, member.held = member.held or [], None

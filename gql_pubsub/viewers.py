@@ -1,13 +1,17 @@
-"""Whether a subscription's result can depend on who receives it, decided once per document.
+"""Which fields of a subscription's result can depend on who receives it, found once per
+document.
 
 When nothing in the selection set can read the context, subscribers of different users share
-one execution and one encoding without ``shared=True``. A field is viewer-independent when it
-resolves without code of the project's — a plain attribute, a model field or relation of a
-strawberry_django type without a ``get_queryset`` of its own — with no permission classes, no
-field extensions and no directives beyond ``@include``/``@skip``; or when it says so with
-``metadata=VIEWER_INDEPENDENT``. Anything else (a resolver, a permission class, an unknown
-directive, ``metadata=VIEWER_DEPENDENT``) makes the whole operation per viewer: when in doubt,
-it does not share.
+one execution and one encoding without ``shared=True``; when some fields can, the rest is still
+executed once and only those fields per subscriber (``splice``).
+
+A field is viewer-independent when it resolves without code of the project's: a plain
+attribute, a model field or relation of a strawberry_django type without a ``get_queryset`` of
+its own, with no permission classes, no field extensions and no directives beyond
+``@include``/``@skip``; or when it says so with ``metadata=VIEWER_INDEPENDENT``. Anything else
+(a resolver, a permission class, an unknown directive, ``metadata=VIEWER_DEPENDENT``, a field
+whose type is an interface, a union or a strawberry_django type with a ``get_queryset``) is
+resolved per viewer, with all it selects: when in doubt, it does not share.
 """
 
 from __future__ import annotations
@@ -38,58 +42,79 @@ VIEWER_DEPENDENT = {"gql_pubsub.viewer": "dependent"}
 _DIRECTIVES_OF_VARIABLES = frozenset({"include", "skip"})
 
 
-def viewer_independent(
+PerViewer = dict[int, FieldNode]
+"""The fields of a document whose values may depend on who receives the result, by node id
+(the nodes are kept, so an id stays theirs)."""
+
+
+def per_viewer_fields(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
-) -> bool:
-    """Whether the subscription's result for an event is the same whoever receives it."""
+) -> PerViewer | None:
+    """The fields whose value (with all they select) must be resolved per subscriber; all else
+    is the same whoever receives it. Empty: nothing depends on the viewer. None: the shape of
+    the result itself might (a type condition, an interface or union at the root, a fragment
+    it cannot read), so the whole operation runs per viewer."""
     operation = get_operation_ast(document, operation_name)
     root = schema.subscription_type
     if not isinstance(operation, OperationDefinitionNode) or root is None:
-        return False
+        return None
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
+    found: PerViewer = {}
     # The root field's own resolver made the stream (it ran per subscriber); its selection set
     # runs per event.
-    return _selections_independent(
-        schema, root, operation.selection_set, fragments, set(), top=True
-    )
+    if not _walk(schema, root, operation.selection_set, fragments, set(), found, top=True):
+        return None
+    return found
 
 
-def _selections_independent(
+def _walk(
     schema: GraphQLSchema,
     parent: Any,
     selection_set: SelectionSetNode | None,
     fragments: dict[str, Any],
     seen: set[str],
+    found: PerViewer,
     *,
     top: bool = False,
 ) -> bool:
+    """Note the per-viewer fields under ``selection_set``; False if its shape may depend on
+    the viewer."""
     if selection_set is None:
         return True
     for selection in selection_set.selections:
-        if not _directives_known(selection):
-            return False
         if isinstance(selection, FieldNode):
             name = selection.name.value
             if name.startswith("__"):
                 continue  # __typename: the type's name
             field = parent.fields.get(name)
-            if field is None or (not top and not _field_independent(field)):
+            if field is None:
                 return False
+            known = _directives_known(selection)
+            if not top and (not known or not _field_independent(field)):
+                found[id(selection)] = selection  # resolved, with what it selects, per viewer
+                continue
+            if not known:
+                return False
+            if selection.selection_set is None:
+                continue
             target = get_named_type(field.type)
-            if selection.selection_set is not None:
-                if not is_object_type(target) or not _type_independent(target):
-                    return False  # interfaces and unions: their resolve_type is code
-                if not _selections_independent(
-                    schema, target, selection.selection_set, fragments, seen
-                ):
+            if not is_object_type(target) or not _type_independent(target):
+                # interfaces and unions: their resolve_type is code; a type that filters by viewer
+                if top:
                     return False
+                found[id(selection)] = selection
+                continue
+            if not _walk(schema, target, selection.selection_set, fragments, seen, found):
+                return False
+        elif not _directives_known(selection):
+            return False
         elif isinstance(selection, InlineFragmentNode):
             condition = selection.type_condition
             target = type_from_ast(schema, condition) if condition is not None else parent
-            if target is not parent or not _selections_independent(
-                schema, parent, selection.selection_set, fragments, seen
+            if target is not parent or not _walk(
+                schema, parent, selection.selection_set, fragments, seen, found
             ):
                 return False
         elif isinstance(selection, FragmentSpreadNode):
@@ -101,8 +126,8 @@ def _selections_independent(
                 continue
             seen.add(name)
             target = type_from_ast(schema, fragment.type_condition)
-            if target is not parent or not _selections_independent(
-                schema, parent, fragment.selection_set, fragments, seen
+            if target is not parent or not _walk(
+                schema, parent, fragment.selection_set, fragments, seen, found
             ):
                 return False
     return True

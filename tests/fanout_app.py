@@ -17,17 +17,61 @@ from gql_pubsub.viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
 executions: collections.Counter[str] = collections.Counter()
 """How many times each event's selection set ran, by the event's ``n``."""
 
+labelled: collections.Counter[str] = collections.Counter()
+"""How many times each event's ``label`` (declared viewer-independent) was resolved."""
+
+tagged: collections.Counter[str] = collections.Counter()
+"""How many times each event's ``tag`` (declared viewer-dependent) was resolved."""
+
+
+@strawberry.type
+class Box:
+    n: str
+
+    @strawberry.field
+    def seen_by(self, info: Info[Any, Any]) -> str:
+        """A field that reads the viewer, under a plain one."""
+        return f"{self.n} seen by {get_user(info).get_username()}"
+
 
 @strawberry.type
 class Item:
     n: str
     size: int
-    tag: str = strawberry.field(default="t", metadata=VIEWER_DEPENDENT)  # said so: not shared
+    box: Box
+
+    @strawberry.field(metadata=VIEWER_DEPENDENT)
+    def tag(self) -> str:
+        """Reads nothing of the viewer, but says it must never be shared."""
+        tagged[self.n] += 1
+        return "t"
 
     @strawberry.field(metadata=VIEWER_INDEPENDENT)
     def label(self) -> str:
         """A resolver that says it never reads who asks: shared."""
+        labelled[self.n] += 1
         return f"item {self.n}"
+
+    @strawberry.field
+    def me(self, info: Info[Any, Any]) -> Box:
+        """An object that depends on the viewer, with what it selects."""
+        return Box(n=f"{self.n} for {get_user(info).get_username()}")
+
+    @strawberry.field
+    def secret(self, info: Info[Any, Any]) -> str | None:
+        """Refused to users whose name starts with "deny": an error, and null, for them."""
+        name = get_user(info).get_username()
+        if name.startswith("deny"):
+            raise PermissionError(f"{name} may not read this.")
+        return f"for {name}"
+
+    @strawberry.field
+    def strict_secret(self, info: Info[Any, Any]) -> str:
+        """As ``secret``, but non-null: its error nulls the whole item."""
+        name = get_user(info).get_username()
+        if name.startswith("deny"):
+            raise PermissionError(f"{name} may not read this.")
+        return f"for {name}"
 
     @strawberry.field
     def executions(self) -> int:
@@ -45,7 +89,8 @@ class Item:
 
 
 def to_item(event: Event) -> Item:
-    return Item(n=str(event.data["n"]), size=int(event.data.get("size", 0)))
+    n = str(event.data["n"])
+    return Item(n=n, size=int(event.data.get("size", 0)), box=Box(n=n))
 
 
 @strawberry.type
@@ -89,6 +134,13 @@ class Subscription:
         return listen_to_user_subscriptions(  # type: ignore[return-value]
             get_user(info), map=to_item, shared=True
         )
+
+    @strawberry.subscription
+    async def followed_own(self, info: Info[Any, Any]) -> AsyncGenerator[Item, None]:
+        """Everything the caller follows, not declared shared."""
+        from gql_pubsub.user_streams import listen_to_user_subscriptions
+
+        return listen_to_user_subscriptions(get_user(info), map=to_item)  # type: ignore[return-value]
 
 
 schema = strawberry.Schema(query=Query, subscription=Subscription)

@@ -72,10 +72,11 @@ async def test_identical_subscriptions_share_one_execution_per_event(
     assert [fanout_app.executions[f"{channel}-{n}"] for n in range(3)] == [1, 1, 1]
 
 
-async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
+async def test_fields_that_read_the_viewer_run_per_user_unless_the_stream_is_shared(
     app_server: InProcessServer, redis_client: redis.Redis, users: Any, channel: str
 ) -> None:
-    """Per-user streams run once per user with that user's context; shared ones once, anonymous."""
+    """Two users in one group: the fields that may read the viewer run once per user with that
+    user's context, the rest once; a shared stream runs once, anonymous."""
     (ann, ann_token), (ben, ben_token) = users
     a, b = await socket(app_server, ann_token), await socket(app_server, ben_token)
     try:
@@ -84,7 +85,7 @@ async def test_different_users_are_executed_apart_unless_the_stream_is_shared(
             await client.subscribe("shared", ITEMS, {"c": channel, "s": True})
         await ready(redis_client, channel)
         await _members(app_server, 4)
-        assert app_server.app.websocket.stats().groups == 3  # ann's, ben's, and the shared one
+        assert app_server.app.websocket.stats().groups == 2  # per-viewer fields, and shared
         await apublish(channel, "custom", {"n": f"{channel}-x"})
         got: dict[str, dict[str, Any]] = {}
         for name, client in (("ann", a), ("ben", b)):
@@ -355,12 +356,12 @@ async def test_a_field_that_may_depend_on_the_viewer_is_never_shared_across_user
     channel: str,
     query: str,
 ) -> None:
-    """Many users, many events: each subscriber's payloads are its own user's, from its own
-    group; nobody's value reaches another."""
+    """Many users, many events, one group: each subscriber's payloads carry its own user's
+    value of the field, resolved once per user per event; nobody's value reaches another."""
     users = await to_thread(lambda: [make_user("viewer") for _ in range(4)])
     clients = await subscribed_by_each(app_server, [token_for(u) for u in users], query, channel)
     try:
-        assert await members_in_groups(app_server, 4) == (4, 4)
+        assert await members_in_groups(app_server, 4) == (1, 4)
         await ready(redis_client, channel)
         for n in range(25):
             await apublish(channel, "custom", {"n": f"{channel}-{n}"})
@@ -374,3 +375,183 @@ async def test_a_field_that_may_depend_on_the_viewer_is_never_shared_across_user
         assert [item["n"] for item in items] == [f"{channel}-{n}" for n in range(25)]
         if query is VIEWER:
             assert {item["viewer"] for item in items} == {user.username}
+    if query is TAGGED:
+        assert [fanout_app.tagged[f"{channel}-{n}"] for n in range(25)] == [4] * 25
+
+
+MIXED = """
+subscription ($c: String!, $s: Boolean!) {
+  items(channel: $c, shared: $s) { n label viewer box { n seenBy } me { n } size }
+}
+"""
+
+
+async def test_only_the_fields_that_read_the_viewer_run_per_user_the_rest_once_per_event(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """Three users, one group: ``label`` runs once per event for all of them; ``viewer``, a
+    nested ``box.seenBy`` and an object field ``me`` are each user's own, in the field order of
+    the document."""
+    users = await to_thread(lambda: [make_user("mixed") for _ in range(3)])
+    clients = await subscribed_by_each(app_server, [token_for(u) for u in users], MIXED, channel)
+    try:
+        assert await members_in_groups(app_server, 3) == (1, 3)
+        await ready(redis_client, channel)
+        for n in range(5):
+            await apublish(channel, "custom", {"n": f"{channel}-{n}", "size": n})
+        received = [
+            [(await client.next_payload("1"))["data"]["items"] for _ in range(5)]
+            for client in clients
+        ]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    for user, items in zip(users, received, strict=True):
+        name = user.username
+        assert items == [
+            {
+                "n": f"{channel}-{n}",
+                "label": f"item {channel}-{n}",
+                "viewer": name,
+                "box": {"n": f"{channel}-{n}", "seenBy": f"{channel}-{n} seen by {name}"},
+                "me": {"n": f"{channel}-{n} for {name}"},
+                "size": n,
+            }
+            for n in range(5)
+        ]
+        assert [list(item) for item in items] == [list(items[0])] * 5  # the document's order
+    assert [fanout_app.labelled[f"{channel}-{n}"] for n in range(5)] == [1] * 5
+
+
+SECRET = """
+subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n secret } }
+"""
+STRICT = """
+subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n strictSecret } }
+"""
+
+
+@pytest.mark.parametrize("query", [SECRET, STRICT], ids=["nullable", "non-null"])
+async def test_a_per_user_field_that_fails_for_one_user_is_that_users_error_alone(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+    query: str,
+) -> None:
+    """The refused user gets what an execution of their own gives (null where the error is,
+    the whole item for a non-null field, and the error with its path); the others their
+    values, in the same group."""
+    allowed, denied = await to_thread(lambda: (make_user("ok"), make_user("deny")))
+    clients = await subscribed_by_each(
+        app_server, [token_for(allowed), token_for(denied)], query, channel
+    )
+    try:
+        assert await members_in_groups(app_server, 2) == (1, 2)
+        await ready(redis_client, channel)
+        await apublish(channel, "custom", {"n": f"{channel}-1"})
+        ok, refused = [await client.next_payload("1") for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    field = "secret" if query is SECRET else "strictSecret"
+    assert ok == {"data": {"items": {"n": f"{channel}-1", field: f"for {allowed.username}"}}}
+    if query is SECRET:
+        assert refused["data"] == {"items": {"n": f"{channel}-1", "secret": None}}
+    else:
+        assert refused["data"] is None
+    assert [(e["message"], e["path"]) for e in refused["errors"]] == [
+        (f"{denied.username} may not read this.", ["items", field])
+    ]
+
+
+async def test_subscribers_resuming_from_cursors_get_their_own_values_in_catch_up_and_live(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """Ann stays; Ben leaves with his cursor, three events pass, and he comes back: the events
+    he missed and the live ones carry his own ``viewer``, Ann's hers, from one group."""
+    ann, ben = await to_thread(lambda: (make_user("ann"), make_user("ben")))
+
+    async def resumable(token: str, after: str | None) -> tuple[GraphQLWS, str]:
+        client = await socket(app_server, token)
+        variables = {"c": channel, "s": False}
+        extensions = {"after": after}
+        await client.send(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": VIEWER, "variables": variables, "extensions": extensions},
+            }
+        )
+        live = await client.next_payload("1")
+        assert set(live) == {"extensions"}, live
+        return client, live["extensions"]["cursor"]
+
+    def seen(payload: dict[str, Any]) -> tuple[str, str]:
+        assert payload["extensions"]["cursor"]
+        item = payload["data"]["items"]
+        return item["n"], item["viewer"]
+
+    staying, _ = await resumable(token_for(ann), None)
+    back = None
+    try:
+        leaving, cursor = await resumable(token_for(ben), None)
+        await leaving.close()
+        names = [f"{channel}-{n}" for n in range(4)]
+        for name in names[:3]:
+            await apublish(channel, "custom", {"n": name})
+        back, _ = await resumable(token_for(ben), cursor)
+        await _members(app_server, 2)
+        await apublish(channel, "custom", {"n": names[3]})
+        bens = [seen(await back.next_payload("1")) for _ in names]
+        anns = [seen(await staying.next_payload("1")) for _ in names]
+        assert app_server.app.websocket.stats().groups == 1
+    finally:
+        await asyncio.gather(staying.close(), *([back.close()] if back else []))
+    assert bens == [(name, ben.username) for name in names]
+    assert anns == [(name, ann.username) for name in names]
+
+
+async def test_followed_streams_of_different_users_fill_their_own_values_in_one_group(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    followers: list[Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """Three users' followed channels, not declared shared, with a field that reads the viewer:
+    one group, each event's ``viewer`` its own user's."""
+    query = "subscription { followedOwn { n viewer } }"
+    clients = [await socket(app_server, token_for(user)) for user in followers]
+    try:
+        for client in clients:
+            await client.subscribe("f", query)
+        await _members(app_server, 3)
+        assert app_server.app.websocket.stats().groups == 1
+        # Each stream goes live on its own: publish until every one has shown an event.
+        published = 0
+        got: list[list[dict[str, Any]]] = [[] for _ in clients]
+        for index, client in enumerate(clients):
+            for _ in range(40):
+                published += 1
+                await apublish(f"news:{channel}", "custom", {"n": f"{channel}-{published}"})
+                try:
+                    got[index].append((await client.next_payload("f", 0.5))["data"]["followedOwn"])
+                    break
+                except TimeoutError:
+                    continue
+        await apublish(f"news:{channel}", "custom", {"n": f"{channel}-last"})
+        for index, client in enumerate(clients):
+            while not got[index] or got[index][-1]["n"] != f"{channel}-last":
+                got[index].append((await client.next_payload("f"))["data"]["followedOwn"])
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    for user, items in zip(followers, got, strict=True):
+        assert {item["viewer"] for item in items} == {user.username}
