@@ -213,7 +213,7 @@ class Engine:
 
     def results(self, executor: Executor[Any], source: AsyncIterable[Any]) -> Any:
         """The results of a stream that no group serves, one execution per event."""
-        return map_source_to_response_event(executor, source)
+        return map_source_to_response_event(executor, source, _execute_event)
 
     async def stream(self, op: Subscribe, context: Any) -> Any:
         """Run ``op`` through Strawberry's own pipeline: an async iterator of its results."""
@@ -227,7 +227,7 @@ class Engine:
     async def execute_event(self, executor: Executor[Any], root: Any) -> str:
         """Execute the operation's selection set on one event's root value; the encoded
         payload. Its errors go through the schema's error processing, once per execution."""
-        result = execute_subscription_event(executor.build_per_event_executor(root))
+        result = _execute_event(executor.build_per_event_executor(root))
         if executor.is_awaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
@@ -246,13 +246,22 @@ class Engine:
         """Execute with an executor that leaves holes: the payload without its closing brace,
         or the :class:`~gql_pubsub.splice.Template` each member fills."""
         event_executor: Any = executor.build_per_event_executor(root)
-        result = execute_subscription_event(event_executor)
+        result = _execute_event(event_executor)
         if executor.is_awaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
         # With errors every member executes it all (and its errors are reported then).
         encoded = "" if result.errors else encode_result(result)[:-1]
         return template(result, encoded, event_executor.holes, root)
+
+
+def _execute_event(executor: Executor[Any]) -> Any:
+    """Execute one event's selection set with its per-event executor, which gets a memo of
+    sub-selections of its own: graphql-core's copies share their original's, keyed by lists
+    made anew for each event, so it grew by an entry per event for as long as the stream
+    lived."""
+    executor._relevant_sub_fields = {}
+    return execute_subscription_event(executor)
 
 
 def refused(result: Any) -> Errors | None:
