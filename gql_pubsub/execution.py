@@ -1,5 +1,5 @@
-"""The one execution engine of the WebSocket side: the only module that reaches into
-graphql-core's executor and Strawberry's private schema.
+"""The one execution engine of the WebSocket side: with ``splice``, the only module that
+reaches into graphql-core's executor and Strawberry's private schema.
 
 It parses and validates a document once per distinct text (for HTTP and WebSocket alike, with
 the same rules and the same error processing as Strawberry's pipeline), builds an operation's

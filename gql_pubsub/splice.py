@@ -70,6 +70,8 @@ class Template:
 
     async def _fill(self, executor: Executor[Any], whole: Whole) -> str:
         executor.root_value = self.root
+        # Its memo of sub-selections is keyed by this event's lists: a new one for each event.
+        executor._relevant_sub_fields = {}
         values = []
         try:
             for hole in self.holes:

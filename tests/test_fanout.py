@@ -558,7 +558,9 @@ async def test_followed_streams_of_different_users_fill_their_own_values_in_one_
         assert {item["viewer"] for item in items} == {user.username}
 
 
-@pytest.mark.parametrize("query", [PLAIN, VIEWER], ids=["shared", "per-viewer-fields"])
+@pytest.mark.parametrize(
+    "query", [PLAIN, VIEWER, MIXED], ids=["shared", "per-viewer-field", "per-viewer-objects"]
+)
 async def test_a_groups_memory_does_not_grow_with_the_events_it_serves(
     app_server: InProcessServer,
     redis_client: redis.Redis,
