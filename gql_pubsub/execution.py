@@ -252,7 +252,7 @@ class Engine:
         assert isinstance(result, ExecutionResult)
         # With errors every member executes it all (and its errors are reported then).
         encoded = "" if result.errors else encode_result(result)[:-1]
-        return template(result, encoded, event_executor.holes, root)
+        return template(result, encoded, event_executor)
 
 
 def _execute_event(executor: Executor[Any]) -> Any:

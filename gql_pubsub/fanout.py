@@ -70,8 +70,8 @@ class Member:
     result's payload (for graphql-transport-ws, the prefix names its operation)."""
 
     __slots__ = (
+        "context",
         "detach",
-        "executor",
         "finish",
         "held",
         "positions",
@@ -86,8 +86,8 @@ class Member:
         self.suffix = suffix
         self.send = send
         self.finish = finish
-        self.executor: Executor[Any] | None = None
-        """Its own executor, in a group whose results have per-viewer fields for it to fill."""
+        self.context: Any = None
+        """Its context, in a group whose results have per-viewer fields for it to fill."""
         self.viewer: Hashable = None
         """Whose view it fills them with (its user's: once per event for all their members)."""
         self.held: list[tuple[str, Offset, Body]] | None = None
@@ -265,8 +265,7 @@ class Group:
         the per-viewer fields."""
         if isinstance(body, str):
             return body
-        assert member.executor is not None, "a member of a per-viewer group has its executor"
-        return await body.fill(member.executor, member.viewer, self._hub.engine.execute_body)
+        return await body.fill(member.context, member.viewer, self._hub.engine.execute_body)
 
     async def forward(self, member: Member, channel: str, offset: Offset, body: Body) -> None:
         """Send one of the group's frames to a member of a resumable group."""

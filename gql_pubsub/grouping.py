@@ -61,7 +61,7 @@ async def subscribe(ops: Operations, op: Subscribe, document: DocumentNode) -> N
         *ops.framing(op.id), connection.outbox.send, functools.partial(ops.finish, op.id)
     )
     if per_viewer:
-        member.executor, member.viewer = executor, _user_key(ops)  # it fills its own values in
+        member.context, member.viewer = connection.context, _user_key(ops)  # it fills its own
     if resumable:
         member.held = []  # the group's frames wait until the member has caught up
     if await ops.join(op.id, group, member) and resumable:
@@ -87,7 +87,7 @@ async def follow(
     group = _group(ops, key, op, document, executor, feed, per_viewer, False)
     member = Member(*ops.framing(op.id), send, functools.partial(ops.finish, op.id))
     if per_viewer:
-        member.executor, member.viewer = executor, _user_key(ops)
+        member.context, member.viewer = ops.connection.context, _user_key(ops)
     member.detach = source.aclose
     if not await ops.join(op.id, group, member):
         return  # leaving detached the stream

@@ -49,29 +49,28 @@ class Hole(NamedTuple):
 class Template:
     """One event's result with holes: the encoded text around them, and what fills them."""
 
-    __slots__ = ("filled", "holes", "parts", "root")
+    __slots__ = ("executor", "filled", "holes", "parts")
 
-    def __init__(self, parts: list[str], holes: list[Hole], root: Any) -> None:
+    def __init__(self, parts: list[str], holes: list[Hole], executor: Executor[Any]) -> None:
         self.parts = parts
         """The text before, between and after the holes (the payload without its ``}``)."""
         self.holes = holes
         """The holes, in the order of the text."""
-        self.root = root
+        self.executor = executor
+        """The event's executor, which left the holes."""
         self.filled: dict[Hashable, str] = {}
         """The payloads filled so far, by viewer."""
 
-    async def fill(self, executor: Executor[Any], viewer: Hashable, whole: Whole) -> str:
-        """The payload (without its ``}``) for ``viewer``, with its member's own executor;
-        ``whole`` executes all of it for the member when a hole's field fails."""
+    async def fill(self, context: Any, viewer: Hashable, whole: Whole) -> str:
+        """The payload (without its ``}``) for ``viewer``, whose member's context is
+        ``context``; ``whole`` executes all of it for the member when a hole's field fails."""
         text = self.filled.get(viewer)
         if text is None:
-            text = self.filled[viewer] = await self._fill(executor, whole)
+            text = self.filled[viewer] = await self._fill(context, whole)
         return text
 
-    async def _fill(self, executor: Executor[Any], whole: Whole) -> str:
-        executor.root_value = self.root
-        # Its memo of sub-selections is keyed by this event's lists: a new one for each event.
-        executor._relevant_sub_fields = {}
+    async def _fill(self, context: Any, whole: Whole) -> str:
+        executor = _viewers_executor(self.executor, context)
         values = []
         try:
             for hole in self.holes:
@@ -85,7 +84,7 @@ class Template:
             values = []
         if len(values) != len(self.holes) or executor.collected_errors.errors:
             executor.collected_errors = type(executor.collected_errors)()
-            return await whole(executor, self.root)
+            return await whole(executor, executor.root_value)
         parts = self.parts
         text = parts[0]
         for n, value in enumerate(values, 1):
@@ -96,18 +95,32 @@ class Template:
 class Pending:
     """An event's result that every member executes in whole (the shared part had errors)."""
 
-    __slots__ = ("filled", "root")
+    __slots__ = ("executor", "filled")
 
-    def __init__(self, root: Any) -> None:
-        self.root = root
+    def __init__(self, executor: Executor[Any]) -> None:
+        self.executor = executor
         self.filled: dict[Hashable, str] = {}
 
-    async def fill(self, executor: Executor[Any], viewer: Hashable, whole: Whole) -> str:
+    async def fill(self, context: Any, viewer: Hashable, whole: Whole) -> str:
         """The viewer's whole payload (without its ``}``), executed once per viewer."""
         text = self.filled.get(viewer)
         if text is None:
-            text = self.filled[viewer] = await whole(executor, self.root)
+            executor = _viewers_executor(self.executor, context)
+            text = self.filled[viewer] = await whole(executor, executor.root_value)
         return text
+
+
+def _viewers_executor(executor: Any, context: Any) -> Executor[Any]:
+    """A copy of an event's executor (which left holes) that resolves everything with the
+    viewer's ``context``: members keep no executor of their own between events."""
+    viewers: Any = object.__new__(type(executor))
+    viewers.__dict__.update(executor.__dict__)
+    viewers.context_value = context
+    viewers.per_viewer = {}  # it leaves no holes
+    viewers.collected_errors = type(executor.collected_errors)()
+    # Its memo of sub-selections is keyed by this event's lists: its own, for this event.
+    viewers._relevant_sub_fields = {}
+    return viewers  # type: ignore[no-any-return]
 
 
 Body = str | Template | Pending
@@ -115,15 +128,16 @@ Body = str | Template | Pending
 member, else what each member fills."""
 
 
-def template(result: ExecutionResult, encoded: str, holes: list[Hole], root: Any) -> Body:
-    """The template of a result executed with holes (``encoded`` is its payload without its
-    ``}``): a plain string if no hole made it into the result."""
+def template(result: ExecutionResult, encoded: str, executor: Any) -> Body:
+    """The template of a result that ``executor`` executed with holes (``encoded`` is its
+    payload without its ``}``): a plain string if no hole made it into the result."""
     if result.errors:
-        return Pending(root)
+        return Pending(executor)
     pieces = _MARKED.split(encoded)
     if len(pieces) == 1:
         return encoded
-    return Template(pieces[0::2], [holes[int(n)] for n in pieces[1::2]], root)
+    holes: list[Hole] = executor.holes
+    return Template(pieces[0::2], [holes[int(n)] for n in pieces[1::2]], executor)
 
 
 _with_holes: dict[type[Executor[Any]], type[Executor[Any]]] = {}
