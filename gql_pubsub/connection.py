@@ -182,12 +182,11 @@ class Connection:
     def _after(self, timer: Timer, delay: float) -> None:
         """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing its pending one."""
         self._cancel(timer)
+        self._timers[timer] = asyncio.get_running_loop().call_later(delay, self._fire, timer)
 
-        def fire() -> None:
-            del self._timers[timer]
-            self._fired(timer)
-
-        self._timers[timer] = asyncio.get_running_loop().call_later(delay, fire)
+    def _fire(self, timer: Timer) -> None:
+        del self._timers[timer]
+        self._fired(timer)
 
     def _cancel(self, name: Timer) -> None:
         timer = self._timers.pop(name, None)

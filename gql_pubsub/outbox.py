@@ -42,7 +42,7 @@ class Outbox:
     def __init__(self, send: Send, *, limit: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
         self._flag = _writable_flag(send)
-        self._backlog: deque[str] = deque()
+        self._backlog: deque[str] | None = None  # made when first needed: most never need it
         self._writer: asyncio.Task[None] | None = None
         self._on_overflow = on_overflow
         self._closed = False
@@ -51,7 +51,7 @@ class Outbox:
     @property
     def queued(self) -> int:
         """Frames waiting for a slow client."""
-        return len(self._backlog)
+        return len(self._backlog) if self._backlog is not None else 0
 
     @property
     def flow_controlled(self) -> bool:
@@ -70,12 +70,15 @@ class Outbox:
             except OSError:
                 self._closed = True
             return
-        if len(self._backlog) >= self.limit:
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) >= self.limit:
             self._closed = True
-            self._backlog.clear()
+            self._backlog = None
             self._on_overflow()
             return
-        self._backlog.append(text)
+        backlog.append(text)
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain())
 
@@ -88,11 +91,13 @@ class Outbox:
             self._closed = True
         finally:
             self._writer = None
+            if not self._backlog:
+                self._backlog = None  # the client caught up: let the buffer go
 
     async def close(self) -> None:
         """Drop what is queued and stop the writer."""
         self._closed = True
-        self._backlog.clear()
+        self._backlog = None
         writer = self._writer
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
