@@ -192,13 +192,28 @@ class Broker:
     ) -> AsyncIterator[Watcher]:
         """Call ``callback(event)`` synchronously for each event on ``channels`` while open
         (``on_close()`` if the broker stops first)."""
+        watcher = await self.watcher(callback, *channels, on_close=on_close)
+        try:
+            yield watcher
+        finally:
+            await self.remove(watcher, *watcher.channels)
+
+    async def watcher(
+        self,
+        callback: Callable[[Event | Gap], None],
+        *channels: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> Watcher:
+        """:meth:`watch` without the context manager: remove the watcher when done (for the
+        thousands of sockets of a process, each watching its user's control channel)."""
         await self.start()
         watcher = Watcher(callback, on_close)
         try:
             await self.add(watcher, *channels)
-            yield watcher
-        finally:
+        except BaseException:
             await self.remove(watcher, *watcher.channels)
+            raise
+        return watcher
 
     def is_live(self, channel: str) -> bool:
         """Whether ``channel``'s subscription is confirmed: an event published now is delivered."""

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
     from django.contrib.auth.models import AnonymousUser
 
+    from .broker import Broker
+    from .listeners import Watcher
     from .types import Receive, Scope, Send
     from .websocket import GraphQLWebSocket
 
@@ -78,7 +80,8 @@ class Connection:
         self.ops = Operations(self)
         self.closed = False
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
-        self._watch: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self._watch: tuple[Broker, Watcher] | None = None
+        """Its user's control channel, watched for access changes, and on which broker."""
         settings = get_settings()
         self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
         self.max_message_size = settings.MAX_MESSAGE_SIZE
@@ -117,7 +120,8 @@ class Connection:
                 if counts[self.counted_user] <= 0:
                     del counts[self.counted_user]
             if self._watch is not None:
-                await self._watch.__aexit__(None, None, None)
+                broker, watcher = self._watch
+                await broker.remove(watcher, *watcher.channels)
             await self.outbox.close()
 
     async def _handle(self, action: protocol.Action) -> None:
@@ -147,10 +151,11 @@ class Connection:
                         return
                     counts[user.pk] += 1
                     self.counted_user = user.pk
-                    self._watch = get_broker().watch(
+                    broker = get_broker()
+                    watcher = await broker.watcher(
                         self.ops.on_access_change, control_channel(user.pk)
                     )
-                    await self._watch.__aenter__()
+                    self._watch = (broker, watcher)
                 await self.send_text(self.protocol.ack())
                 self._schedule_ping()
             case protocol.Ping():

@@ -52,4 +52,10 @@ class Hooks:
         client, failed, or its socket closed. An exception here is logged and ignored."""
 
 
+def completes(hooks: Hooks) -> bool:
+    """Whether ``hooks`` has an ``on_complete`` of its own (else a started operation need not
+    be remembered until it ends)."""
+    return type(hooks).on_complete is not Hooks.on_complete
+
+
 __all__ = ["Hooks", "OperationRefused"]
