@@ -95,9 +95,11 @@ class Engine:
     ) -> None:
         self.schema = schema
         self.graphql_schema = schema._schema  # type: ignore[attr-defined]
-        self.executor_class: type[Executor[Any]] = (
+        self.executor_class = _own_memo_per_event(
             getattr(schema, "execution_context_class", None) or Executor
         )
+        if hasattr(schema, "execution_context_class"):  # Strawberry's pipeline builds it too
+            schema.execution_context_class = self.executor_class
         self.rules = list(rules)
         self.per_subscriber_reason = _per_subscriber_reason(schema)
         """Why this schema's subscriptions cannot be grouped (None: they can)."""
@@ -213,7 +215,7 @@ class Engine:
 
     def results(self, executor: Executor[Any], source: AsyncIterable[Any]) -> Any:
         """The results of a stream that no group serves, one execution per event."""
-        return map_source_to_response_event(executor, source, _execute_event)
+        return map_source_to_response_event(executor, source)
 
     async def stream(self, op: Subscribe, context: Any) -> Any:
         """Run ``op`` through Strawberry's own pipeline: an async iterator of its results."""
@@ -227,7 +229,7 @@ class Engine:
     async def execute_event(self, executor: Executor[Any], root: Any) -> str:
         """Execute the operation's selection set on one event's root value; the encoded
         payload. Its errors go through the schema's error processing, once per execution."""
-        result = _execute_event(executor.build_per_event_executor(root))
+        result = execute_subscription_event(executor.build_per_event_executor(root))
         if executor.is_awaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
@@ -246,7 +248,7 @@ class Engine:
         """Execute with an executor that leaves holes: the payload without its closing brace,
         or the :class:`~gql_pubsub.splice.Template` each member fills."""
         event_executor: Any = executor.build_per_event_executor(root)
-        result = _execute_event(event_executor)
+        result = execute_subscription_event(event_executor)
         if executor.is_awaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
@@ -255,13 +257,31 @@ class Engine:
         return template(result, encoded, event_executor)
 
 
-def _execute_event(executor: Executor[Any]) -> Any:
-    """Execute one event's selection set with its per-event executor, which gets a memo of
-    sub-selections of its own: graphql-core's copies share their original's, keyed by lists
-    made anew for each event, so it grew by an entry per event for as long as the stream
-    lived."""
-    executor._relevant_sub_fields = {}
-    return execute_subscription_event(executor)
+_fixed: dict[type[Executor[Any]], type[Executor[Any]]] = {}
+
+
+def _own_memo_per_event(base: type[Executor[Any]]) -> type[Executor[Any]]:
+    """``base``, whose per-event executors get a memo of sub-selections of their own.
+
+    graphql-core's copies share their original's, keyed by lists made anew for each event, so
+    it grew by an entry (some 16 objects) per event for as long as a subscription lived.
+    """
+    if getattr(base, "_gql_pubsub_own_memo", False):
+        return base
+    fixed = _fixed.get(base)
+    if fixed is None:
+
+        class OwnMemo(base):  # type: ignore[valid-type,misc]
+            _gql_pubsub_own_memo = True
+
+            def build_per_event_executor(self, payload: Any) -> Executor[Any]:
+                executor: Any = super().build_per_event_executor(payload)
+                executor._relevant_sub_fields = {}
+                return executor  # type: ignore[no-any-return]
+
+        OwnMemo.__name__ = OwnMemo.__qualname__ = base.__name__
+        fixed = _fixed[base] = OwnMemo
+    return fixed
 
 
 def refused(result: Any) -> Errors | None:

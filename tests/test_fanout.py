@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 import redis
+import strawberry
 from django.conf import settings
 from django.test import override_settings
+from strawberry.extensions import SchemaExtension
 
 from gql_pubsub import apublish
 from gql_pubsub.protocol import CloseCode
 
 from . import fanout_app
-from .conftest import InProcessServer, wait_numsub
+from .conftest import InProcessServer, serve_in_process, wait_numsub
 from .gqlws import Closed, GraphQLWS, StalledClient
 from .services import scaled, to_thread
 
@@ -574,7 +576,33 @@ async def test_a_groups_memory_does_not_grow_with_the_events_it_serves(
     by a list made anew for every event: it grew by an entry of some 16 objects per event.)
     """
     (_, token), _ = users
-    client = await socket(app_server, token)
+    assert await _memory_growth(app_server, redis_client, token, query, channel) < 300
+
+
+class _Traced(SchemaExtension):
+    """Any schema extension: its schema's subscriptions run through Strawberry's pipeline."""
+
+
+async def test_a_per_subscriber_streams_memory_does_not_grow_with_the_events_it_serves(
+    redis_client: redis.Redis, users: Any, channel: str
+) -> None:
+    """The same through Strawberry's own pipeline (a schema with an extension), which builds
+    graphql-core's per-event executors too."""
+    from gql_pubsub.asgi import get_asgi_application
+
+    traced = strawberry.Schema(
+        query=fanout_app.Query, subscription=fanout_app.Subscription, extensions=[_Traced]
+    )
+    (_, token), _ = users
+    async with serve_in_process(get_asgi_application(traced)) as server:
+        assert await _memory_growth(server, redis_client, token, PLAIN, channel) < 300
+
+
+async def _memory_growth(
+    server: InProcessServer, redis_client: redis.Redis, token: str, query: str, channel: str
+) -> int:
+    """How many more objects live after 300 more events than after the first 50."""
+    client = await socket(server, token)
 
     async def events(first: int, count: int) -> None:
         for n in range(first, first + count):
@@ -593,4 +621,4 @@ async def test_a_groups_memory_does_not_grow_with_the_events_it_serves(
         after = len(gc.get_objects())
     finally:
         await client.close()
-    assert after - before < 300
+    return after - before
