@@ -87,11 +87,11 @@ class Settings:
 
 def broker_database(url: str | None) -> int:
     """The Redis database number a broker URL names (0 when it names none, or for memory)."""
-    if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url or not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         return 0
-    from redis.connection import parse_url
+    from .backends.redis_clients import database
 
-    return int(parse_url(url).get("db") or 0)  # type: ignore[no-untyped-call]
+    return database(url)
 
 
 _TUPLE_KEYS = {"JWT_ALGORITHMS", "ALLOWED_ORIGINS", "GC_THRESHOLD"}

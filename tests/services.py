@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -139,8 +139,12 @@ class RedisServer:
     data across a crash; without it a restart starts empty (the history is gone).
     """
 
-    def __init__(self, port: int | None = None, *, persistent: bool = True) -> None:
+    def __init__(
+        self, port: int | None = None, *, persistent: bool = True, args: Sequence[str] = ()
+    ) -> None:
         self.persistent = persistent
+        self.args = list(args)
+        """More of redis-server's options (``--replicaof host port``)."""
         binary = _redis_server_binary()
         if binary is None:
             raise RuntimeError(
@@ -160,6 +164,7 @@ class RedisServer:
             "--dir", self.workdir, "--daemonize", "no",
             *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent
               else ("--appendonly", "no")),
+            *self.args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -194,6 +199,80 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SentinelRedis:
+    """A master, its replica and a Sentinel watching them (quorum 1, a master is down after
+    1 s), all processes of the test's own: ``url`` names the master through Sentinel."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self) -> None:
+        # Diskless full syncs start at once (Redis waits 5 s for more replicas by default).
+        self.master = RedisServer(args=["--repl-diskless-sync-delay", "0"])
+        self.replica = RedisServer(args=["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.port = free_port()
+        self.url = f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/0"
+        self.workdir = tempfile.mkdtemp(prefix="gql_pubsub-sentinel-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SentinelRedis:
+        self.master.start()
+        self.replica.start()
+        replica = redis.Redis(port=self.replica.port)
+        try:
+            wait_until(
+                lambda: replica.info("replication").get("master_link_status") == "up",
+                30,
+                "the replica to sync with its master",
+            )
+        finally:
+            replica.close()
+        config = Path(self.workdir) / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
+        )
+        self.process = subprocess.Popen(
+            [self.master.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sentinel = redis.Redis(port=self.port)
+        try:
+            # Ready once Sentinel knows the replica it would promote.
+            wait_until(
+                lambda: self._known_replicas(sentinel) > 0, 30, "Sentinel to find the replica"
+            )
+        finally:
+            sentinel.close()
+        return self
+
+    def _known_replicas(self, sentinel: redis.Redis) -> int:
+        try:
+            replicas = sentinel.execute_command("SENTINEL", "REPLICAS", self.SERVICE)
+        except redis.ConnectionError:
+            return 0
+        return len(replicas or ())
+
+    def master_port(self) -> int:
+        """The port of the master Sentinel names now."""
+        sentinel = redis.Redis(port=self.port)
+        try:
+            _, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
+        finally:
+            sentinel.close()
+        return int(port)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.replica.close()
+        self.master.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager

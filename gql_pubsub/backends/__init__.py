@@ -12,6 +12,7 @@ _SCHEMES = {
     "redis": "gql_pubsub.backends.redis:RedisBackend",
     "rediss": "gql_pubsub.backends.redis:RedisBackend",
     "unix": "gql_pubsub.backends.redis:RedisBackend",
+    "redis+sentinel": "gql_pubsub.backends.redis:RedisBackend",
 }
 
 
@@ -24,7 +25,8 @@ def backend_from_url(
     history_length: int = 1000,
     history_age: float = 600.0,
 ) -> Backend:
-    """Build the backend a URL names: ``memory://`` (or none) or ``redis://…``."""
+    """Build the backend a URL names: ``memory://`` (or none), ``redis://…`` (``rediss://``,
+    ``unix://``) or ``redis+sentinel://…``."""
     scheme = urlsplit(url).scheme if url else "memory"
     try:
         module_name, class_name = _SCHEMES[scheme].split(":")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio
-
 from ..events import START, Offset
 from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covered
+from .redis_clients import aclose, async_client
 from .redis_publisher import RedisPublisher
 from .redis_pubsub import PubSubConnection
 from .redis_scripts import HISTORY_SCRIPT, PUBLISH_SCRIPT, TAIL_SCRIPT, entry_field, split_message
@@ -54,7 +53,7 @@ class RedisBackend(RedisPublisher):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
-        self._async_client = redis.asyncio.Redis.from_url(
+        self._async_client = async_client(
             self.url, client_name=f"{self._client_name}-publish", max_connections=16
         )
         self._async_publish = self._async_client.register_script(PUBLISH_SCRIPT)
@@ -65,7 +64,7 @@ class RedisBackend(RedisPublisher):
             self._tail_task.cancel()
         await self._pubsub.stop()
         if self._async_client is not None:
-            await self._async_client.aclose()
+            await aclose(self._async_client)
             self._async_client = None
         self._pubsub.clear()
 

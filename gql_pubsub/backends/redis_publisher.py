@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .base import BrokerUnavailable
+from .redis_clients import close, sync_client
 from .redis_scripts import LOWER_SCRIPT, PUBLISH_SCRIPT
 
 
@@ -158,7 +159,7 @@ class RedisPublisher:
         with self._sync_lock:
             client, self._sync_client, self._sync_publish = self._sync_client, None, None
         if client is not None:
-            client.close()
+            close(client)
 
     def _sync(self) -> redis.Redis:
         """The sync publishing client (any thread), created on first use."""
@@ -166,7 +167,7 @@ class RedisPublisher:
             if self._sync_client is None:
                 # Fail fast, no retries: a publish that fails is kept and retried by the outbox
                 # relay, and the write that made the event must not wait for Redis.
-                self._sync_client = redis.Redis.from_url(
+                self._sync_client = sync_client(
                     self.url,
                     client_name=f"{self._client_name}-publish-sync",
                     socket_timeout=self.publish_timeout,

@@ -1,0 +1,130 @@
+"""Redis clients from a broker URL: ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads
+them, or ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`` for the
+master that Sentinel names (found again on every new connection, so after a failover too)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+_FORMAT = (
+    "use redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]"
+    "[?sentinel_password=…], e.g. redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """What a ``redis+sentinel://`` URL names."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    """The master's (and its replicas')."""
+    sentinel_password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """Read a ``redis+sentinel://`` URL; ``ValueError`` says what is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"Not a Sentinel URL: {url!r}; {_FORMAT}")
+        hosts = parts.netloc.rpartition("@")[2]
+        sentinels = []
+        for host in filter(None, hosts.split(",")):
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"Sentinel address {host!r} needs host:port in {url!r}; {_FORMAT}")
+            sentinels.append((name.strip("[]"), int(port)))
+        path = [p for p in parts.path.split("/") if p]
+        if not sentinels or not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+            raise ValueError(f"Incomplete Sentinel URL {url!r}; {_FORMAT}")
+        query = parse_qs(parts.query)
+        return cls(
+            sentinels=sentinels,
+            service=unquote(path[0]),
+            db=int(path[1]) if len(path) == 2 else 0,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            sentinel_password=query.get("sentinel_password", [None])[0],
+        )
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        return {"password": self.sentinel_password} if self.sentinel_password else {}
+
+    def master_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"db": self.db}
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
+
+def async_client(url: str, **kwargs: Any) -> redis.asyncio.Redis:
+    """An asyncio client of the Redis ``url`` names (``kwargs``: connection options)."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return redis.asyncio.Redis.from_url(url, **kwargs)
+    named = SentinelURL.parse(url)
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        named.sentinels, sentinel_kwargs=named.sentinel_kwargs()
+    )
+    client: Any = sentinel.master_for(named.service, **named.master_kwargs(), **kwargs)
+    client.gql_pubsub_sentinel = sentinel  # closed with it
+    return client  # type: ignore[no-any-return]
+
+
+def sync_client(url: str, **kwargs: Any) -> redis.Redis:
+    """A client of the Redis ``url`` names, for any thread."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return redis.Redis.from_url(url, **kwargs)
+    named = SentinelURL.parse(url)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        named.sentinels,
+        sentinel_kwargs={
+            **named.sentinel_kwargs(),
+            **{k: v for k, v in kwargs.items() if k.startswith("socket_")},
+        },
+    )
+    client: Any = sentinel.master_for(  # type: ignore[no-untyped-call]
+        named.service, **named.master_kwargs(), **kwargs
+    )
+    client.gql_pubsub_sentinel = sentinel
+    return client  # type: ignore[no-any-return]
+
+
+async def aclose(client: redis.asyncio.Redis) -> None:
+    """Close an asyncio client, and the connections to Sentinel it found its master with."""
+    await client.aclose()
+    sentinel = getattr(client, "gql_pubsub_sentinel", None)
+    if sentinel is not None:
+        for each in sentinel.sentinels:
+            await each.aclose()
+
+
+def close(client: redis.Redis) -> None:
+    """Close a client, and the connections to Sentinel it found its master with."""
+    client.close()
+    sentinel = getattr(client, "gql_pubsub_sentinel", None)
+    if sentinel is not None:
+        for each in sentinel.sentinels:
+            each.close()
+
+
+def database(url: str) -> int:
+    """The database number ``url`` names (0 when it names none)."""
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        return SentinelURL.parse(url).db
+    from redis.connection import parse_url
+
+    return int(parse_url(url).get("db") or 0)  # type: ignore[no-untyped-call]

@@ -1,0 +1,139 @@
+"""Redis Sentinel: the broker finds its master through Sentinel, and survives a failover."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from gql_pubsub.backends.redis_clients import SentinelURL
+
+from .gqlws import GraphQLWS
+from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql, send_message
+from .services import SentinelRedis, live_server, scaled, to_thread, wait_until
+
+
+@pytest.fixture
+def sentinel_redis() -> Iterator[SentinelRedis]:
+    with SentinelRedis() as setup:
+        yield setup
+
+
+def test_a_sentinel_url_names_its_sentinels_service_database_and_passwords() -> None:
+    named = SentinelURL.parse(
+        "redis+sentinel://:s3cret@10.0.0.1:26379,sentinel-2:26380/mymaster/2?sentinel_password=x"
+    )
+    assert named.sentinels == [("10.0.0.1", 26379), ("sentinel-2", 26380)]
+    assert (named.service, named.db, named.password, named.sentinel_password) == (
+        "mymaster",
+        2,
+        "s3cret",
+        "x",
+    )
+    for wrong in (
+        "redis+sentinel://host:26379",
+        "redis+sentinel:///mymaster",
+        "redis+sentinel://h/m",
+    ):
+        with pytest.raises(ValueError, match=r"redis\+sentinel://\[\[user\]:password@\]host:port"):
+            SentinelURL.parse(wrong)
+
+
+async def _numsub(port: int, channel: str) -> int:
+    client = redis.Redis(port=port)
+    try:
+        return int(dict(await to_thread(client.pubsub_numsub, channel)).get(channel.encode(), 0))
+    except redis.ConnectionError:
+        return 0
+    finally:
+        client.close()
+
+
+async def test_a_server_finds_the_master_through_sentinel_and_delivers_over_it(
+    sentinel_redis: SentinelRedis, log_dir: Path, pair: Any
+) -> None:
+    alice_token, bob_token, correspondence = pair
+    channel = f"gql_pubsub:0:{correspondence.channel}"
+    with live_server({"REDIS_URL": sentinel_redis.url}, log_dir=log_dir) as server:
+        async with await connected(server, bob_token) as bob:
+            await bob.subscribe("m", MESSAGE_ADDED, {"c": str(correspondence.pk)})
+            master = sentinel_redis.master.port
+            await to_thread(
+                wait_until,
+                lambda: asyncio.run(_numsub(master, channel)) == 1,
+                10,
+                "the server's SUBSCRIBE on the master",
+            )
+            await send_message(server, alice_token, correspondence.pk, "through sentinel")
+            payload = await bob.next_payload("m")
+    assert payload["data"]["messageAdded"]["body"] == "through sentinel"
+
+
+async def test_a_master_failover_under_steady_writes_loses_and_repeats_nothing(
+    sentinel_redis: SentinelRedis,
+    log_dir: Path,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """20 sockets in 2 rooms, sendMessage at 20/s for 8 s; the master is killed 2 s in and
+    Sentinel promotes its replica: every mutation succeeds, and every socket receives every
+    message of its room once, in order."""
+    sockets_per_room, rate, seconds = 10, 20, 8
+    writer, reader = await to_thread(lambda: (make_user("w"), make_user("r")))
+    rooms = [await to_thread(make_correspondence, writer, reader) for _ in range(2)]
+    writer_token, reader_token = await to_thread(lambda: (token_for(writer), token_for(reader)))
+    first_master = sentinel_redis.master.port
+    with live_server({"REDIS_URL": sentinel_redis.url}, log_dir=log_dir) as server:
+        sockets = [
+            await connected(server, reader_token, answer_pings=True)
+            for _ in range(2 * sockets_per_room)
+        ]
+        try:
+            for n, client in enumerate(sockets):
+                await client.subscribe("m", MESSAGE_ADDED, {"c": str(rooms[n % 2].pk)})
+            for room in rooms:  # the positive control: every socket is live
+                await send_message(server, writer_token, room.pk, "ready")
+            for client in sockets:
+                payload = await client.next_payload("m", timeout=15)
+                assert payload["data"]["messageAdded"]["body"] == "ready"
+
+            bodies: list[list[str]] = [[], []]
+            answers = []
+            start = time.monotonic()
+            for k in range(rate * seconds):
+                if k == 2 * rate:
+                    sentinel_redis.master.stop()  # SIGKILL: the replica takes over
+                body = f"message {k}"
+                bodies[k % 2].append(body)
+                answers.append(
+                    await graphql(
+                        server, SEND_MESSAGE, {"c": str(rooms[k % 2].pk), "b": body}, writer_token
+                    )
+                )
+                await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))
+            assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
+            assert await to_thread(sentinel_redis.master_port) != first_master
+
+            async def all_of_its_room(n: int, client: GraphQLWS) -> list[str]:
+                expected = bodies[n % 2]
+                got = []
+                while len(got) < len(expected):
+                    payload = await client.next_payload("m", timeout=scaled(30))
+                    assert payload.get("data") is not None, (got, payload, server.log.read_text())
+                    got.append(payload["data"]["messageAdded"]["body"])
+                return got
+
+            received = await asyncio.gather(*(all_of_its_room(n, c) for n, c in enumerate(sockets)))
+            for n, got in enumerate(received):
+                assert got == bodies[n % 2], f"socket {n}"  # each once, in order
+            await sockets[0].expect_silence(0.5)
+        finally:
+            await asyncio.gather(*(client.close() for client in sockets))
+        log = server.log.read_text()
+    assert "Traceback" not in log, log
