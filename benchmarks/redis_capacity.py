@@ -113,7 +113,7 @@ async def main() -> None:
     for row in rows:
         print(
             f"| {row['publish']} | {row['subscribers']} | {row['events_per_s']:,} | "
-            f"{row['redis_cpu_us_per_event']} | {row['redis_cpu_us_per_delivery'] or '–'} | "
+            f"{row['redis_cpu_us_per_event']} | {row['redis_cpu_us_per_delivery'] or '-'} | "
             f"{row['lost']} |"
         )
     print(json.dumps(rows))
