@@ -12,7 +12,7 @@ from typing import Any
 from . import metrics
 from .backends import Backend, backend_from_url
 from .conf import get_settings
-from .events import Event, EventDecodeError, Gap, Offset
+from .events import Epochs, Event, EventDecodeError, Gap, Offset
 from .listeners import EventsLost, Listener, Subscriber, SubscriberOverflow, Watcher
 
 logger = logging.getLogger("gql_pubsub.broker")
@@ -249,8 +249,8 @@ class Broker:
 
     # -- history ---------------------------------------------------------------------------
 
-    async def tail(self, channels: Iterable[str]) -> tuple[str, dict[str, Offset]]:
-        """The history's epoch and where each channel's history ends now."""
+    async def tail(self, channels: Iterable[str]) -> tuple[Epochs, dict[str, Offset]]:
+        """Each channel's history epoch, and where its history ends now."""
         await self.start()
         return await self.backend.tail(list(channels))
 

@@ -16,12 +16,16 @@ from typing import Any
 
 import orjson
 
-from .events import Offset
+from .events import Epochs, Offset
 
 REFETCH = "REFETCH"
 """``errors[].extensions.code`` of the signal that events were lost: refetch, then go on."""
 
 _VERSION = 1
+"""A cursor whose channels share one epoch (one Redis): ``[1, epoch, issued, positions]``."""
+
+_VERSION_EPOCHS = 2
+"""A cursor whose channels' epochs differ (a cluster): ``[2, epochs, issued, positions]``."""
 
 
 class InvalidCursor(ValueError):
@@ -30,21 +34,22 @@ class InvalidCursor(ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cursor:
-    """A subscription's place: the history's epoch and an offset per channel."""
+    """A subscription's place: each channel's history epoch and offset."""
 
-    epoch: str
+    epochs: Epochs
     positions: dict[str, Offset]
     issued: float = dataclasses.field(default_factory=time.time)
     """When (Unix time) the positions were current: dates positions taken on empty channels."""
 
     def encode(self) -> str:
         """The opaque text sent to the client."""
-        raw = [
-            _VERSION,
-            self.epoch,
-            int(self.issued),
-            {channel: str(offset) for channel, offset in self.positions.items()},
-        ]
+        offsets = {channel: str(offset) for channel, offset in self.positions.items()}
+        epochs = {self.epochs.get(channel, "") for channel in self.positions}
+        if len(epochs) <= 1:
+            raw = [_VERSION, epochs.pop() if epochs else "", int(self.issued), offsets]
+        else:
+            named = {c: self.epochs.get(c, "") for c in self.positions}
+            raw = [_VERSION_EPOCHS, named, int(self.issued), offsets]
         return base64.urlsafe_b64encode(orjson.dumps(raw)).rstrip(b"=").decode()
 
     @classmethod
@@ -57,10 +62,16 @@ class Cursor:
         try:
             raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             version, epoch, issued, positions = raw
-            if version != _VERSION or not isinstance(epoch, str) or not isinstance(positions, dict):
+            if not isinstance(positions, dict):
+                raise ValueError("unknown layout")
+            if version == _VERSION and isinstance(epoch, str):
+                epochs = dict.fromkeys((str(c) for c in positions), epoch)
+            elif version == _VERSION_EPOCHS and isinstance(epoch, dict):
+                epochs = {str(c): str(e) for c, e in epoch.items()}
+            else:
                 raise ValueError("unknown layout")
             return cls(
-                epoch=epoch,
+                epochs=epochs,
                 positions={str(c): Offset.parse(o) for c, o in positions.items()},
                 issued=float(issued),
             )

@@ -47,6 +47,10 @@ class Offset(NamedTuple):
 START = Offset(0, 0)
 """Before the first event of a channel's history."""
 
+Epochs = dict[str, str]
+"""Each channel's history epoch: it changes when the data holding the history was lost (one
+Redis's for every channel; a cluster's, per hash slot)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:

@@ -123,7 +123,7 @@ class Group:
         self.per_viewer = bool(getattr(executor, "per_viewer", None))
         """Whether its results have per-viewer fields each member fills (see ``splice``)."""
         self.members: dict[int, Member] = {}
-        self.epoch = ""
+        self.epochs: dict[str, str] = {}
         self.positions: dict[str, Offset] = {}
         self._cursor: str | None = None
         self._hub = hub
@@ -137,7 +137,7 @@ class Group:
     def cursor(self) -> str:
         """Where the group is, as sent to clients."""
         if self._cursor is None:
-            self._cursor = Cursor(self.epoch, dict(self.positions)).encode()
+            self._cursor = Cursor(self.epochs, self.positions).encode()
         return self._cursor
 
     # -- the group's task ----------------------------------------------------------------------
@@ -188,7 +188,7 @@ class Group:
         try:
             await broker.add(self.inbox, *channels)
             if self.resumable:  # after SUBSCRIBE: nothing after this place can be missed
-                self.epoch, self.positions = await broker.tail(channels)
+                self.epochs, self.positions = await broker.tail(channels)
             yield
         finally:
             await broker.remove(self.inbox, *self.inbox.channels)
@@ -239,12 +239,13 @@ class Group:
         """Note the group's new place; False for an event from before it subscribed."""
         if not event.epoch:
             return True  # from a publisher without a history: no place to note
-        if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled): start over
-            self.epoch = event.epoch
-            self.positions = dict.fromkeys(self.stream.channels, START)
-        elif event.offset <= self.positions.get(event.channel, START):
+        channel = event.channel
+        if event.epoch != self.epochs.get(channel):
+            # The channel's history was lost (the gap was signalled): it starts over.
+            self.epochs[channel] = event.epoch
+        elif event.offset <= self.positions.get(channel, START):
             return False
-        self.positions[event.channel] = event.offset
+        self.positions[channel] = event.offset
         self._cursor = None
         return True
 
@@ -287,7 +288,7 @@ class Group:
         if offset <= positions.get(channel, START):
             return  # the member has it already (its cursor was ahead of this server)
         positions[channel] = offset
-        cursor = Cursor(self.epoch, dict(positions)).encode()
+        cursor = Cursor(self.epochs, positions).encode()
         if positions == self.positions:
             member.positions = None  # caught up: the group's cursor is the member's again
         text = await self.personal(body, member)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .cursors import Cursor, start_payload, with_cursor
-from .events import START, Event, Offset
+from .events import START, Epochs, Event, Offset
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 async def replay_plan(
-    broker: Broker, after: Cursor, epoch: str, here: dict[str, Offset], *, unnamed_lost: bool
+    broker: Broker, after: Cursor, epochs: Epochs, here: dict[str, Offset], *, unnamed_lost: bool
 ) -> tuple[dict[str, Offset], list[Event], list[str]]:
     """What a subscriber resuming from ``after`` is owed, where the live stream is ``here``
     (in ``epoch``): its place per channel, the events to replay first (in offset order), and
@@ -31,7 +31,8 @@ async def replay_plan(
         start = after.positions.get(channel)
         if start is None and not unnamed_lost:
             continue
-        if start is None or after.epoch != epoch:
+        epoch = epochs.get(channel, "")
+        if start is None or after.epochs.get(channel) != epoch:
             lost.append(channel)
             continue
         places[channel] = start
@@ -51,22 +52,20 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
     live (or to refetch what the history lost), replay what it missed after ``after``, then
     the group's frames held meanwhile."""
     member.held = member.held if member.held is not None else []
-    epoch, here = group.epoch, dict(group.positions)
+    epochs, here = dict(group.epochs), dict(group.positions)
     mine = dict(here)  # where the member is: its cursor's places where it is replayed
     replayed: list[Event] = []
     lost: list[str] = []
     if after is not None:
         mine, replayed, lost = await replay_plan(
-            group.stream.broker, after, epoch, here, unnamed_lost=True
+            group.stream.broker, after, epochs, here, unnamed_lost=True
         )
     if group.members.get(id(member)) is not member:
         return  # completed, revoked or closed meanwhile
     # Places from the client's cursor are as old as that cursor until the replay passes them.
     issued = after.issued if after is not None and replayed else time.time()
     await member.send(
-        member.prefix
-        + start_payload(Cursor(epoch, dict(mine), issued).encode(), lost)
-        + member.suffix
+        member.prefix + start_payload(Cursor(epochs, mine, issued).encode(), lost) + member.suffix
     )
     for n, event in enumerate(replayed, 1):
         if group.members.get(id(member)) is not member:
@@ -76,7 +75,7 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
         if body is not None:
             text = await group.personal(body, member)
             current = n == len(replayed)
-            cursor = Cursor(epoch, dict(mine), time.time() if current else issued).encode()
+            cursor = Cursor(epochs, mine, time.time() if current else issued).encode()
             await member.send(member.prefix + with_cursor(text, cursor) + member.suffix)
     if group.members.get(id(member)) is not member:
         return
@@ -95,7 +94,7 @@ class Places:
 
     def __init__(self, after: Cursor | None) -> None:
         self.after = after
-        self.epoch = ""
+        self.epochs: Epochs = {}
         self.positions: dict[str, Offset] = {}
         self.floor: dict[str, Offset] = {}
         """Where each channel's history ended when the stream started: live events up to there
@@ -107,17 +106,17 @@ class Places:
         """The cursor of the stream following ``channels`` now."""
         positions = {c: self.positions.get(c, START) for c in channels}
         if self.replay and self.after is not None:  # places as old as the client's cursor
-            return Cursor(self.epoch, positions, self.after.issued).encode()
-        return Cursor(self.epoch, positions).encode()
+            return Cursor(self.epochs, positions, self.after.issued).encode()
+        return Cursor(self.epochs, positions).encode()
 
     async def start(self, broker: Broker, control: str, channels: list[str]) -> None:
         """Where each channel's history ends now; what the client's cursor missed, to replay."""
-        self.epoch, here = await broker.tail([control, *channels])
+        self.epochs, here = await broker.tail([control, *channels])
         self.positions.update(here)
         self.floor = here
         if self.after is not None:
             places, replayed, self.lost = await replay_plan(
-                broker, self.after, self.epoch, {c: here[c] for c in channels}, unnamed_lost=False
+                broker, self.after, self.epochs, {c: here[c] for c in channels}, unnamed_lost=False
             )
             self.positions.update(places)
             self.replay.extend(replayed)
@@ -127,8 +126,10 @@ class Places:
         if not event.epoch:
             return True  # from a publisher without a history: no place to note
         channel = event.channel
-        if event.epoch != self.epoch:  # Redis lost its data (the gap was signalled)
-            self.epoch, self.positions, self.floor = event.epoch, {}, {}
+        if event.epoch != self.epochs.get(channel):  # its history was lost (the gap was signalled)
+            self.epochs[channel] = event.epoch
+            self.positions.pop(channel, None)
+            self.floor.pop(channel, None)
         elif not replayed and event.offset <= max(
             self.positions.get(channel, START), self.floor.get(channel, START)
         ):
@@ -138,6 +139,6 @@ class Places:
 
     async def follow(self, broker: Broker, channel: str) -> None:
         """A channel followed from now on: its events after this place are owed."""
-        epoch, here = await broker.tail([channel])
-        if epoch == self.epoch:
+        epochs, here = await broker.tail([channel])
+        if self.epochs.setdefault(channel, epochs[channel]) == epochs[channel]:
             self.positions.setdefault(channel, here[channel])

@@ -229,8 +229,9 @@ def test_a_broker_replaced_by_a_settings_change_closes_its_thread_client(
     first = get_broker()
     channel = f"replaced-{uuid.uuid4().hex[:10]}"
     first.publish_sync([channel], Event(EventKind.CUSTOM, None, None, {}))
-    assert publish_sync_clients() == 1
+    with_first = publish_sync_clients()  # first's, and any other broker's of this process
+    assert with_first >= 1
     changed = {**settings.GQL_PUBSUB, "SUBSCRIBER_BUFFER": 7}
     with override_settings(GQL_PUBSUB=changed):
         assert get_broker() is not first
-        assert publish_sync_clients() == 0
+        assert publish_sync_clients() == with_first - 1

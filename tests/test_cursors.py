@@ -22,17 +22,26 @@ from gql_pubsub.events import START, Offset
 
 def test_a_cursor_survives_its_round_trip_through_the_client() -> None:
     """Epoch, places (START included) and the second it was issued come back as they went."""
-    cursor = Cursor("e1", {"room:1": Offset(17, 3), "quiet": START}, issued=1700000000.9)
+    epochs = {"room:1": "e1", "quiet": "e1"}
+    cursor = Cursor(epochs, {"room:1": Offset(17, 3), "quiet": START}, issued=1700000000.9)
     back = Cursor.decode(cursor.encode())
-    assert back == Cursor("e1", {"room:1": Offset(17, 3), "quiet": START}, issued=1700000000.0)
+    assert back == Cursor(epochs, {"room:1": Offset(17, 3), "quiet": START}, issued=1700000000.0)
     assert "=" not in cursor.encode()  # URL-safe, unpadded: opaque text for any client
 
 
 def test_a_cursor_is_base64_of_its_versioned_layout() -> None:
-    """The layout is [version, epoch, issued, {channel: "ms-seq"}]."""
-    text = Cursor("e", {"c": Offset(5, 0)}, issued=42.0).encode()
-    raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    assert raw == [1, "e", 42, {"c": "5-0"}]
+    """The layout is [1, epoch, issued, {channel: "ms-seq"}] when its channels share one epoch
+    (one Redis), else [2, {channel: epoch}, issued, {channel: "ms-seq"}] (a cluster's slots)."""
+
+    def layout(cursor: Cursor) -> object:
+        text = cursor.encode()
+        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+    shared = Cursor({"c": "e", "d": "e"}, {"c": Offset(5, 0), "d": START}, issued=42.0)
+    assert layout(shared) == [1, "e", 42, {"c": "5-0", "d": "0-0"}]
+    apart = Cursor({"c": "e", "d": "f"}, {"c": Offset(5, 0), "d": START}, issued=42.0)
+    assert layout(apart) == [2, {"c": "e", "d": "f"}, 42, {"c": "5-0", "d": "0-0"}]
+    assert Cursor.decode(apart.encode()) == apart
 
 
 def _encoded(raw: object) -> str:
@@ -81,7 +90,7 @@ def test_the_payloads_around_a_cursor_are_the_documented_json() -> None:
 @pytest.mark.parametrize("name", ["c", "cc", "ccc", "cccc"])
 def test_cursors_of_every_length_come_back_unpadded(name: str) -> None:
     """Whatever the base64 padding would be (0, 1 or 2 '='), the text has none and decodes."""
-    cursor = Cursor("e", {name: Offset(1, 0)}, issued=1.0)
+    cursor = Cursor({name: "e"}, {name: Offset(1, 0)}, issued=1.0)
     text = cursor.encode()
     assert not text.endswith("=") and Cursor.decode(text) == cursor
 

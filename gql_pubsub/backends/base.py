@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..events import Offset
+from ..events import Epochs, Offset
 
 MessageHandler = Callable[[str, bytes, str, Offset], None]
 """Called on the broker's event loop with (channel, payload, epoch, offset) for each message,
@@ -53,8 +53,8 @@ class Backend(Protocol):
     def subscribed_channels(self) -> frozenset[str]:
         """The channels this backend currently receives."""
 
-    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
-        """The history's epoch and each channel's latest offset (``START``: none yet)."""
+    async def tail(self, channels: list[str]) -> tuple[Epochs, dict[str, Offset]]:
+        """Each channel's history epoch and latest offset (``START``: none yet)."""
 
     async def history(
         self, channel: str, epoch: str, after: Offset, issued: float

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
-from ..events import START, Offset
+from ..events import START, Epochs, Offset
 from .base import Entries, GapHandler, MessageHandler, covered
 
 logger = logging.getLogger("gql_pubsub.broker")
@@ -121,9 +121,11 @@ class MemoryBackend:
             if channel in self._channels:
                 handler(channel, payload, self.epoch, offset)
 
-    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
+    async def tail(self, channels: list[str]) -> tuple[Epochs, dict[str, Offset]]:
         with self._lock:
-            return self.epoch, {c: self._last.get(c, START) for c in channels}
+            return dict.fromkeys(channels, self.epoch), {
+                c: self._last.get(c, START) for c in channels
+            }
 
     async def history(
         self, channel: str, epoch: str, after: Offset, issued: float

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..events import START, Offset
+from ..events import START, Epochs, Offset
 from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covered
 from .redis_clients import aclose, async_client
 from .redis_publisher import RedisPublisher
@@ -38,7 +38,9 @@ class RedisBackend(RedisPublisher):
             history_age=history_age,
         )
         self.health_check_interval = health_check_interval
-        self._tail_requests: list[tuple[list[str], asyncio.Future[tuple[str, dict[str, Offset]]]]]
+        self._tail_requests: list[
+            tuple[list[str], asyncio.Future[tuple[Epochs, dict[str, Offset]]]]
+        ]
         self._tail_requests = []
         self._tail_task: asyncio.Task[None] | None = None
         self._pubsub = PubSubConnection(
@@ -81,10 +83,10 @@ class RedisBackend(RedisPublisher):
 
     # -- reading the histories -------------------------------------------------------------
 
-    async def tail(self, channels: list[str]) -> tuple[str, dict[str, Offset]]:
+    async def tail(self, channels: list[str]) -> tuple[Epochs, dict[str, Offset]]:
         # Requests made in the same turn of the event loop share one script call (and one
         # connection): many subscriptions starting at once cost one round trip.
-        future: asyncio.Future[tuple[str, dict[str, Offset]]] = (
+        future: asyncio.Future[tuple[Epochs, dict[str, Offset]]] = (
             asyncio.get_running_loop().create_future()
         )
         self._tail_requests.append((channels, future))
@@ -115,7 +117,7 @@ class RedisBackend(RedisPublisher):
                 continue
             for wanted, future in requests:
                 if not future.done():
-                    future.set_result((epoch, {c: tails[c] for c in wanted}))
+                    future.set_result((dict.fromkeys(wanted, epoch), {c: tails[c] for c in wanted}))
 
     async def history(
         self, channel: str, epoch: str, after: Offset, issued: float

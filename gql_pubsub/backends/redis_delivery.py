@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 
 import redis
 
-from ..events import Offset
+from ..events import Epochs, Offset
 from .base import Entries, GapHandler, MessageHandler
 
 logger = logging.getLogger("gql_pubsub.redis")
 
-Tail = Callable[[list[str]], Awaitable[tuple[str, dict[str, Offset]]]]
-"""``RedisBackend.tail``: the history's epoch and each channel's latest offset."""
+Tail = Callable[[list[str]], Awaitable[tuple[Epochs, dict[str, Offset]]]]
+"""``RedisBackend.tail``: each channel's history epoch and latest offset."""
 
 History = Callable[[str, str, Offset, float], Awaitable[Entries | None]]
 """``RedisBackend.history``: a channel's entries after an offset, or None if some are gone."""
@@ -53,8 +53,8 @@ class Delivery:
         if channel not in self._delivered and channel not in self._since:
             # Where the history was before SUBSCRIBE: a reconnect catches up from there.
             with contextlib.suppress(redis.RedisError, OSError):
-                epoch, tails = await self._tail([channel])
-                self._since[channel] = (epoch, tails[channel])
+                epochs, tails = await self._tail([channel])
+                self._since[channel] = (epochs[channel], tails[channel])
 
     def forget(self, channel: str) -> None:
         """Forget an unsubscribed channel's place."""
