@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any
 
 import orjson
@@ -117,6 +118,8 @@ Action = Close | Init | Ping | Pong | Subscribe | Complete
 
 class ProtocolConnection:
     """One connection's protocol state: validates client messages and enforces transitions."""
+
+    __slots__ = ("operations", "state")  # one per socket: no __dict__ each
 
     next_suffix = "}"
     """After a ``next`` frame's payload: the frame's closing brace."""
@@ -271,9 +274,11 @@ PING = '{"type":"ping"}'
 PONG = '{"type":"pong"}'
 
 
+@functools.lru_cache(maxsize=1024)
 def next_prefix(op_id: str) -> str:
     """The start of operation ``op_id``'s ``next`` frames: the encoded payload and "}" follow
-    (a result encoded once is sent to many operations this way)."""
+    (a result encoded once is sent to many operations this way). Clients mostly number their
+    operations alike ("1", "2"…): the sockets of a process share these strings."""
     return '{"id":' + _json(op_id) + ',"type":"next","payload":'
 
 

@@ -52,6 +52,13 @@ class Item:
         labelled[self.n] += 1
         return f"item {self.n}"
 
+    @strawberry.field(metadata=VIEWER_INDEPENDENT)
+    def checked(self) -> str | None:
+        """Shared, and fails for events whose ``n`` ends with "-bad"."""
+        if self.n.endswith("-bad"):
+            raise ValueError(f"{self.n} is bad")
+        return "ok"
+
     @strawberry.field
     def me(self, info: Info[Any, Any]) -> Box:
         """An object that depends on the viewer, with what it selects."""

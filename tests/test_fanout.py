@@ -560,6 +560,42 @@ async def test_followed_streams_of_different_users_fill_their_own_values_in_one_
         assert {item["viewer"] for item in items} == {user.username}
 
 
+CHECKED = """
+subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n viewer checked } }
+"""
+
+
+async def test_when_the_shared_part_fails_each_user_gets_the_error_and_their_own_values(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """A shared field fails for one event: each user's payload has it null with its error, and
+    their own ``viewer``; the next event is whole again."""
+    users = await to_thread(lambda: [make_user("checked") for _ in range(2)])
+    clients = await subscribed_by_each(app_server, [token_for(u) for u in users], CHECKED, channel)
+    try:
+        assert await members_in_groups(app_server, 2) == (1, 2)
+        await ready(redis_client, channel)
+        await apublish(channel, "custom", {"n": f"{channel}-bad"})
+        await apublish(channel, "custom", {"n": f"{channel}-good"})
+        received = [[await client.next_payload("1") for _ in range(2)] for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    for user, (bad, good) in zip(users, received, strict=True):
+        assert bad["data"] == {
+            "items": {"n": f"{channel}-bad", "viewer": user.username, "checked": None}
+        }
+        assert [(e["message"], e["path"]) for e in bad["errors"]] == [
+            (f"{channel}-bad is bad", ["items", "checked"])
+        ]
+        assert good == {
+            "data": {"items": {"n": f"{channel}-good", "viewer": user.username, "checked": "ok"}}
+        }
+
+
 @pytest.mark.parametrize(
     "query", [PLAIN, VIEWER, MIXED], ids=["shared", "per-viewer-field", "per-viewer-objects"]
 )
