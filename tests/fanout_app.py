@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 from collections.abc import AsyncGenerator
@@ -51,6 +52,12 @@ class Item:
         """A resolver that says it never reads who asks: shared."""
         labelled[self.n] += 1
         return f"item {self.n}"
+
+    @strawberry.field
+    async def later(self, info: Info[Any, Any]) -> str:
+        """An async resolver that reads the viewer."""
+        await asyncio.sleep(0)
+        return f"later for {get_user(info).get_username()}"
 
     @strawberry.field(metadata=VIEWER_INDEPENDENT)
     def checked(self) -> str | None:

@@ -384,7 +384,7 @@ async def test_a_field_that_may_depend_on_the_viewer_is_never_shared_across_user
 
 MIXED = """
 subscription ($c: String!, $s: Boolean!) {
-  items(channel: $c, shared: $s) { n label viewer box { n seenBy } me { n } size }
+  items(channel: $c, shared: $s) { n label viewer box { n seenBy } me { n } later size }
 }
 """
 
@@ -397,8 +397,8 @@ async def test_only_the_fields_that_read_the_viewer_run_per_user_the_rest_once_p
     channel: str,
 ) -> None:
     """Three users, one group: ``label`` runs once per event for all of them; ``viewer``, a
-    nested ``box.seenBy`` and an object field ``me`` are each user's own, in the field order of
-    the document."""
+    nested ``box.seenBy``, an object field ``me`` and an async ``later`` are each user's own, in
+    the field order of the document."""
     users = await to_thread(lambda: [make_user("mixed") for _ in range(3)])
     clients = await subscribed_by_each(app_server, [token_for(u) for u in users], MIXED, channel)
     try:
@@ -421,6 +421,7 @@ async def test_only_the_fields_that_read_the_viewer_run_per_user_the_rest_once_p
                 "viewer": name,
                 "box": {"n": f"{channel}-{n}", "seenBy": f"{channel}-{n} seen by {name}"},
                 "me": {"n": f"{channel}-{n} for {name}"},
+                "later": f"later for {name}",
                 "size": n,
             }
             for n in range(5)

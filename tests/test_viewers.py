@@ -11,6 +11,7 @@ import strawberry_django
 from django.contrib.auth import get_user_model
 from graphql import parse
 from strawberry.permission import BasePermission
+from strawberry.schema_directive import Location
 from strawberry.types import Info
 
 from gql_pubsub import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
@@ -57,15 +58,22 @@ class Square(Shape):
     side: int
 
 
+@strawberry.schema_directive(locations=[Location.FIELD_DEFINITION])
+class Tagged:
+    """A schema directive on a field: not something the rule can read."""
+
+
 @strawberry.type
 class Item:
     n: int
     box: Box
+    square: Square
     person: Person
     filtered: FilteredPerson
     shape: Shape
     told: int = strawberry.field(default=0, metadata=VIEWER_DEPENDENT)
     guarded: int = strawberry.field(default=0, permission_classes=[IsAnyone])
+    tagged: int = strawberry.field(default=0, directives=[Tagged()])
 
     @strawberry.field
     def resolved(self) -> int:
@@ -85,7 +93,8 @@ class Query:
 class Subscription:
     @strawberry.subscription
     async def item(self) -> AsyncGenerator[Item, None]:
-        yield Item(n=1, box=Box(n=1), person=None, filtered=None, shape=Square(n=1, side=1))  # type: ignore[arg-type]
+        square = Square(n=1, side=1)
+        yield Item(n=1, box=Box(n=1), square=square, person=None, filtered=None, shape=square)  # type: ignore[arg-type]
 
     @strawberry.subscription
     async def shape(self) -> AsyncGenerator[Shape, None]:
@@ -120,6 +129,11 @@ def fields(document: str, operation_name: str | None = None) -> set[str] | None:
         ("... { n box { reads } }", {"reads"}),
         ("...Parts ...Parts", {"resolved"}),
         ("n box @custom { n }", {"box"}),
+        ("n tagged", {"tagged"}),
+        ("...Parts ...Parts told", {"resolved", "told"}),
+        ("...Outer", {"resolved"}),
+        ("... { ...Parts }", {"resolved"}),
+        ("...Conditioned", {"resolved"}),
     ],
     ids=[
         "plain attributes and a model field",
@@ -136,14 +150,22 @@ def fields(document: str, operation_name: str | None = None) -> set[str] | None:
         "an inline fragment without a type",
         "a fragment spread twice",
         "a directive it does not know, on a field",
+        "a schema directive on the field",
+        "a fragment spread twice, then a field",
+        "a fragment in a fragment",
+        "a fragment in an inline fragment",
+        "an inline fragment on the type in a fragment",
     ],
 )
 def test_the_fields_that_can_read_the_viewer_are_found_and_nothing_else(
     selection: str, expected: set[str]
 ) -> None:
-    document = f"subscription {{ item {{ {selection} }} }}"
-    if "Parts" in selection:
-        document += " fragment Parts on Item { n resolved }"
+    document = (
+        f"subscription {{ item {{ {selection} }} }}"
+        " fragment Parts on Item { n resolved }"
+        " fragment Outer on Item { ...Parts }"
+        " fragment Conditioned on Item { ... on Item { resolved } }"
+    )
     assert fields(document) == expected
 
 
@@ -152,6 +174,7 @@ def test_the_fields_that_can_read_the_viewer_are_found_and_nothing_else(
     [
         "subscription { shape { n } }",
         "subscription { shape { ... on Square { side } } }",
+        "subscription { item { square { ... on Shape { n } } } }",
         "query { ok }",
         "subscription Named { item { n } }",
         "subscription { item @custom { n } }",
@@ -160,7 +183,8 @@ def test_the_fields_that_can_read_the_viewer_are_found_and_nothing_else(
     ],
     ids=[
         "an interface at the root",
-        "a type condition",
+        "a type condition at the root",
+        "a type condition on another type",
         "not a subscription",
         "another operation's name",
         "a directive it does not know, on the root field",
