@@ -33,6 +33,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return []
 
 
+@register()
+def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``BROKER_URL`` must name a broker this library can use."""
+    from .backends import url_problem
+
+    try:
+        problem = url_problem(get_settings().BROKER_URL)
+    except ImproperlyConfigured:
+        return []  # gql_pubsub.E003 reports it
+    if problem is None:
+        return []
+    return [
+        Error(
+            problem,
+            hint="Fix GQL_PUBSUB['BROKER_URL'] (see the README's configuration).",
+            id="gql_pubsub.E006",
+        )
+    ]
+
+
 @register("security")
 def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """With DEBUG off, HMAC tokens need a real JWT_SECRET: set, long, not a placeholder."""

@@ -137,3 +137,26 @@ async def test_a_master_failover_under_steady_writes_loses_and_repeats_nothing(
             await asyncio.gather(*(client.close() for client in sockets))
         log = server.log.read_text()
     assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://sentinel-1:26379", "Incomplete Sentinel URL"),
+        ("redis+sentinel://sentinel-1/mymaster", "needs host:port"),
+        ("redis+cluster://node-1:7000", "Unsupported broker URL scheme 'redis+cluster'"),
+    ],
+)
+def test_a_broker_url_that_cannot_work_is_a_system_check_error_that_says_why(
+    url: str, says: str
+) -> None:
+    from django.conf import settings
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    with override_settings(GQL_PUBSUB={**settings.GQL_PUBSUB, "BROKER_URL": url}):
+        errors = [m for m in run_checks() if m.id == "gql_pubsub.E006"]
+    assert len(errors) == 1 and says in errors[0].msg, errors
+    assert "redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0" in errors[0].msg or (
+        "redis://localhost:6379/0" in errors[0].msg
+    )

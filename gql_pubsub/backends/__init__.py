@@ -16,6 +16,24 @@ _SCHEMES = {
 }
 
 
+def url_problem(url: str | None) -> str | None:
+    """What is wrong with a broker URL, if anything (checked before the server starts)."""
+    scheme = urlsplit(url).scheme if url else "memory"
+    if scheme not in _SCHEMES:
+        return (
+            f"Unsupported broker URL scheme {scheme!r} in {url!r}; use one of "
+            f"{sorted(_SCHEMES)} (e.g. 'redis://localhost:6379/0' or 'memory://')."
+        )
+    if url and scheme == "redis+sentinel":
+        from .redis_clients import SentinelURL
+
+        try:
+            SentinelURL.parse(url)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
 def backend_from_url(
     url: str | None,
     *,
@@ -27,14 +45,10 @@ def backend_from_url(
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none), ``redis://…`` (``rediss://``,
     ``unix://``) or ``redis+sentinel://…``."""
-    scheme = urlsplit(url).scheme if url else "memory"
-    try:
-        module_name, class_name = _SCHEMES[scheme].split(":")
-    except KeyError:
-        raise ValueError(
-            f"Unsupported broker URL scheme {scheme!r} in {url!r}; "
-            f"use one of {sorted(_SCHEMES)} (e.g. 'redis://localhost:6379/0' or 'memory://')."
-        ) from None
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    module_name, class_name = _SCHEMES[urlsplit(url).scheme if url else "memory"].split(":")
     backend_class = getattr(import_module(module_name), class_name)
     backend: Backend = backend_class(
         url or "memory://",
@@ -54,4 +68,5 @@ __all__ = [
     "GapHandler",
     "MessageHandler",
     "backend_from_url",
+    "url_problem",
 ]
