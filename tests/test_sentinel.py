@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,3 +161,31 @@ def test_a_broker_url_that_cannot_work_is_a_system_check_error_that_says_why(
     assert "redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0" in errors[0].msg or (
         "redis://localhost:6379/0" in errors[0].msg
     )
+
+
+async def test_a_process_broker_on_sentinel_publishes_receives_and_closes_every_connection(
+    sentinel_redis: SentinelRedis,
+) -> None:
+    """In this process: subscribe, publish from a thread and from the loop, then stop and let
+    the broker go; the master's and Sentinel's connections are all closed (an unclosed socket
+    is an error in this suite)."""
+    from gql_pubsub.broker import Broker
+    from gql_pubsub.events import Event, EventKind
+
+    broker = Broker(sentinel_redis.url)
+    await broker.start()
+    try:
+        async with broker.subscribe("room") as subscriber:
+            await to_thread(broker.publish_sync, ["room"], Event(EventKind.CUSTOM, None, 1, {}))
+            await broker.publish(["room"], Event(EventKind.CUSTOM, None, 2, {}))
+            got = [await asyncio.wait_for(anext(subscriber), scaled(5)) for _ in range(2)]
+        assert [event.pk for event in got] == [1, 2]  # type: ignore[union-attr]
+        master = redis.Redis(port=sentinel_redis.master.port)
+        names = [c.get("name", "") for c in await to_thread(master.client_list)]
+        master.close()
+        assert any(name.endswith("-subscribe") for name in names), names
+    finally:
+        await broker.stop()
+        broker.backend.close_sync()
+    del broker
+    gc.collect()  # an unclosed connection warns now, in this test
