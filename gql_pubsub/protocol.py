@@ -97,11 +97,14 @@ class Subscribe:
     operation_name: str | None
     extensions: dict[str, Any] | None
 
-    def key(self) -> tuple[str, bytes, str | None]:
+    def key(self) -> tuple[str, str, str | None]:
         """What makes two operations the same: document text, variables (key order aside),
         operation name."""
+        # As text: orjson's bytes keep a 4 KB buffer each, and a group keeps its key.
         variables = (
-            orjson.dumps(self.variables, option=orjson.OPT_SORT_KEYS) if self.variables else b""
+            orjson.dumps(self.variables, option=orjson.OPT_SORT_KEYS).decode()
+            if self.variables
+            else ""
         )
         return self.query, variables, self.operation_name
 
