@@ -47,13 +47,15 @@ class Hole(NamedTuple):
 
 
 class Template:
-    """One event's result with holes: the encoded text around them, and what fills them."""
+    """One event's result with holes: the encoded text around them, and what fills them (or,
+    when the shared part had errors, nothing shared: each viewer's execution is whole)."""
 
     __slots__ = ("executor", "filled", "holes", "parts")
 
-    def __init__(self, parts: list[str], holes: list[Hole], executor: Executor[Any]) -> None:
+    def __init__(self, parts: list[str] | None, holes: list[Hole], executor: Executor[Any]) -> None:
         self.parts = parts
-        """The text before, between and after the holes (the payload without its ``}``)."""
+        """The text before, between and after the holes (the payload without its ``}``); None:
+        every viewer executes it all."""
         self.holes = holes
         """The holes, in the order of the text."""
         self.executor = executor
@@ -71,42 +73,25 @@ class Template:
 
     async def _fill(self, context: Any, whole: Whole) -> str:
         executor = _viewers_executor(self.executor, context)
+        parts = self.parts
         values = []
-        try:
-            for hole in self.holes:
-                value = executor.execute_field(
-                    hole.parent_type, hole.source, hole.fields, hole.path, None
-                )
-                if executor.is_awaitable(value):
-                    value = await value
-                values.append(value)
-        except GraphQLError:  # a non-null field failed: its error nulls a parent
-            values = []
-        if len(values) != len(self.holes) or executor.collected_errors.errors:
+        if parts is not None:
+            try:
+                for hole in self.holes:
+                    value = executor.execute_field(
+                        hole.parent_type, hole.source, hole.fields, hole.path, None
+                    )
+                    if executor.is_awaitable(value):
+                        value = await value
+                    values.append(value)
+            except GraphQLError:  # a non-null field failed: its error nulls a parent
+                values = []
+        if parts is None or len(values) != len(self.holes) or executor.collected_errors.errors:
             executor.collected_errors = type(executor.collected_errors)()
             return await whole(executor, executor.root_value)
-        parts = self.parts
         text = parts[0]
         for n, value in enumerate(values, 1):
             text += orjson.dumps(value).decode() + parts[n]
-        return text
-
-
-class Pending:
-    """An event's result that every member executes in whole (the shared part had errors)."""
-
-    __slots__ = ("executor", "filled")
-
-    def __init__(self, executor: Executor[Any]) -> None:
-        self.executor = executor
-        self.filled: dict[Hashable, str] = {}
-
-    async def fill(self, context: Any, viewer: Hashable, whole: Whole) -> str:
-        """The viewer's whole payload (without its ``}``), executed once per viewer."""
-        text = self.filled.get(viewer)
-        if text is None:
-            executor = _viewers_executor(self.executor, context)
-            text = self.filled[viewer] = await whole(executor, executor.root_value)
         return text
 
 
@@ -123,7 +108,7 @@ def _viewers_executor(executor: Any, context: Any) -> Executor[Any]:
     return viewers  # type: ignore[no-any-return]
 
 
-Body = str | Template | Pending
+Body = str | Template
 """A group's rendering of one event: the payload without its ``}`` when it is the same for every
 member, else what each member fills."""
 
@@ -132,7 +117,7 @@ def template(result: ExecutionResult, encoded: str, executor: Any) -> Body:
     """The template of a result that ``executor`` executed with holes (``encoded`` is its
     payload without its ``}``): a plain string if no hole made it into the result."""
     if result.errors:
-        return Pending(executor)
+        return Template(None, [], executor)
     pieces = _MARKED.split(encoded)
     if len(pieces) == 1:
         return encoded
