@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -95,3 +98,74 @@ def server_connections(redis_client: redis.Redis, pid: int) -> list[dict[str, An
     """The Redis connections a server process holds (named gql_pubsub-<pid>-…)."""
     prefix = f"gql_pubsub-{pid}-"
     return [c for c in redis_client.client_list() if str(c.get("name", "")).startswith(prefix)]
+
+
+async def sockets_in_rooms(
+    server: LiveServer, writer_token: str, reader_token: str, rooms: list[Any], per_room: int
+) -> list[GraphQLWS]:
+    """``per_room`` sockets of the reader subscribed to messageAdded in each room (socket n in
+    room n % len(rooms)), each shown live by a "ready" message (they answer keep-alive pings:
+    a loaded machine can stretch a test past the keep-alive deadline)."""
+    sockets = [
+        await connected(server, reader_token, answer_pings=True)
+        for _ in range(len(rooms) * per_room)
+    ]
+    try:
+        for n, client in enumerate(sockets):
+            await client.subscribe("m", MESSAGE_ADDED, {"c": str(rooms[n % len(rooms)].pk)})
+        for room in rooms:
+            await send_message(server, writer_token, room.pk, "ready")
+        for client in sockets:
+            payload = await client.next_payload("m", timeout=15)
+            assert payload["data"]["messageAdded"]["body"] == "ready"
+    except BaseException:
+        await asyncio.gather(*(client.close() for client in sockets))
+        raise
+    return sockets
+
+
+async def paced_writes(
+    server: LiveServer,
+    writer_token: str,
+    rooms: list[Any],
+    *,
+    rate: int,
+    seconds: int,
+    at: dict[int, Callable[[], object]],
+) -> list[list[str]]:
+    """sendMessage ``rate`` times a second for ``seconds`` into the rooms in turn, calling
+    ``at[k]()`` before the k-th; every mutation must succeed. The bodies sent, by room."""
+    bodies: list[list[str]] = [[] for _ in rooms]
+    answers = []
+    start = time.monotonic()
+    for k in range(rate * seconds):
+        if k in at:
+            at[k]()
+        body = f"message {k}"
+        bodies[k % len(rooms)].append(body)
+        room = rooms[k % len(rooms)]
+        answers.append(
+            await graphql(server, SEND_MESSAGE, {"c": str(room.pk), "b": body}, writer_token)
+        )
+        await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))
+    assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
+    return bodies
+
+
+async def each_gets_its_room(
+    server: LiveServer, sockets: list[GraphQLWS], bodies: list[list[str]], *, timeout: float
+) -> None:
+    """Every socket receives every message of its room, once, in order."""
+
+    async def all_of_its_room(n: int, client: GraphQLWS) -> list[str]:
+        expected = bodies[n % len(bodies)]
+        got: list[str] = []
+        while len(got) < len(expected):
+            payload = await client.next_payload("m", timeout=timeout)
+            assert payload.get("data") is not None, (got, payload, server.log.read_text())
+            got.append(payload["data"]["messageAdded"]["body"])
+        return got
+
+    received = await asyncio.gather(*(all_of_its_room(n, c) for n, c in enumerate(sockets)))
+    for n, got in enumerate(received):
+        assert got == bodies[n % len(bodies)], f"socket {n}"  # each once, in order

@@ -23,7 +23,16 @@ from django.test import override_settings
 from gql_pubsub.backends.redis import split_message
 
 from .gqlws import Closed, GraphQLWS
-from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql, send_message
+from .helpers import (
+    MESSAGE_ADDED,
+    SEND_MESSAGE,
+    connected,
+    each_gets_its_room,
+    graphql,
+    paced_writes,
+    send_message,
+    sockets_in_rooms,
+)
 from .services import ROOT, RedisServer, live_server, scaled, to_thread, wait_until
 
 
@@ -371,52 +380,26 @@ async def test_a_5_second_redis_crash_under_20_writes_a_second_loses_nothing_for
     rooms = [await to_thread(make_correspondence, writer, reader) for _ in range(2)]
     writer_token, reader_token = await to_thread(lambda: (token_for(writer), token_for(reader)))
     with live_server({"REDIS_URL": outage_redis.url}, workers=2, log_dir=log_dir) as server:
-        # Sockets that answer keep-alive pings while the test is busy writing (a loaded
-        # machine can stretch this test past the keep-alive deadline).
-        sockets = [
-            await connected(server, reader_token, answer_pings=True)
-            for _ in range(2 * sockets_per_room)
-        ]
+        sockets = await sockets_in_rooms(
+            server, writer_token, reader_token, rooms, sockets_per_room
+        )
         try:
-            for n, client in enumerate(sockets):
-                await client.subscribe("m", MESSAGE_ADDED, {"c": str(rooms[n % 2].pk)})
-            for room in rooms:  # the positive control: every socket is live
-                await send_message(server, writer_token, room.pk, "ready")
-            for client in sockets:
-                payload = await client.next_payload("m", timeout=15)
-                assert payload["data"]["messageAdded"]["body"] == "ready"
+            back: list[float] = []
 
-            bodies: list[list[str]] = [[], []]
-            answers = []
-            start = time.monotonic()
-            for k in range(rate * seconds):
-                if k == 2 * rate:
-                    outage_redis.stop()
-                if k == 7 * rate:
-                    outage_redis.start()
-                    back = time.monotonic()
-                body = f"message {k}"
-                bodies[k % 2].append(body)
-                answers.append(
-                    await graphql(
-                        server, SEND_MESSAGE, {"c": str(rooms[k % 2].pk), "b": body}, writer_token
-                    )
-                )
-                await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))  # pace
-            assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
+            def restart() -> None:
+                outage_redis.start()
+                back.append(time.monotonic())
 
-            async def all_of_its_room(n: int, client: GraphQLWS) -> list[str]:
-                expected = bodies[n % 2]
-                got = []
-                while len(got) < len(expected):
-                    payload = await client.next_payload("m", timeout=20)
-                    got.append(payload["data"]["messageAdded"]["body"])
-                return got
-
-            received = await asyncio.gather(*(all_of_its_room(n, c) for n, c in enumerate(sockets)))
-            drained = time.monotonic() - back
-            for n, got in enumerate(received):
-                assert got == bodies[n % 2], f"socket {n}"  # each once, in order
+            bodies = await paced_writes(
+                server,
+                writer_token,
+                rooms,
+                rate=rate,
+                seconds=seconds,
+                at={2 * rate: outage_redis.stop, 7 * rate: restart},
+            )
+            await each_gets_its_room(server, sockets, bodies, timeout=20)
+            drained = time.monotonic() - back[0]
             assert drained < scaled(10 + 5)  # the last writes came 3 s after the return
             await sockets[0].expect_silence(0.5)
         finally:

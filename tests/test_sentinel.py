@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,14 @@ import redis
 
 from gql_pubsub.backends.redis_clients import SentinelURL
 
-from .gqlws import GraphQLWS
-from .helpers import MESSAGE_ADDED, SEND_MESSAGE, connected, graphql, send_message
+from .helpers import (
+    MESSAGE_ADDED,
+    connected,
+    each_gets_its_room,
+    paced_writes,
+    send_message,
+    sockets_in_rooms,
+)
 from .services import SentinelRedis, live_server, scaled, to_thread, wait_until
 
 
@@ -85,54 +90,20 @@ async def test_a_master_failover_under_steady_writes_loses_and_repeats_nothing(
     """20 sockets in 2 rooms, sendMessage at 20/s for 8 s; the master is killed 2 s in and
     Sentinel promotes its replica: every mutation succeeds, and every socket receives every
     message of its room once, in order."""
-    sockets_per_room, rate, seconds = 10, 20, 8
+    per_room, rate, seconds = 10, 20, 8
     writer, reader = await to_thread(lambda: (make_user("w"), make_user("r")))
     rooms = [await to_thread(make_correspondence, writer, reader) for _ in range(2)]
     writer_token, reader_token = await to_thread(lambda: (token_for(writer), token_for(reader)))
     first_master = sentinel_redis.master.port
     with live_server({"REDIS_URL": sentinel_redis.url}, log_dir=log_dir) as server:
-        sockets = [
-            await connected(server, reader_token, answer_pings=True)
-            for _ in range(2 * sockets_per_room)
-        ]
+        sockets = await sockets_in_rooms(server, writer_token, reader_token, rooms, per_room)
         try:
-            for n, client in enumerate(sockets):
-                await client.subscribe("m", MESSAGE_ADDED, {"c": str(rooms[n % 2].pk)})
-            for room in rooms:  # the positive control: every socket is live
-                await send_message(server, writer_token, room.pk, "ready")
-            for client in sockets:
-                payload = await client.next_payload("m", timeout=15)
-                assert payload["data"]["messageAdded"]["body"] == "ready"
-
-            bodies: list[list[str]] = [[], []]
-            answers = []
-            start = time.monotonic()
-            for k in range(rate * seconds):
-                if k == 2 * rate:
-                    sentinel_redis.master.stop()  # SIGKILL: the replica takes over
-                body = f"message {k}"
-                bodies[k % 2].append(body)
-                answers.append(
-                    await graphql(
-                        server, SEND_MESSAGE, {"c": str(rooms[k % 2].pk), "b": body}, writer_token
-                    )
-                )
-                await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))
-            assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
+            kill = {2 * rate: sentinel_redis.master.stop}  # SIGKILL: the replica takes over
+            bodies = await paced_writes(
+                server, writer_token, rooms, rate=rate, seconds=seconds, at=kill
+            )
             assert await to_thread(sentinel_redis.master_port) != first_master
-
-            async def all_of_its_room(n: int, client: GraphQLWS) -> list[str]:
-                expected = bodies[n % 2]
-                got = []
-                while len(got) < len(expected):
-                    payload = await client.next_payload("m", timeout=scaled(30))
-                    assert payload.get("data") is not None, (got, payload, server.log.read_text())
-                    got.append(payload["data"]["messageAdded"]["body"])
-                return got
-
-            received = await asyncio.gather(*(all_of_its_room(n, c) for n, c in enumerate(sockets)))
-            for n, got in enumerate(received):
-                assert got == bodies[n % 2], f"socket {n}"  # each once, in order
+            await each_gets_its_room(server, sockets, bodies, timeout=scaled(30))
             await sockets[0].expect_silence(0.5)
         finally:
             await asyncio.gather(*(client.close() for client in sockets))
