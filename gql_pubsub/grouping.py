@@ -135,9 +135,10 @@ def _viewer_key(ops: Operations, per_viewer: PerViewer | None) -> Hashable:
 
 
 def _user_key(ops: Operations) -> Hashable:
-    """The user's, or (anonymous) this connection's."""
+    """The user's, or (anonymous) this connection's: its operations themselves, not their id,
+    which a later connection could be given while a key or a filled payload is still kept."""
     context = ops.connection.context
     user = context.user if context is not None else None
     if user is not None and user.is_authenticated:
         return ("user", user.pk)
-    return ("connection", id(ops))
+    return ("connection", ops)
