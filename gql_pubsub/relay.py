@@ -129,7 +129,8 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
 
     marks = marks_key(key)
     names = {row.pk: outbox_mark(alias, row) for row in rows}
-    marked = backend.marked_sync(marks, list(names.values()))
+    channels = {row.pk: row.channels for row in rows}
+    marked = backend.marked_sync(marks, [(names[pk], channels[pk]) for pk in names])
     published = [pk for pk, name in names.items() if name in marked]
     stale = timezone.now() - timedelta(seconds=get_settings().RELAY_CLAIM_TIMEOUT)
     waiting = [
@@ -157,8 +158,10 @@ def _tidy(backend: RedisBackend, alias: str, key: str, rows: list[OutboxEvent]) 
             raise
     done = [*published, *(row.pk for row in relayed)]
     OutboxEvent.objects.using(alias).filter(pk__in=done)._raw_delete(alias)  # no collector
-    backend.unmark_sync(marks, [names[pk] for pk in done])
-    backend.prune_marks_sync(marks, time.time() - MARKS_KEPT)
+    backend.unmark_sync(marks, [(names[pk], channels[pk]) for pk in done])
+    backend.prune_marks_sync(
+        marks, time.time() - MARKS_KEPT, {c for row in rows for c in row.channels}
+    )
     return len(relayed)
 
 

@@ -21,6 +21,7 @@ import uvicorn
 from .services import (
     ROOT,
     LiveServer,
+    RedisClusterNodes,
     database_service,
     free_port,
     live_server,
@@ -116,6 +117,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return os.environ["REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of 3 masters for the suite (started on first use): tests share it, so
+    none may stop its nodes or move its slots (those start their own)."""
+    with RedisClusterNodes() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -106,6 +106,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 more) is free and valid too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("No free port pair for a Redis Cluster node")
+
+
 def wait_until(
     predicate: object, timeout: float, what: str | Callable[[], str], interval: float = 0.05
 ) -> None:
@@ -273,6 +288,95 @@ class SentinelRedis:
         self.replica.close()
         self.master.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of the test's own: ``masters`` masters (the 16384 slots spread over
+    them), each with ``replicas`` replicas; a node is failed after 1 s without an answer.
+    ``url`` names it for the broker (by its first node)."""
+
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        args = [
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0",
+        ]  # fmt: skip
+        self.replicas = replicas
+        self.servers = [
+            RedisServer(free_cluster_port(), persistent=False, args=args)
+            for _ in range(masters * (1 + replicas))
+        ]
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    def __enter__(self) -> RedisClusterNodes:
+        try:
+            for server in self.servers:
+                server.start()
+            subprocess.run(
+                [
+                    shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                    *(f"127.0.0.1:{s.port}" for s in self.servers),
+                    "--cluster-replicas", str(self.replicas), "--cluster-yes",
+                ],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            wait_until(self._ready, 30, "every cluster node to see all slots served")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        for server in self.servers:
+            client = redis.Redis(port=server.port)
+            try:
+                info = client.cluster("INFO")
+                if info.get("cluster_state") != "ok":
+                    return False
+                role = client.info("replication")
+                if role.get("role") == "slave" and role.get("master_link_status") != "up":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    def client(self) -> redis.RedisCluster:
+        """A cluster client of the test's (closed by the caller)."""
+        from redis.cluster import ClusterNode
+
+        nodes = [ClusterNode("127.0.0.1", s.port) for s in self.servers if s.process is not None]
+        return redis.RedisCluster(startup_nodes=nodes)
+
+    def master_of(self, key: str) -> RedisServer:
+        """The server that is the master of ``key``'s slot now."""
+        cluster = self.client()
+        try:
+            node = cluster.get_node_from_key(key)
+        finally:
+            cluster.close()
+        return next(s for s in self.servers if s.port == int(node.port))
+
+    def masters(self) -> list[RedisServer]:
+        """The servers that are masters now."""
+        found = []
+        for server in self.servers:
+            if server.process is None:
+                continue
+            client = redis.Redis(port=server.port)
+            try:
+                if client.info("replication").get("role") == "master":
+                    found.append(server)
+            except redis.ConnectionError:
+                pass
+            finally:
+                client.close()
+        return found
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

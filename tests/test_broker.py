@@ -1,4 +1,4 @@
-"""The broker's behaviour, the same on the in-memory and the Redis backend."""
+"""The broker's behaviour, the same on the in-memory, the Redis and the Redis Cluster backend."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ def event(n: int, kind: EventKind = EventKind.CREATED) -> Event:
     return Event(kind=kind, model="tests.thing", pk=n, data={"n": n})
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def broker(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Broker]:
     url = None if request.param == "memory" else redis_url
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
     broker = Broker(url, prefix=f"test-{request.node.name}-{uuid.uuid4().hex[:8]}:", buffer_size=5)
     await broker.start()
     yield broker

@@ -13,6 +13,7 @@ _SCHEMES = {
     "rediss": "gql_pubsub.backends.redis:RedisBackend",
     "unix": "gql_pubsub.backends.redis:RedisBackend",
     "redis+sentinel": "gql_pubsub.backends.redis:RedisBackend",
+    "redis+cluster": "gql_pubsub.backends.redis_cluster:RedisClusterBackend",
 }
 
 
@@ -24,11 +25,11 @@ def url_problem(url: str | None) -> str | None:
             f"Unsupported broker URL scheme {scheme!r} in {url!r}; use one of "
             f"{sorted(_SCHEMES)} (e.g. 'redis://localhost:6379/0' or 'memory://')."
         )
-    if url and scheme == "redis+sentinel":
-        from .redis_clients import SentinelURL
+    if url and scheme in ("redis+sentinel", "redis+cluster"):
+        from .redis_clients import ClusterURL, SentinelURL
 
         try:
-            SentinelURL.parse(url)
+            (SentinelURL if scheme == "redis+sentinel" else ClusterURL).parse(url)
         except ValueError as error:
             return str(error)
     return None
@@ -44,7 +45,7 @@ def backend_from_url(
     history_age: float = 600.0,
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none), ``redis://…`` (``rediss://``,
-    ``unix://``) or ``redis+sentinel://…``."""
+    ``unix://``), ``redis+sentinel://…`` or ``redis+cluster://…``."""
     problem = url_problem(url)
     if problem is not None:
         raise ValueError(problem)

@@ -8,6 +8,7 @@ handing messages on once per offset (``redis_delivery``), what runs in Redis (``
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ..events import START, Epochs, Offset
 from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covered
@@ -122,10 +123,10 @@ class RedisBackend(RedisPublisher):
     async def history(
         self, channel: str, epoch: str, after: Offset, issued: float
     ) -> Entries | None:
-        client = self._async_client
+        client = self._history_client()
         if client is None:
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
-        keys = [self._epoch_key, self.history_key(channel)]
+        keys = [self.epoch_key(channel), self.history_key(channel)]
         reply = await client.eval(HISTORY_SCRIPT, 2, *keys, str(after))
         if reply[0].decode() != epoch:
             return None
@@ -142,6 +143,10 @@ class RedisBackend(RedisPublisher):
             return None
         entries = reply[4] if exists else []
         return [(Offset.parse(entry_id), entry_field(fields, b"p")) for entry_id, fields in entries]
+
+    def _history_client(self) -> Any:
+        """The client that reads histories (``None`` until ``connect``)."""
+        return self._async_client
 
 
 __all__ = ["RedisBackend", "split_message"]

@@ -1,6 +1,7 @@
 """Redis clients from a broker URL: ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads
-them, or ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`` for the
-master that Sentinel names (found again on every new connection, so after a failover too)."""
+them, ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`` for the
+master that Sentinel names (found again on every new connection, so after a failover too), or
+``redis+cluster://[[user]:password@]host:port[,host:port…]`` for a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEME = "redis+cluster"
 
 _FORMAT = (
     "use redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]"
@@ -71,6 +75,73 @@ class SentinelURL:
         return kwargs
 
 
+_CLUSTER_FORMAT = (
+    "use redis+cluster://[[user]:password@]host:port[,host:port…], "
+    "e.g. redis+cluster://redis-1:6379,redis-2:6379 (any of the cluster's nodes)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterURL:
+    """What a ``redis+cluster://`` URL names: nodes to learn the cluster from, and credentials."""
+
+    nodes: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterURL:
+        """Read a ``redis+cluster://`` URL; ``ValueError`` says what is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme != CLUSTER_SCHEME:
+            raise ValueError(f"Not a Redis Cluster URL: {url!r}; {_CLUSTER_FORMAT}")
+        nodes = []
+        for host in filter(None, parts.netloc.rpartition("@")[2].split(",")):
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(
+                    f"Cluster node {host!r} needs host:port in {url!r}; {_CLUSTER_FORMAT}"
+                )
+            nodes.append((name.strip("[]"), int(port)))
+        if not nodes:
+            raise ValueError(f"No cluster node in {url!r}; {_CLUSTER_FORMAT}")
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError(
+                f"A Redis Cluster has only database 0, not {parts.path.strip('/')!r} in {url!r}; "
+                "isolate deployments with GQL_PUBSUB['PREFIX'] instead"
+            )
+        return cls(
+            nodes=nodes,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def credentials(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
+
+def async_cluster_client(url: str, **kwargs: Any) -> redis.asyncio.cluster.RedisCluster:
+    """An asyncio client of the Redis Cluster ``url`` names: commands go to their key's node."""
+    named = ClusterURL.parse(url)
+    nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in named.nodes]
+    return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **named.credentials(), **kwargs)
+
+
+def sync_cluster_client(url: str, **kwargs: Any) -> redis.cluster.RedisCluster:
+    """A client of the Redis Cluster ``url`` names, for any thread."""
+    named = ClusterURL.parse(url)
+    nodes = [
+        redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
+        for host, port in named.nodes
+    ]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, **named.credentials(), **kwargs)
+
+
 def async_client(url: str, **kwargs: Any) -> redis.asyncio.Redis:
     """An asyncio client of the Redis ``url`` names (``kwargs``: connection options)."""
     if not url.startswith(SENTINEL_SCHEME + "://"):
@@ -123,6 +194,8 @@ def close(client: redis.Redis) -> None:
 
 def database(url: str) -> int:
     """The database number ``url`` names (0 when it names none)."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        return 0
     if url.startswith(SENTINEL_SCHEME + "://"):
         return SentinelURL.parse(url).db
     from redis.connection import parse_url

@@ -17,6 +17,9 @@ logger = logging.getLogger("gql_pubsub.redis")
 Tail = Callable[[list[str]], Awaitable[tuple[Epochs, dict[str, Offset]]]]
 """``RedisBackend.tail``: each channel's history epoch and latest offset."""
 
+HOLD_LIMIT = 10_000
+"""Live messages kept back per channel while it catches up after moving to another node."""
+
 History = Callable[[str, str, Offset, float], Awaitable[Entries | None]]
 """``RedisBackend.history``: a channel's entries after an offset, or None if some are gone."""
 
@@ -35,6 +38,8 @@ class Delivery:
         # any, the place of its history when it was subscribed (and when that was).
         self._delivered: dict[str, tuple[str, Offset]] = {}
         self._since: dict[str, tuple[str, Offset]] = {}
+        # Channels catching up on their own (moved to another node): their live messages wait.
+        self._held: dict[str, list[tuple[str, Offset, bytes]]] = {}
 
     def start(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
         """Hand messages and gaps on to these from now on."""
@@ -45,6 +50,7 @@ class Delivery:
         """Forget every channel's place and the handlers (at disconnect)."""
         self._delivered.clear()
         self._since.clear()
+        self._held.clear()
         self._on_message = None
         self._on_gap = None
 
@@ -60,11 +66,24 @@ class Delivery:
         """Forget an unsubscribed channel's place."""
         self._delivered.pop(channel, None)
         self._since.pop(channel, None)
+        self._held.pop(channel, None)
 
-    async def catch_up(self, lost_at: float) -> None:
+    def hold(self, channel: str) -> None:
+        """Keep ``channel``'s live messages back until ``release`` (it is catching up)."""
+        self._held.setdefault(channel, [])
+
+    def release(self, channel: str) -> None:
+        """Hand on what ``hold`` kept back (after the catch-up: the offsets drop repeats)."""
+        held = self._held.pop(channel, [])
+        for epoch, offset, payload in held:
+            self._pass(channel, epoch, offset, payload)
+        if len(held) >= HOLD_LIMIT:
+            self.gap(channel, f"more than {HOLD_LIMIT} live events arrived while it caught up")
+
+    async def catch_up(self, lost_at: float, channels: list[str] | None = None) -> None:
         """Hand on what each channel's history holds after the last message handed on before
         the connection was lost (at ``lost_at``, Unix time), or report a gap."""
-        for channel in sorted(self._channels):
+        for channel in sorted(self._channels) if channels is None else channels:
             position = self._delivered.get(channel) or self._since.get(channel)
             if position is None:
                 continue
@@ -79,10 +98,18 @@ class Delivery:
                 self.gap(channel, "the history no longer holds the events since the outage")
                 continue
             for offset, payload in entries:
-                self.hand_on(channel, epoch, offset, payload)
+                self._pass(channel, epoch, offset, payload)
 
     def hand_on(self, channel: str, epoch: str, offset: Offset, payload: bytes) -> None:
         """Pass a message on once per offset, noting where the channel is."""
+        held = self._held.get(channel)
+        if held is not None:
+            if len(held) < HOLD_LIMIT:  # beyond: ``release`` reports a gap
+                held.append((epoch, offset, payload))
+            return
+        self._pass(channel, epoch, offset, payload)
+
+    def _pass(self, channel: str, epoch: str, offset: Offset, payload: bytes) -> None:
         if self._on_message is None or channel not in self._channels:
             return
         if epoch:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -115,17 +116,23 @@ class RedisPublisher:
         """The Redis stream that holds ``channel``'s recent events (hash-tagged on the channel)."""
         return f"{self.prefix}history:{{{channel}}}"
 
-    def marked_sync(self, key: str, names: list[str]) -> set[str]:
-        """Which of ``names`` the sorted set ``key`` holds (see ``publish_many_sync``)."""
+    def epoch_key(self, channel: str) -> str:
+        """The key of ``channel``'s epoch (on one Redis: one for every channel)."""
+        return self._epoch_key
+
+    def marked_sync(self, key: str, rows: list[tuple[str, list[str]]]) -> set[str]:
+        """Which of the rows ``(name, channels)`` the sorted set ``key`` holds (see
+        ``publish_many_sync``)."""
+        names = [name for name, _ in rows]
         if not names:
             return set()
         scores = self._sync().zmscore(self.prefix + key, names)
         return {n for n, score in zip(names, scores, strict=True) if score is not None}
 
-    def unmark_sync(self, key: str, names: list[str]) -> None:
-        """Forget ``names`` in the sorted set ``key``."""
-        if names:
-            self._sync().zrem(self.prefix + key, *names)
+    def unmark_sync(self, key: str, rows: list[tuple[str, list[str]]]) -> None:
+        """Forget the rows ``(name, channels)`` in the sorted set ``key``."""
+        if rows:
+            self._sync().zrem(self.prefix + key, *(name for name, _ in rows))
 
     def raise_flag_sync(self, key: str, seconds: float) -> None:
         """Set (or bump) the counter ``key`` for ``seconds``: each raise changes its value."""
@@ -144,8 +151,9 @@ class RedisPublisher:
         if seen is not None:
             self._sync().eval(LOWER_SCRIPT, 1, self.prefix + key, seen)
 
-    def prune_marks_sync(self, key: str, before: float) -> None:
-        """Forget the names added to the sorted set ``key`` before ``before`` (Unix time)."""
+    def prune_marks_sync(self, key: str, before: float, channels: Iterable[str] = ()) -> None:
+        """Forget the names added to the sorted set ``key`` before ``before`` (Unix time);
+        ``channels``: those of the rows just tidied (where a cluster keeps their marks)."""
         self._sync().zremrangebyscore(self.prefix + key, "-inf", f"({int(before * 1000)}")
 
     def ping_sync(self) -> None:

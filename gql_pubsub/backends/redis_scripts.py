@@ -78,6 +78,37 @@ return {epoch, 1, first, trimmed, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], 
 """
 
 
+# In a Redis Cluster a script may touch one slot only, so an event is published channel by
+# channel, each with keys hash-tagged on the channel: its epoch (one per channel, kept while the
+# channel is used: ARGV[7] ms), its outbox marks (which rows it has published), its history.
+# SPUBLISH on "<prefix>{<channel>}" (same slot) sends it through that shard's nodes only.
+CLUSTER_PUBLISH_SCRIPT = (
+    _EPOCH
+    + """
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if ARGV[1] ~= '' then
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+end
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], ARGV[3], '*', 'p', ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('SPUBLISH', ARGV[9], epoch .. ' ' .. id .. ' ' .. ARGV[6])
+return 1
+"""
+)
+
+# A channel's epoch (created, and kept ARGV[1] ms more) and the newest id of its history.
+CLUSTER_TAIL_SCRIPT = (
+    _EPOCH
+    + """
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+return {epoch, last[1] and last[1][1] or ''}
+"""
+)
+
+
 def split_message(data: bytes) -> tuple[str, Offset, bytes]:
     """A message's epoch, offset and payload (a message without them: ``""``, ``START``)."""
     if data[:1] == b"{":
