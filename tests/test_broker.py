@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -237,3 +238,22 @@ def test_a_broker_replaced_by_a_settings_change_closes_its_thread_client(
     with override_settings(GQL_PUBSUB=changed):
         assert get_broker() is not first
         assert publish_sync_clients() == with_first - 1
+
+
+async def test_more_publishes_at_once_than_the_loop_has_connections_all_arrive(
+    broker: Broker,
+) -> None:
+    """60 publishes and 60 history reads started together from the loop (its Redis client
+    keeps 16 connections): each publish arrives, each read answers."""
+    channels = [f"many-{n}" for n in range(60)]
+    async with contextlib.AsyncExitStack() as stack:
+        # 5 channels a subscriber: its buffer holds 5 events.
+        subscribers = [
+            await stack.enter_async_context(broker.subscribe(*channels[k : k + 5]))
+            for k in range(0, 60, 5)
+        ]
+        await asyncio.gather(*(broker.publish([c], event(n)) for n, c in enumerate(channels)))
+        got = {(await receive(s)).pk for s in subscribers for _ in range(5)}
+        tails = await asyncio.gather(*(broker.backend.tail([c]) for c in channels))
+    assert got == set(range(60))
+    assert all(offsets[c] for c, (_, offsets) in zip(channels, tails, strict=True))

@@ -13,7 +13,7 @@ from typing import Any
 from ..events import START, Epochs, Offset
 from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covered
 from .redis_clients import aclose, async_client
-from .redis_publisher import RedisPublisher
+from .redis_publisher import CONNECTIONS, RedisPublisher
 from .redis_pubsub import PubSubConnection
 from .redis_scripts import HISTORY_SCRIPT, PUBLISH_SCRIPT, TAIL_SCRIPT, entry_field, split_message
 
@@ -56,8 +56,9 @@ class RedisBackend(RedisPublisher):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
+        self._turns = asyncio.Semaphore(CONNECTIONS)  # of this loop
         self._async_client = async_client(
-            self.url, client_name=f"{self._client_name}-publish", max_connections=16
+            self.url, client_name=f"{self._client_name}-publish", max_connections=CONNECTIONS
         )
         self._async_publish = self._async_client.register_script(PUBLISH_SCRIPT)
         await self._pubsub.start(self._async_client, on_message, on_gap)
@@ -105,7 +106,8 @@ class RedisBackend(RedisPublisher):
                 if client is None:
                     raise BrokerUnavailable("The broker is not started.")
                 keys = [self._epoch_key, *(self.history_key(c) for c in channels)]
-                reply = await client.eval(TAIL_SCRIPT, len(keys), *keys)
+                async with self._turns:
+                    reply = await client.eval(TAIL_SCRIPT, len(keys), *keys)
                 epoch = reply[0].decode()
                 tails = {
                     channel: Offset.parse(last) if last else START
@@ -127,7 +129,8 @@ class RedisBackend(RedisPublisher):
         if client is None:
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
         keys = [self.epoch_key(channel), self.history_key(channel)]
-        reply = await client.eval(HISTORY_SCRIPT, 2, *keys, str(after))
+        async with self._turns:
+            reply = await client.eval(HISTORY_SCRIPT, 2, *keys, str(after))
         if reply[0].decode() != epoch:
             return None
         exists = bool(reply[1])

@@ -28,6 +28,7 @@ from .base import BrokerUnavailable, GapHandler, MessageHandler
 from .redis import RedisBackend
 from .redis_clients import async_cluster_client, sync_cluster_client
 from .redis_delivery import Delivery
+from .redis_publisher import CONNECTIONS
 from .redis_scripts import (
     CLUSTER_PUBLISH_SCRIPT,
     CLUSTER_TAIL_SCRIPT,
@@ -99,8 +100,9 @@ class RedisClusterBackend(RedisBackend):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
+        self._turns = asyncio.Semaphore(CONNECTIONS)  # of this loop
         client = async_cluster_client(
-            self.url, client_name=f"{self._client_name}-publish", max_connections=16
+            self.url, client_name=f"{self._client_name}-publish", max_connections=CONNECTIONS
         )
         try:
             await client.initialize()
@@ -148,7 +150,8 @@ class RedisClusterBackend(RedisBackend):
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
         for channel in channels:
             keys, args = self._channel_arguments(channel, payload, None, "")
-            await self._cluster_publish(keys, args)
+            async with self._turns:
+                await self._cluster_publish(keys, args)
 
     def publish_many_sync(
         self,
@@ -265,18 +268,18 @@ class RedisClusterBackend(RedisBackend):
     async def tail(self, channels: list[str]) -> tuple[Epochs, dict[str, Offset]]:
         if self._cluster is None:
             raise BrokerUnavailable("The broker is not started.")
-        replies = await asyncio.gather(
-            *(
-                self._cluster_tail([self.epoch_key(c), self.history_key(c)], [self._epoch_ms])
-                for c in channels
-            )
-        )
+        replies = await asyncio.gather(*(self._tail_one(c) for c in channels))
         epochs = {c: reply[0].decode() for c, reply in zip(channels, replies, strict=True)}
         tails = {
             c: Offset.parse(reply[1]) if reply[1] else START
             for c, reply in zip(channels, replies, strict=True)
         }
         return epochs, tails
+
+    async def _tail_one(self, channel: str) -> Any:
+        async with self._turns:
+            keys = [self.epoch_key(channel), self.history_key(channel)]
+            return await self._cluster_tail(keys, [self._epoch_ms])
 
     def _history_client(self) -> Any:
         return self._cluster

@@ -3,6 +3,7 @@ thread, and the outbox's records there (the marks of published rows, the backlog
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -17,6 +18,10 @@ from redis.retry import Retry
 from .base import BrokerUnavailable
 from .redis_clients import close, sync_client
 from .redis_scripts import LOWER_SCRIPT, PUBLISH_SCRIPT
+
+CONNECTIONS = 16
+"""Connections the event loop's client opens at most; commands beyond wait their turn (redis-py
+raises instead of waiting for one)."""
 
 
 class RedisPublisher:
@@ -47,13 +52,15 @@ class RedisPublisher:
         # The event loop's client and its PUBLISH_SCRIPT, from connect() to disconnect().
         self._async_client: redis.asyncio.Redis | None = None
         self._async_publish: Any = None
+        self._turns = asyncio.Semaphore(CONNECTIONS)
 
     async def publish(self, channels: list[str], payload: bytes) -> None:
         client = self._async_client
         if client is None:
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
         keys, args = self._publish_arguments(channels, payload, None, "")
-        await self._async_publish(keys, args)
+        async with self._turns:
+            await self._async_publish(keys, args)
 
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
         self.publish_many_sync([(channels, payload)])
