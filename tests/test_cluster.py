@@ -5,6 +5,7 @@ fails over under steady writes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from .helpers import (
     send_message,
     sockets_in_rooms,
 )
-from .services import RedisClusterNodes, live_server, scaled, to_thread, wait_until
+from .services import (
+    RedisClusterNodes,
+    free_cluster_port,
+    live_server,
+    scaled,
+    to_thread,
+    wait_until,
+)
 
 PREFIX = "gql_pubsub:0:"
 
@@ -268,3 +276,115 @@ async def test_a_channel_whose_slot_moves_gets_what_its_new_node_had_before_it_a
     finally:
         await broker.stop()
         broker.backend.close_sync()
+
+
+def test_the_outbox_records_each_row_per_channel_in_the_channels_slot_and_publishes_it_once(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The outbox's steps on a cluster: a row is published once per channel (a repeat is a
+    duplicate, a row published on one of its channels goes out on the others only), counts as
+    published only when every channel has it, and is forgotten, pruned and held back by the
+    backlog flag as on one Redis; its marks live in each channel's slot."""
+    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
+    from gql_pubsub.backends.redis_scripts import DEFERRED, DUPLICATE, PUBLISHED
+
+    prefix = f"outbox-{free_cluster_port()}:"
+    backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
+    marks, backlog = "outbox:{dest}:published", "outbox:{dest}:backlog"
+    both, one = ["room:a", "room:b"], ["room:c"]
+    cluster = redis_cluster.client()
+    try:
+
+        def history(channel: str) -> list[bytes]:
+            entries = cluster.xrange(backend.history_key(channel))
+            return [fields[b"p"] for _, fields in entries]
+
+        events = [(both, b'{"n":1}'), (one, b'{"n":2}')]
+        rows = [("db:1:100", both), ("db:2:101", one)]
+        assert backend.publish_many_sync(events, mark=(marks, ["db:1:100", "db:2:101"])) == [
+            PUBLISHED,
+            PUBLISHED,
+        ]
+        assert backend.marked_sync(marks, rows) == {"db:1:100", "db:2:101"}
+        again = backend.publish_many_sync(events, mark=(marks, ["db:1:100", "db:2:101"]))
+        assert again == [DUPLICATE, DUPLICATE]
+        assert history("room:a") == history("room:b") == [b'{"n":1}']
+        for channel in both:  # the mark is in the channel's slot, beside its history
+            key = f"{prefix}outbox:dest:published:{{{channel}}}"
+            assert cluster.keyslot(key) == cluster.keyslot(backend.history_key(channel))
+            assert cluster.zscore(key, "db:1:100") is not None
+
+        # Published on one of its channels only (say, a relay died halfway): not marked; the
+        # next publish sends it on the other channel only.
+        backend.publish_many_sync([(["room:a"], b'{"n":3}')], mark=(marks, ["db:3:102"]))
+        assert backend.marked_sync(marks, [("db:3:102", both)]) == set()
+        done = backend.publish_many_sync([(both, b'{"n":3}')], mark=(marks, ["db:3:102"]))
+        assert done == [PUBLISHED]
+        assert history("room:a") == history("room:b") == [b'{"n":1}', b'{"n":3}']
+        assert backend.marked_sync(marks, [("db:3:102", both)]) == {"db:3:102"}
+
+        backend.unmark_sync(marks, [rows[0]])
+        assert backend.marked_sync(marks, rows) == {"db:2:101"}
+        backend.prune_marks_sync(marks, time.time() + 1, ["room:c"])
+        assert backend.marked_sync(marks, rows) == set()
+        assert backend.marked_sync(marks, [("db:3:102", both)]) == {"db:3:102"}  # not pruned
+
+        backend.raise_flag_sync(backlog, 5)
+        seen = backend.flag_sync(backlog)
+        assert seen is not None and 4000 < cluster.pttl(prefix + backlog) <= 5000
+        assert backend.publish_many_sync([(one, b'{"n":4}')], backlog=backlog) == [DEFERRED]
+        backend.lower_flag_sync(backlog, seen)
+        assert backend.flag_sync(backlog) is None
+        assert backend.publish_many_sync([(one, b'{"n":4}')], backlog=backlog) == [PUBLISHED]
+        backend.ping_sync()
+    finally:
+        cluster.close()
+        backend.close_sync()
+
+
+async def test_a_subscribe_sent_to_a_node_that_no_longer_owns_the_slot_follows_the_redirect(
+    own_cluster: RedisClusterNodes,
+) -> None:
+    """A channel whose slot moved after this process learnt the cluster's map: its subscription
+    is made on the new owner, and its events arrive."""
+    from gql_pubsub.broker import Broker
+    from gql_pubsub.events import Event, EventKind
+
+    broker = Broker(own_cluster.url, prefix="stale:")
+    await broker.start()
+    try:
+        async with broker.subscribe("first"):  # the map is learnt, and a connection opened
+            _, target = await to_thread(_move_slot, own_cluster, "stale:{later}")
+            async with broker.subscribe("later") as subscriber:
+                await broker.publish(["later"], Event(EventKind.CUSTOM, None, 1, {}))
+                got = await asyncio.wait_for(anext(subscriber), scaled(10))
+                backend: Any = broker.backend
+                nodes = backend.shard_connections()
+        assert got.pk == 1  # type: ignore[union-attr]
+        assert "later" in nodes[f"127.0.0.1:{target}"], nodes
+    finally:
+        await broker.stop()
+        broker.backend.close_sync()
+
+
+async def test_the_shard_connections_follow_a_moved_answer_to_ssubscribe(
+    own_cluster: RedisClusterNodes,
+) -> None:
+    """Below the broker: SSUBSCRIBE sent on a map of the cluster that is stale (nothing else
+    has learnt of the move) gets MOVED from the old node; it is sent to the new owner."""
+    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
+
+    received: list[bytes] = []
+    backend = RedisClusterBackend(own_cluster.url, prefix="moved:")
+    await backend.connect(lambda channel, payload, *_: received.append(payload), print)
+    try:
+        await backend.subscribe("first")
+        _, target = await to_thread(_move_slot, own_cluster, "moved:{later}")
+        shards: Any = backend._shards  # the map is still the one learnt at connect
+        await shards.subscribe("later")
+        assert "later" in backend.shard_connections()[f"127.0.0.1:{target}"]
+        await backend.publish(["later"], b'{"n":1}')
+        await to_thread(wait_until, lambda: received == [b'{"n":1}'], 10, "the event")
+    finally:
+        await backend.disconnect()
+        backend.close_sync()
