@@ -125,7 +125,7 @@ class Broker:
         if not channels:
             raise ValueError("subscribe() needs at least one channel name.")
         await self.start()
-        subscriber = Subscriber(set(), self.buffer_size)
+        subscriber = Subscriber(self.buffer_size)
         try:
             await self.add(subscriber, *channels)
             yield subscriber
@@ -139,7 +139,7 @@ class Broker:
         for channel in channels:
             if channel in subscriber.channels:
                 continue
-            subscriber.channels.add(channel)
+            subscriber.joined(channel)
             local = self._subscribers.setdefault(channel, set())
             local.add(subscriber)
             if len(local) == 1:
@@ -171,7 +171,7 @@ class Broker:
         """Drop the subscriber from ``channels``; those left without one, to unsubscribe."""
         unsubscribe = []
         for channel in channels:
-            subscriber.channels.discard(channel)
+            subscriber.left(channel)
             remaining = self._subscribers.get(channel)
             if remaining is None:
                 continue

@@ -4,7 +4,6 @@ a connection appear only here and in its :class:`~gql_pubsub.outbox.Outbox`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import logging
@@ -12,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import metrics, protocol
-from .auth import TokenRejected, token_expiry, token_from_connection_params
+from .auth import TokenRejected, origin_allowed, token_expiry, token_from_connection_params
 from .broker import get_broker
 from .conf import get_settings
 from .context import Context, WebSocketRequest, WebSocketResponse
@@ -21,6 +20,7 @@ from .limits import RateLimit
 from .operations import Operations
 from .outbox import NO_FLOW_CONTROL_FLAG, Outbox
 from .protocol import CloseCode
+from .timers import wheel
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -47,10 +47,11 @@ class Connection:
     """One socket: reads frames, starts operations, writes results through its outbox."""
 
     __slots__ = (
+        "_beat",
+        "_beat_at",
+        "_expiry_at",
         "_send",
-        "_timers",
         "_watch",
-        "client",
         "closed",
         "context",
         "counted_user",
@@ -79,17 +80,29 @@ class Connection:
         self.context: Context | None = None
         self.ops = Operations(self)
         self.closed = False
-        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        # Pending timers, by their slot on the loop's ``timers.wheel()`` (0: none), in two lanes:
+        # the token's expiry, and one of the connection_init deadline, the ping and the pong.
+        self._beat: Timer | None = None
+        self._beat_at = 0
+        self._expiry_at = 0
         self._watch: tuple[Broker, Watcher] | None = None
         """Its user's control channel, watched for access changes, and on which broker."""
         settings = get_settings()
         self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
         self.max_message_size = settings.MAX_MESSAGE_SIZE
         self.counted_user: Any = None
-        host, port = scope.get("client") or ("unknown", 0)
-        self.client = f"{host}:{port}"  # the peer's address, for the log
+
+    @property
+    def client(self) -> str:
+        """The peer's address, for the log (made when needed: most sockets never log)."""
+        host, port = self.scope.get("client") or ("unknown", 0)
+        return f"{host}:{port}"
 
     async def run(self) -> None:
+        """Serve the socket: the handshake, then its frames until it is closed."""
+        if not await self._accept():
+            return
+        self.server.connections.add(self)
         self._after(Timer.INIT, get_settings().CONNECTION_INIT_TIMEOUT)
         try:
             while not self.closed:
@@ -111,8 +124,9 @@ class Connection:
                 await self._handle(self.protocol.receive(frame))
         finally:
             self.closed = True
-            for timer in self._timers.values():
-                timer.cancel()
+            self._cancel(Timer.EXPIRY)
+            if self._beat is not None:
+                self._cancel(self._beat)
             await self.ops.close()
             if self.counted_user is not None:
                 counts = self.server.connections_per_user
@@ -123,6 +137,32 @@ class Connection:
                 broker, watcher = self._watch
                 await broker.remove(watcher, *watcher.channels)
             await self.outbox.close()
+            self.server.connections.discard(self)
+
+    async def _accept(self) -> bool:
+        """The WebSocket handshake: accept with the subprotocol, or refuse saying why."""
+        message = await self.receive()
+        if message["type"] != "websocket.connect":
+            return False
+        send = self._send
+        if not origin_allowed(self.scope, required=False):
+            # Cross-site WebSocket hijacking: a page of another origin may not open a socket
+            # that the browser would authenticate with this site's cookies. HTTP 403.
+            await send({"type": "websocket.close", "code": CloseCode.FORBIDDEN})
+            return False
+        if protocol.SUBPROTOCOL not in self.scope.get("subprotocols", ()):
+            # Accept without a subprotocol so the client can read why it is refused.
+            await send({"type": "websocket.accept"})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": CloseCode.SUBPROTOCOL_NOT_ACCEPTABLE,
+                    "reason": f"Subprotocol not acceptable: use {protocol.SUBPROTOCOL}",
+                }
+            )
+            return False
+        await send({"type": "websocket.accept", "subprotocol": protocol.SUBPROTOCOL})
+        return True
 
     async def _handle(self, action: protocol.Action) -> None:
         match action:
@@ -161,7 +201,7 @@ class Connection:
             case protocol.Ping():
                 await self.send_text(protocol.PONG)
             case protocol.Pong():
-                if Timer.PONG in self._timers:  # the answer to our keepalive ping
+                if self._beat is Timer.PONG:  # the answer to our keepalive ping
                     self._cancel(Timer.PONG)
                     self._schedule_ping()
             case protocol.Subscribe() as subscribe:
@@ -185,18 +225,37 @@ class Connection:
         return user
 
     def _after(self, timer: Timer, delay: float) -> None:
-        """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing its pending one."""
-        self._cancel(timer)
-        self._timers[timer] = asyncio.get_running_loop().call_later(delay, self._fire, timer)
+        """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing the pending one of
+        its lane (the expiry's; or the one of INIT, PING and PONG)."""
+        if timer is Timer.EXPIRY:
+            self._cancel(timer)
+            self._expiry_at = wheel().add(delay, self)
+            return
+        if self._beat is not None:
+            self._cancel(self._beat)
+        self._beat, self._beat_at = timer, wheel().add(delay, self)
 
-    def _fire(self, timer: Timer) -> None:
-        del self._timers[timer]
-        self._fired(timer)
+    def due(self, slot: int) -> None:
+        """The wheel's call: fire the timers of ``slot``."""
+        fired = []
+        if self._beat is not None and self._beat_at == slot:
+            fired.append(self._beat)
+            self._beat, self._beat_at = None, 0
+        if self._expiry_at == slot:
+            fired.append(Timer.EXPIRY)
+            self._expiry_at = 0
+        for timer in fired:
+            self._fired(timer)
 
-    def _cancel(self, name: Timer) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
+    def _cancel(self, timer: Timer) -> None:
+        if timer is Timer.EXPIRY:
+            slot, self._expiry_at = self._expiry_at, 0
+        elif self._beat is timer:
+            slot, self._beat, self._beat_at = self._beat_at, None, 0
+        else:
+            return
+        if slot and slot not in (self._beat_at, self._expiry_at):
+            wheel().discard(slot, self)
 
     def _schedule_ping(self) -> None:
         interval = get_settings().KEEPALIVE_INTERVAL

@@ -30,14 +30,16 @@ from .execution import Engine
 from .listeners import EventsLost, Inbox, SubscriberOverflow, Takers
 from .splice import Body
 from .subscriptions import SKIP
+from .types import Sender
 
 logger = logging.getLogger("gql_pubsub.fanout")
 
-Send = Callable[[str], Awaitable[None]]
-"""Sends one text frame to one socket (an :class:`~gql_pubsub.outbox.Outbox`'s ``send``)."""
 
-Finish = Callable[[str | None], Awaitable[None]]
-"""Ends one member's operation: ``complete``, or ``next`` with this error then ``complete``."""
+class Finisher(Protocol):
+    """Ends one of its operations (an :class:`~gql_pubsub.operations.Operations`)."""
+
+    async def finish(self, op_id: str, error: str | None) -> None:
+        """``complete`` it, or ``next`` with this error then ``complete``."""
 
 
 class Source(Protocol):
@@ -72,20 +74,24 @@ class Member:
     __slots__ = (
         "context",
         "detach",
-        "finish",
         "held",
+        "op_id",
+        "ops",
+        "outbox",
         "positions",
         "prefix",
-        "send",
         "suffix",
         "viewer",
     )
 
-    def __init__(self, prefix: str, suffix: str, send: Send, finish: Finish) -> None:
+    def __init__(self, prefix: str, suffix: str, outbox: Sender, ops: Finisher, op_id: str) -> None:
         self.prefix = prefix
         self.suffix = suffix
-        self.send = send
-        self.finish = finish
+        self.outbox = outbox
+        """Where its frames go (``outbox.send(frame)``: no bound method kept a member)."""
+        self.ops = ops
+        """Its operation's owner, which ``finish`` asks to end it (no closure a member)."""
+        self.op_id = op_id
         self.context: Any = None
         """Its context, in a group whose results have per-viewer fields for it to fill."""
         self.viewer: Hashable = None
@@ -96,6 +102,10 @@ class Member:
         """Where it is, while that differs from where its group is (else None)."""
         self.detach: Callable[[], Awaitable[None]] | None = None
         """Stops the member's own followed-channel stream when it leaves."""
+
+    def finish(self, error: str | None) -> Awaitable[None]:
+        """End its operation: ``complete``, or ``next`` with ``error`` then ``complete``."""
+        return self.ops.finish(self.op_id, error)
 
 
 class Group:
@@ -206,11 +216,11 @@ class Group:
             if isinstance(body, str):
                 payload = body + "}"
                 for member in tuple(self.members.values()):
-                    await member.send(member.prefix + payload + member.suffix)
+                    await member.outbox.send(member.prefix + payload + member.suffix)
                 return
             for member in tuple(self.members.values()):
                 text = await self.personal(body, member)
-                await member.send(member.prefix + text + "}" + member.suffix)
+                await member.outbox.send(member.prefix + text + "}" + member.suffix)
             return
         for member in tuple(self.members.values()):
             await self.forward(member, event.channel, event.offset, body)
@@ -233,7 +243,7 @@ class Group:
             if self.members.get(id(member)) is member:
                 text = await self.personal(body, member)
                 payload = text + "}" if cursor is None else with_cursor(text, cursor)
-                await member.send(member.prefix + payload + member.suffix)
+                await member.outbox.send(member.prefix + payload + member.suffix)
 
     def _advance(self, event: Event) -> bool:
         """Note the group's new place; False for an event from before it subscribed."""
@@ -283,7 +293,7 @@ class Group:
         positions = member.positions
         if positions is None:
             text = await self.personal(body, member)
-            await member.send(member.prefix + with_cursor(text, self.cursor) + member.suffix)
+            await member.outbox.send(member.prefix + with_cursor(text, self.cursor) + member.suffix)
             return
         if offset <= positions.get(channel, START):
             return  # the member has it already (its cursor was ahead of this server)
@@ -292,7 +302,7 @@ class Group:
         if positions == self.positions:
             member.positions = None  # caught up: the group's cursor is the member's again
         text = await self.personal(body, member)
-        await member.send(member.prefix + with_cursor(text, cursor) + member.suffix)
+        await member.outbox.send(member.prefix + with_cursor(text, cursor) + member.suffix)
 
     async def _refetch(self, gap: Gap) -> None:
         message = (
@@ -300,7 +310,7 @@ class Group:
         )
         payload = refetch_payload(message, self.cursor if self.resumable else None)
         for member in tuple(self.members.values()):
-            await member.send(member.prefix + payload + member.suffix)
+            await member.outbox.send(member.prefix + payload + member.suffix)
 
     async def join(self, member: Member) -> int:
         """Add a member; returns once the group's broker subscription is live."""

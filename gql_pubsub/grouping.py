@@ -57,9 +57,7 @@ async def subscribe(ops: Operations, op: Subscribe, document: DocumentNode) -> N
     per_viewer = {} if source.shared else engine.viewing(op, document)
     key: Hashable = (*op.key(), source.key, _viewer_key(ops, per_viewer), resumable)
     group = _group(ops, key, op, document, executor, source, per_viewer, resumable)
-    member = Member(
-        *ops.framing(op.id), connection.outbox.send, functools.partial(ops.finish, op.id)
-    )
+    member = Member(*ops.framing(op.id), connection.outbox, ops, op.id)
     if per_viewer:
         member.context, member.viewer = connection.context, _user_key(ops)  # it fills its own
     if resumable:
@@ -79,13 +77,12 @@ async def follow(
 ) -> None:
     """A user's followed-channel stream, as a member of the group that renders its events
     (all users' for a ``shared`` stream, else its user's): the stream lets events through."""
-    send = ops.connection.outbox.send
     engine = ops.connection.server.engine
     per_viewer = {} if source.shared else engine.viewing(op, document)
     key: Hashable = (*op.key(), source.feed_key, _viewer_key(ops, per_viewer))
     feed = Followed(source.broker, source.map)
     group = _group(ops, key, op, document, executor, feed, per_viewer, False)
-    member = Member(*ops.framing(op.id), send, functools.partial(ops.finish, op.id))
+    member = Member(*ops.framing(op.id), ops.connection.outbox, ops, op.id)
     if per_viewer:
         member.context, member.viewer = ops.connection.context, _user_key(ops)
     member.detach = source.aclose
@@ -96,12 +93,12 @@ async def follow(
     await source.attach(lambda event, cursor: group.inbox.offer(event, member, cursor))
     if resumable:
         prefix, suffix = ops.framing(op.id)
-        await send(prefix + start_payload(source.cursor, source.lost) + suffix)
+        await member.outbox.send(prefix + start_payload(source.cursor, source.lost) + suffix)
         for event, cursor in source.replayed():
             body = await group.render(event)
             if body is not None:
                 text = await group.personal(body, member)
-                await send(prefix + with_cursor(text, cursor) + suffix)
+                await member.outbox.send(prefix + with_cursor(text, cursor) + suffix)
     source.go_live()
 
 

@@ -43,8 +43,26 @@ class Listener:
 
     __slots__ = ("channels",)
 
-    def __init__(self, channels: set[str]) -> None:
-        self.channels = channels
+    def __init__(self) -> None:
+        self.channels: tuple[str, ...] | set[str] = ()
+        """The channels the broker delivers to it: a tuple while they are few (most listeners,
+        such as each socket's access watcher, have one; a set of one is 216 bytes)."""
+
+    def joined(self, channel: str) -> None:
+        """The broker delivers ``channel`` to it from now on."""
+        channels = self.channels
+        if isinstance(channels, set):
+            channels.add(channel)
+        elif channel not in channels:
+            self.channels = (*channels, channel) if len(channels) < 8 else {*channels, channel}
+
+    def left(self, channel: str) -> None:
+        """The broker no longer delivers ``channel`` to it."""
+        channels = self.channels
+        if isinstance(channels, set):
+            channels.discard(channel)
+        elif channel in channels:
+            self.channels = tuple(c for c in channels if c != channel)
 
     def deliver(self, event: Event | Gap) -> None:
         """Take one event (or gap), synchronously, in the broker's dispatch."""
@@ -60,8 +78,8 @@ class _Bounded(Listener, Generic[T]):
 
     __slots__ = ("_buffer", "_closed", "_overflowed", "_waiter", "maxsize")
 
-    def __init__(self, channels: set[str], maxsize: int) -> None:
-        super().__init__(channels)
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
         self.maxsize = maxsize
         self._buffer: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -137,7 +155,7 @@ class Watcher(Listener):
     def __init__(
         self, callback: Callable[[Event | Gap], None], on_close: Callable[[], None] | None = None
     ) -> None:
-        super().__init__(set())
+        super().__init__()
         self.callback = callback
         self.on_close = on_close
         self._closed = False
@@ -164,7 +182,7 @@ class Inbox(_Bounded["tuple[Event | Gap | None, Takers | None]"]):
     __slots__ = ("what",)
 
     def __init__(self, maxsize: int, what: str) -> None:
-        super().__init__(set(), maxsize)
+        super().__init__(maxsize)
         self.what = what
 
     def deliver(self, event: Event | Gap) -> None:

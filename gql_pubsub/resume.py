@@ -64,7 +64,7 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
         return  # completed, revoked or closed meanwhile
     # Places from the client's cursor are as old as that cursor until the replay passes them.
     issued = after.issued if after is not None and replayed else time.time()
-    await member.send(
+    await member.outbox.send(
         member.prefix + start_payload(Cursor(epochs, mine, issued).encode(), lost) + member.suffix
     )
     for n, event in enumerate(replayed, 1):
@@ -76,7 +76,7 @@ async def catch_up(group: Group, member: Member, after: Cursor | None) -> None:
             text = await group.personal(body, member)
             current = n == len(replayed)
             cursor = Cursor(epochs, mine, time.time() if current else issued).encode()
-            await member.send(member.prefix + with_cursor(text, cursor) + member.suffix)
+            await member.outbox.send(member.prefix + with_cursor(text, cursor) + member.suffix)
     if group.members.get(id(member)) is not member:
         return
     held, member.held = member.held or [], None

@@ -3,7 +3,7 @@ or an HTTP stream's) and of their endpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class Framer(Protocol):
     """A connection's protocol, as operations use it: the live operation ids, and frames."""
 
     @property
-    def operations(self) -> set[str]: ...
+    def operations(self) -> Collection[str]: ...
     @property
     def next_suffix(self) -> str: ...
     def next_prefix(self, op_id: str) -> str: ...

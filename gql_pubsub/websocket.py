@@ -5,17 +5,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from . import protocol
-from .auth import (
-    origin_allowed,
-)
 from .connection import Connection
 from .execution import engine_for
 from .fanout import FanOut, fanout_for
 from .hooks import Hooks
-from .protocol import CloseCode
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
@@ -93,30 +89,7 @@ class GraphQLWebSocket:
             document_cache_hits=cache.hits,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        if not origin_allowed(scope, required=False):
-            # Cross-site WebSocket hijacking: a page of another origin may not open a socket
-            # that the browser would authenticate with this site's cookies. HTTP 403.
-            await send({"type": "websocket.close", "code": CloseCode.FORBIDDEN})
-            return
-        if protocol.SUBPROTOCOL not in scope.get("subprotocols", ()):
-            # Accept without a subprotocol so the client can read why it is refused.
-            await send({"type": "websocket.accept"})
-            await send(
-                {
-                    "type": "websocket.close",
-                    "code": CloseCode.SUBPROTOCOL_NOT_ACCEPTABLE,
-                    "reason": f"Subprotocol not acceptable: use {protocol.SUBPROTOCOL}",
-                }
-            )
-            return
-        await send({"type": "websocket.accept", "subprotocol": protocol.SUBPROTOCOL})
-        connection = Connection(self, scope, receive, send)
-        self.connections.add(connection)
-        try:
-            await connection.run()
-        finally:
-            self.connections.discard(connection)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        """Serve one socket: an ASGI app (its coroutine is the connection's own, one frame
+        less a socket than an ``async def`` that awaits it)."""
+        return Connection(self, scope, receive, send).run()

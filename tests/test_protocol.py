@@ -35,9 +35,9 @@ def test_init_then_subscribe_then_complete() -> None:
     connection = acknowledged()
     action = connection.receive(SUBSCRIBE)
     assert action == Subscribe("1", "{ me { id } }", None, None, None)
-    assert connection.operations == {"1"}
+    assert connection.operations == ["1"]
     assert connection.receive('{"id":"1","type":"complete"}') == Complete("1")
-    assert connection.operations == set()
+    assert connection.operations == []
     assert connection.state is ConnectionState.ACKNOWLEDGED
 
 
