@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -73,6 +74,10 @@ class Broker:
         self.state = BrokerState.STOPPED
         self._subscribers: dict[str, set[Listener]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
+        """Each channel's SUBSCRIBE: its task while it runs or failed, then ``_live``."""
+        self._live: asyncio.Future[None] | None = None
+        """One done future of this loop for every live channel (a finished task, kept with its
+        coroutine, is about half a kilobyte a channel: one per user for the access channels)."""
         self._start_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -90,6 +95,8 @@ class Broker:
             self._subscribers.clear()
             self._ready.clear()
             self._loop = loop
+            self._live = loop.create_future()
+            self._live.set_result(None)
         assert self._start_lock is not None
         async with self._start_lock:
             if self.state is BrokerState.RUNNING:
@@ -144,7 +151,7 @@ class Broker:
             local.add(subscriber)
             if len(local) == 1:
                 task = asyncio.ensure_future(self.backend.subscribe(channel))
-                task.add_done_callback(_retrieve_exception)
+                task.add_done_callback(functools.partial(self._settled, channel))
                 self._ready[channel] = task
             ready = self._ready[channel]
             if not ready.done():
@@ -154,6 +161,13 @@ class Broker:
         # Later subscribers of a channel wait for the first one's SUBSCRIBE to be confirmed.
         if waiting:
             await asyncio.gather(*waiting)
+
+    def _settled(self, channel: str, task: asyncio.Future[None]) -> None:
+        """A channel's SUBSCRIBE ended: once it is live, the shared done future stands for it."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._ready.get(channel) is task and self._live is not None:
+            self._ready[channel] = self._live
 
     async def remove(self, subscriber: Listener, *channels: str) -> None:
         """Stop delivering ``channels`` to a subscriber (the last one out unsubscribes)."""

@@ -257,3 +257,31 @@ async def test_more_publishes_at_once_than_the_loop_has_connections_all_arrive(
         tails = await asyncio.gather(*(broker.backend.tail([c]) for c in channels))
     assert got == set(range(60))
     assert all(offsets[c] for c, (_, offsets) in zip(channels, tails, strict=True))
+
+
+async def test_a_thousand_watched_channels_cost_the_broker_under_800_bytes_each() -> None:
+    """One access channel per user, watched: once a channel is live the broker keeps no task
+    for it (a finished task with its coroutine was ~0.6 KB a channel: 1,213 bytes in all)."""
+    import gc
+    import tracemalloc
+
+    broker = Broker(None, prefix=f"memory-{uuid.uuid4().hex[:8]}:")
+    await broker.start()
+    names = [f"control:user:{n}" for n in range(1001)]
+    watchers = [await broker.watcher(lambda event: None, names[0])]  # warm: first-use costs
+    try:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            watchers += [await broker.watcher(lambda event: None, name) for name in names[1:]]
+            await asyncio.sleep(0)
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        assert all(broker.is_live(name) for name in names)
+        assert grown / 1000 < 800, f"{grown / 1000:.0f} bytes a channel"
+    finally:
+        await broker.stop()

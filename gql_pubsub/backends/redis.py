@@ -15,7 +15,14 @@ from .base import BrokerUnavailable, Entries, GapHandler, MessageHandler, covere
 from .redis_clients import aclose, async_client
 from .redis_publisher import CONNECTIONS, RedisPublisher
 from .redis_pubsub import PubSubConnection
-from .redis_scripts import HISTORY_SCRIPT, PUBLISH_SCRIPT, TAIL_SCRIPT, entry_field, split_message
+from .redis_scripts import (
+    HISTORY_SCRIPT,
+    PUBLISH_SCRIPT,
+    TAIL_SCRIPT,
+    entry_field,
+    epoch_text,
+    split_message,
+)
 
 
 class RedisBackend(RedisPublisher):
@@ -108,7 +115,7 @@ class RedisBackend(RedisPublisher):
                 keys = [self._epoch_key, *(self.history_key(c) for c in channels)]
                 async with self._turns:
                     reply = await client.eval(TAIL_SCRIPT, len(keys), *keys)
-                epoch = reply[0].decode()
+                epoch = epoch_text(reply[0])
                 tails = {
                     channel: Offset.parse(last) if last else START
                     for channel, last in zip(channels, reply[1:], strict=True)

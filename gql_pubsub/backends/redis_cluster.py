@@ -35,6 +35,7 @@ from .redis_scripts import (
     DEFERRED,
     DUPLICATE,
     PUBLISHED,
+    epoch_text,
 )
 from .redis_shards import Shards, shard_channel
 
@@ -269,7 +270,7 @@ class RedisClusterBackend(RedisBackend):
         if self._cluster is None:
             raise BrokerUnavailable("The broker is not started.")
         replies = await asyncio.gather(*(self._tail_one(c) for c in channels))
-        epochs = {c: reply[0].decode() for c, reply in zip(channels, replies, strict=True)}
+        epochs = {c: epoch_text(reply[0]) for c, reply in zip(channels, replies, strict=True)}
         tails = {
             c: Offset.parse(reply[1]) if reply[1] else START
             for c, reply in zip(channels, replies, strict=True)

@@ -114,13 +114,19 @@ def split_message(data: bytes) -> tuple[str, Offset, bytes]:
     if data[:1] == b"{":
         return "", START, data
     epoch, offset, payload = data.split(b" ", 2)
+    ms, _, seq = offset.partition(b"-")
+    return epoch_text(epoch), Offset(int(ms), int(seq)), payload
+
+
+def epoch_text(epoch: bytes) -> str:
+    """An epoch as text, one string per epoch (one per Redis data life; a channel's on a
+    cluster): every message and every channel's place shares it."""
     text = _epochs.get(epoch)
-    if text is None:  # one per Redis data life: decoded once
-        if len(_epochs) > 16:
+    if text is None:
+        if len(_epochs) > 64:
             _epochs.clear()
         text = _epochs[epoch] = epoch.decode()
-    ms, _, seq = offset.partition(b"-")
-    return text, Offset(int(ms), int(seq)), payload
+    return text
 
 
 _epochs: dict[bytes, str] = {}
