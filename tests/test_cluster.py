@@ -5,6 +5,7 @@ fails over under steady writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -385,6 +386,40 @@ async def test_the_shard_connections_follow_a_moved_answer_to_ssubscribe(
         assert "later" in backend.shard_connections()[f"127.0.0.1:{target}"]
         await backend.publish(["later"], b'{"n":1}')
         await to_thread(wait_until, lambda: received == [b'{"n":1}'], 10, "the event")
+    finally:
+        await backend.disconnect()
+        backend.close_sync()
+
+
+async def test_a_channel_unsubscribed_while_its_subscribe_is_in_flight_leaves_nothing_behind(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """A subscribe cancelled after its SSUBSCRIBE went out (its subscriber left, or the
+    channel was moving), then the unsubscribe: no shard subscription or connection stays."""
+    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
+
+    prefix = f"inflight-{free_cluster_port()}:"
+    backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
+    await backend.connect(lambda *_: None, print)
+    try:
+        shards: Any = backend._shards
+        subscribing = asyncio.ensure_future(shards.subscribe("room"))
+        for _ in range(200):  # until the SSUBSCRIBE is sent (bounded)
+            if any(c.has("room") for c in shards._nodes.values()):
+                break
+            await asyncio.sleep(0.005)
+        subscribing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await subscribing
+        await backend.unsubscribe("room")
+        node = await to_thread(redis_cluster.master_of, f"{prefix}{{room}}")
+        await to_thread(
+            wait_until,
+            lambda: _shard_subscribers(node.port, [f"{prefix}{{room}}"]) == 0,
+            10,
+            "no shard subscriber of the channel",
+        )
+        assert backend.shard_connections() == {}
     finally:
         await backend.disconnect()
         backend.close_sync()

@@ -97,6 +97,10 @@ class ShardConnection:
         with contextlib.suppress(Exception):
             await self._conn.disconnect(nowait=True)
 
+    def has(self, channel: str) -> bool:
+        """Whether ``channel`` is subscribed here, or its SSUBSCRIBE awaits an answer."""
+        return channel in self.channels or channel in self._waiters
+
     @property
     def idle(self) -> bool:
         """Nothing subscribed and nothing being subscribed: the connection can go."""
@@ -275,8 +279,9 @@ class Shards:
         moving = self._moving.pop(channel, None)
         if moving is not None:
             moving.cancel()
-        conn = self._where.pop(channel, None)
-        if conn is not None and not conn.closed:
+        self._where.pop(channel, None)
+        # Wherever it is subscribed or being subscribed (a subscribe cancelled midway too).
+        for conn in [c for c in self._nodes.values() if c.has(channel)]:
             await conn.unsubscribe(channel)
             if conn.idle and self._nodes.get(conn.node) is conn:
                 del self._nodes[conn.node]
