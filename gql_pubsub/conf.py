@@ -88,7 +88,14 @@ class Settings:
 def broker_database(url: str | None) -> int:
     """The Redis database number a broker URL names (0 when it names none, or for memory)."""
     if not url or not url.startswith(
-        ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+        (
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+sentinel://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        )
     ):
         return 0
     from .backends.redis_clients import database

@@ -147,6 +147,28 @@ def _redis_server_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+
+    cert: str
+    key: str
+
+    @classmethod
+    def make(cls, directory: str) -> TLSFiles:
+        cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+        subprocess.run(
+            [
+                shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "ec",
+                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                "-keyout", key, "-out", cert,
+            ],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        return cls(cert, key)
+
+
 class RedisServer:
     """A redis-server process of the suite's own, which a test may stop and start again.
 
@@ -155,11 +177,18 @@ class RedisServer:
     """
 
     def __init__(
-        self, port: int | None = None, *, persistent: bool = True, args: Sequence[str] = ()
+        self,
+        port: int | None = None,
+        *,
+        persistent: bool = True,
+        args: Sequence[str] = (),
+        tls: TLSFiles | None = None,
     ) -> None:
         self.persistent = persistent
         self.args = list(args)
         """More of redis-server's options (``--replicaof host port``)."""
+        self.tls = tls
+        """With it, the server speaks TLS only (on ``port``), its cluster bus too."""
         binary = _redis_server_binary()
         if binary is None:
             raise RuntimeError(
@@ -168,14 +197,25 @@ class RedisServer:
             )
         self.binary = binary
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = (
+            f"redis://127.0.0.1:{self.port}/0"
+            if tls is None
+            else f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={tls.cert}"
+        )
         self.workdir = tempfile.mkdtemp(prefix="gql_pubsub-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start it on its port (again) and wait until it answers PING."""
+        ports = (
+            ["--port", str(self.port)] if self.tls is None else [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.cert,
+                "--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes",
+            ]
+        )  # fmt: skip
         command = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            self.binary, *ports, "--bind", "127.0.0.1", "--save", "",
             "--dir", self.workdir, "--daemonize", "no",
             *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent
               else ("--appendonly", "no")),
@@ -184,7 +224,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        client = redis.Redis.from_url(self.url)
+        client = self.client()
 
         def up() -> bool:
             try:
@@ -196,6 +236,12 @@ class RedisServer:
             wait_until(up, 20, f"redis-server on port {self.port}")
         finally:
             client.close()
+
+    def client(self) -> redis.Redis:
+        """A client of it (TLS or not), closed by the caller."""
+        if self.tls is None:
+            return redis.Redis(port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=self.tls.cert)
 
     def stop(self) -> None:
         """Stop it (SIGKILL: a crash, not a clean shutdown) and wait until it is gone."""
@@ -295,17 +341,24 @@ class RedisClusterNodes:
     them), each with ``replicas`` replicas; a node is failed after 1 s without an answer.
     ``url`` names it for the broker (by its first node)."""
 
-    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0, *, tls: bool = False) -> None:
         args = [
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         self.replicas = replicas
+        self.workdir = tempfile.mkdtemp(prefix="gql_pubsub-cluster-")
+        self.tls = TLSFiles.make(self.workdir) if tls else None
         self.servers = [
-            RedisServer(free_cluster_port(), persistent=False, args=args)
+            RedisServer(free_cluster_port(), persistent=False, args=args, tls=self.tls)
             for _ in range(masters * (1 + replicas))
         ]
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        self.url = (
+            f"redis+cluster://{nodes}"
+            if self.tls is None
+            else f"rediss+cluster://{nodes}?ssl_ca_certs={self.tls.cert}"
+        )
 
     def __enter__(self) -> RedisClusterNodes:
         try:
@@ -313,7 +366,9 @@ class RedisClusterNodes:
                 server.start()
             subprocess.run(
                 [
-                    shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                    shutil.which("redis-cli") or "redis-cli",
+                    *(("--tls", "--cacert", self.tls.cert) if self.tls else ()),
+                    "--cluster", "create",
                     *(f"127.0.0.1:{s.port}" for s in self.servers),
                     "--cluster-replicas", str(self.replicas), "--cluster-yes",
                 ],
@@ -327,7 +382,7 @@ class RedisClusterNodes:
 
     def _ready(self) -> bool:
         for server in self.servers:
-            client = redis.Redis(port=server.port)
+            client = server.client()
             try:
                 info = client.cluster("INFO")
                 if info.get("cluster_state") != "ok":
@@ -344,7 +399,9 @@ class RedisClusterNodes:
         from redis.cluster import ClusterNode
 
         nodes = [ClusterNode("127.0.0.1", s.port) for s in self.servers if s.process is not None]
-        return redis.RedisCluster(startup_nodes=nodes)
+        if self.tls is None:
+            return redis.RedisCluster(startup_nodes=nodes)
+        return redis.RedisCluster(startup_nodes=nodes, ssl=True, ssl_ca_certs=self.tls.cert)
 
     def master_of(self, key: str) -> RedisServer:
         """The server that is the master of ``key``'s slot now."""
@@ -361,7 +418,7 @@ class RedisClusterNodes:
         for server in self.servers:
             if server.process is None:
                 continue
-            client = redis.Redis(port=server.port)
+            client = server.client()
             try:
                 if client.info("replication").get("role") == "master":
                     found.append(server)
@@ -374,6 +431,7 @@ class RedisClusterNodes:
     def close(self) -> None:
         for server in self.servers:
             server.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -37,11 +37,19 @@ PREFIX = "gql_pubsub:0:"
 def test_a_cluster_url_names_its_nodes_and_credentials() -> None:
     named = ClusterURL.parse("redis+cluster://app:s3cret@10.0.0.1:7000,node-2:7001")
     assert named.nodes == [("10.0.0.1", 7000), ("node-2", 7001)]
-    assert (named.username, named.password) == ("app", "s3cret")
+    assert (named.username, named.password, named.tls) == ("app", "s3cret", None)
+    tls = ClusterURL.parse("rediss+cluster://n-1:7000?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required")
+    assert tls.credentials() == {
+        "ssl": True,
+        "ssl_ca_certs": "/ca.pem",
+        "ssl_cert_reqs": "required",
+    }
     for wrong, says in (
         ("redis+cluster://node-1", "needs host:port"),
         ("redis+cluster://", "No cluster node"),
         ("redis+cluster://node-1:7000/2", "only database 0"),
+        ("redis+cluster://node-1:7000?ssl_ca_certs=/ca.pem", r"TLS options need rediss\+cluster"),
+        ("rediss+cluster://node-1:7000?ca=/ca.pem", r"Unknown option\(s\) \['ca'\]"),
     ):
         with pytest.raises(ValueError, match=says):
             ClusterURL.parse(wrong)
@@ -423,3 +431,40 @@ async def test_a_channel_unsubscribed_while_its_subscribe_is_in_flight_leaves_no
     finally:
         await backend.disconnect()
         backend.close_sync()
+
+
+async def test_a_cluster_over_tls_publishes_and_delivers_on_every_shard() -> None:
+    """rediss+cluster:// to a cluster that speaks TLS only (its bus too), its certificate
+    checked against the URL's CA: events on channels of all three shards arrive, published
+    from a thread and from the loop, over one TLS subscription connection per master."""
+    from gql_pubsub.broker import Broker
+    from gql_pubsub.events import Event, EventKind
+
+    with RedisClusterNodes(tls=True) as cluster:
+        masters = {s.port for s in cluster.masters()}
+        channels: dict[int, str] = {}
+        for n in range(200):  # one channel owned by each master
+            owner = await to_thread(cluster.master_of, f"tls:{{room:{n}}}")
+            channels.setdefault(owner.port, f"room:{n}")
+            if len(channels) == len(masters):
+                break
+        broker = Broker(cluster.url, prefix="tls:")
+        await broker.start()
+        try:
+            async with broker.subscribe(*channels.values()) as subscriber:
+                for n, channel in enumerate(channels.values()):
+                    await to_thread(
+                        broker.publish_sync, [channel], Event(EventKind.CUSTOM, None, n, {})
+                    )
+                await broker.publish(["room:0"], Event(EventKind.CUSTOM, None, 99, {}))
+                got = [
+                    await asyncio.wait_for(anext(subscriber), scaled(10))
+                    for _ in range(len(channels) + (1 if "room:0" in channels.values() else 0))
+                ]
+                backend: Any = broker.backend
+                held = backend.shard_connections()
+            assert {e.pk for e in got} >= set(range(len(channels)))  # type: ignore[union-attr]
+            assert {int(node.rsplit(":", 1)[1]) for node in held} == masters
+        finally:
+            await broker.stop()
+            broker.backend.close_sync()

@@ -118,7 +118,8 @@ async def test_a_master_failover_under_steady_writes_loses_and_repeats_nothing(
         ("redis+sentinel://sentinel-1/mymaster", "needs host:port"),
         ("redis+cluster://node-1", "needs host:port"),
         ("redis+cluster://node-1:7000/1", "only database 0"),
-        ("rediss+cluster://node-1:7000", "Unsupported broker URL scheme 'rediss+cluster'"),
+        ("redis+cluster://node-1:7000?ssl_ca_certs=/ca.pem", "TLS options need rediss+cluster"),
+        ("redis+cluster2://node-1:7000", "Unsupported broker URL scheme 'redis+cluster2'"),
     ],
 )
 def test_a_broker_url_that_cannot_work_is_a_system_check_error_that_says_why(

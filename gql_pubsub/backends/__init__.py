@@ -14,6 +14,7 @@ _SCHEMES = {
     "unix": "gql_pubsub.backends.redis:RedisBackend",
     "redis+sentinel": "gql_pubsub.backends.redis:RedisBackend",
     "redis+cluster": "gql_pubsub.backends.redis_cluster:RedisClusterBackend",
+    "rediss+cluster": "gql_pubsub.backends.redis_cluster:RedisClusterBackend",
 }
 
 
@@ -25,7 +26,7 @@ def url_problem(url: str | None) -> str | None:
             f"Unsupported broker URL scheme {scheme!r} in {url!r}; use one of "
             f"{sorted(_SCHEMES)} (e.g. 'redis://localhost:6379/0' or 'memory://')."
         )
-    if url and scheme in ("redis+sentinel", "redis+cluster"):
+    if url and scheme in ("redis+sentinel", "redis+cluster", "rediss+cluster"):
         from .redis_clients import ClusterURL, SentinelURL
 
         try:
@@ -45,7 +46,7 @@ def backend_from_url(
     history_age: float = 600.0,
 ) -> Backend:
     """Build the backend a URL names: ``memory://`` (or none), ``redis://…`` (``rediss://``,
-    ``unix://``), ``redis+sentinel://…`` or ``redis+cluster://…``."""
+    ``unix://``), ``redis+sentinel://…`` or ``redis+cluster://…`` (``rediss+cluster://…``)."""
     problem = url_problem(url)
     if problem is not None:
         raise ValueError(problem)

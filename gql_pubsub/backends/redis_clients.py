@@ -1,7 +1,8 @@
 """Redis clients from a broker URL: ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads
 them, ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`` for the
 master that Sentinel names (found again on every new connection, so after a failover too), or
-``redis+cluster://[[user]:password@]host:port[,host:port…]`` for a Redis Cluster."""
+``redis+cluster://[[user]:password@]host:port[,host:port…]`` for a Redis Cluster
+(``rediss+cluster://`` over TLS)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import redis.sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_TLS_SCHEME = "rediss+cluster"
 
 _FORMAT = (
     "use redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]"
@@ -76,9 +78,13 @@ class SentinelURL:
 
 
 _CLUSTER_FORMAT = (
-    "use redis+cluster://[[user]:password@]host:port[,host:port…], "
+    "use redis+cluster://[[user]:password@]host:port[,host:port…] (rediss+cluster:// for TLS, "
+    "with ?ssl_ca_certs=…&ssl_certfile=…&ssl_keyfile=…&ssl_cert_reqs=required|optional|none), "
     "e.g. redis+cluster://redis-1:6379,redis-2:6379 (any of the cluster's nodes)"
 )
+
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+"""What a ``rediss+cluster://`` URL's query may set, as redis-py names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +94,14 @@ class ClusterURL:
     nodes: list[tuple[str, int]]
     username: str | None = None
     password: str | None = None
+    tls: dict[str, str] | None = None
+    """With ``rediss+cluster://``: TLS, and its options (``ssl_ca_certs``…)."""
 
     @classmethod
     def parse(cls, url: str) -> ClusterURL:
         """Read a ``redis+cluster://`` URL; ``ValueError`` says what is wrong."""
         parts = urlsplit(url)
-        if parts.scheme != CLUSTER_SCHEME:
+        if parts.scheme not in (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME):
             raise ValueError(f"Not a Redis Cluster URL: {url!r}; {_CLUSTER_FORMAT}")
         nodes = []
         for host in filter(None, parts.netloc.rpartition("@")[2].split(",")):
@@ -110,18 +118,30 @@ class ClusterURL:
                 f"A Redis Cluster has only database 0, not {parts.path.strip('/')!r} in {url!r}; "
                 "isolate deployments with GQL_PUBSUB['PREFIX'] instead"
             )
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        unknown = sorted(set(query) - set(_TLS_OPTIONS))
+        if unknown or (query and parts.scheme != CLUSTER_TLS_SCHEME):
+            raise ValueError(
+                f"Unknown option(s) {unknown or sorted(query)} in {url!r} (TLS options need "
+                f"rediss+cluster://); {_CLUSTER_FORMAT}"
+            )
         return cls(
             nodes=nodes,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            tls=query if parts.scheme == CLUSTER_TLS_SCHEME else None,
         )
 
     def credentials(self) -> dict[str, Any]:
+        """The client options it names: credentials, and TLS."""
         kwargs: dict[str, Any] = {}
         if self.username:
             kwargs["username"] = self.username
         if self.password:
             kwargs["password"] = self.password
+        if self.tls is not None:
+            kwargs["ssl"] = True
+            kwargs.update(self.tls)
         return kwargs
 
 
@@ -194,7 +214,7 @@ def close(client: redis.Redis) -> None:
 
 def database(url: str) -> int:
     """The database number ``url`` names (0 when it names none)."""
-    if url.startswith(CLUSTER_SCHEME + "://"):
+    if url.startswith((CLUSTER_SCHEME + "://", CLUSTER_TLS_SCHEME + "://")):
         return 0
     if url.startswith(SENTINEL_SCHEME + "://"):
         return SentinelURL.parse(url).db

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 
 from .. import metrics
 from .base import BrokerUnavailable
@@ -36,6 +36,18 @@ _CONNECTION_OPTIONS = (
     "socket_keepalive_options",
 )
 """What a shard connection takes over from the cluster client's connection settings."""
+
+_TLS_OPTIONS = (
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_check_hostname",
+    "ssl_min_version",
+    "ssl_ciphers",
+)
+"""And with TLS (``rediss+cluster://``)."""
 
 
 class Moved(Exception):
@@ -319,8 +331,12 @@ class Shards:
             conn = self._nodes.get(node.name)
             if conn is None or conn.closed:
                 given = client.nodes_manager.connection_kwargs
+                connection_class = given.get("connection_class", Connection)
+                options: tuple[str, ...] = _CONNECTION_OPTIONS
+                if issubclass(connection_class, SSLConnection):
+                    options += _TLS_OPTIONS
                 kwargs = {
-                    **{k: given[k] for k in _CONNECTION_OPTIONS if k in given},
+                    **{k: given[k] for k in options if k in given},
                     "host": node.host,
                     "port": node.port,
                     "client_name": f"{self._client_name}-subscribe",
@@ -329,7 +345,7 @@ class Shards:
                 }
                 conn = ShardConnection(
                     node.name,
-                    Connection(**kwargs),
+                    connection_class(**kwargs),
                     prefix=self.prefix,
                     delivery=self._delivery,
                     on_moved=self._moved,
