@@ -263,6 +263,7 @@ class Shards:
     def start(self, client: redis.asyncio.cluster.RedisCluster) -> None:
         """Use ``client``'s map of the cluster (and its credentials) from now on."""
         self._client = client
+        self._opening = asyncio.Lock()  # of this event loop
 
     async def stop(self) -> None:
         """Close every shard connection; stop moving channels."""
