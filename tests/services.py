@@ -156,17 +156,67 @@ class TLSFiles:
 
     @classmethod
     def make(cls, directory: str) -> TLSFiles:
-        cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
-        subprocess.run(
-            [
-                shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "ec",
-                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                "-keyout", key, "-out", cert,
-            ],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-        return cls(cert, key)
+        """Write them into ``directory`` (with ``cryptography``, a test dependency)."""
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        files = cls(f"{directory}/cert.pem", f"{directory}/key.pem")
+        Path(files.cert).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        Path(files.key).write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return files
+
+
+def cluster_unavailable() -> str | None:
+    """Why this machine cannot run a Redis Cluster for the tests (None: it can)."""
+    binary = _redis_server_binary()
+    if binary is None:
+        return "no redis-server"
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    major = version.split("v=", 1)[1].split(".", 1)[0] if "v=" in version else "0"
+    if int(major) < 7:
+        return (
+            f"the Redis Cluster tests need redis-server 7+ (sharded pub/sub, TLS); {binary} is "
+            f"{version.split()[2] if len(version.split()) > 2 else 'older'}: "
+            "apt-get install redis-server (then re-run)"
+        )
+    if _redis_cli(binary) is None:
+        return f"no redis-cli beside {binary}"
+    return None
+
+
+def _redis_cli(server_binary: str) -> str | None:
+    """The redis-cli of the same installation as ``server_binary``."""
+    beside = Path(server_binary).parent / "redis-cli"
+    return str(beside) if beside.exists() else shutil.which("redis-cli")
 
 
 class RedisServer:
@@ -366,7 +416,7 @@ class RedisClusterNodes:
                 server.start()
             subprocess.run(
                 [
-                    shutil.which("redis-cli") or "redis-cli",
+                    _redis_cli(self.servers[0].binary) or "redis-cli",
                     *(("--tls", "--cacert", self.tls.cert) if self.tls else ()),
                     "--cluster", "create",
                     *(f"127.0.0.1:{s.port}" for s in self.servers),

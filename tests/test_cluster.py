@@ -24,6 +24,7 @@ from .helpers import (
 )
 from .services import (
     RedisClusterNodes,
+    cluster_unavailable,
     free_cluster_port,
     live_server,
     scaled,
@@ -152,6 +153,9 @@ async def test_events_on_every_shard_reach_two_servers_over_one_connection_per_s
 def own_cluster(request: pytest.FixtureRequest) -> Iterator[RedisClusterNodes]:
     """A cluster of this test's own (it moves slots or kills nodes): 3 masters, with
     ``replicas`` each (the test's parameter)."""
+    reason = cluster_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
     with RedisClusterNodes(replicas=getattr(request, "param", 0)) as cluster:
         yield cluster
 
@@ -440,6 +444,9 @@ async def test_a_cluster_over_tls_publishes_and_delivers_on_every_shard() -> Non
     from gql_pubsub.broker import Broker
     from gql_pubsub.events import Event, EventKind
 
+    reason = cluster_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
     with RedisClusterNodes(tls=True) as cluster:
         masters = {s.port for s in cluster.masters()}
         channels: dict[int, str] = {}
