@@ -167,7 +167,7 @@ def async_client(url: str, **kwargs: Any) -> redis.asyncio.Redis:
     if not url.startswith(SENTINEL_SCHEME + "://"):
         return redis.asyncio.Redis.from_url(url, **kwargs)
     named = SentinelURL.parse(url)
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = redis.asyncio.sentinel.Sentinel(
         named.sentinels, sentinel_kwargs=named.sentinel_kwargs()
     )
     client: Any = sentinel.master_for(named.service, **named.master_kwargs(), **kwargs)
@@ -180,16 +180,14 @@ def sync_client(url: str, **kwargs: Any) -> redis.Redis:
     if not url.startswith(SENTINEL_SCHEME + "://"):
         return redis.Redis.from_url(url, **kwargs)
     named = SentinelURL.parse(url)
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = redis.sentinel.Sentinel(
         named.sentinels,
         sentinel_kwargs={
             **named.sentinel_kwargs(),
             **{k: v for k, v in kwargs.items() if k.startswith("socket_")},
         },
     )
-    client: Any = sentinel.master_for(  # type: ignore[no-untyped-call]
-        named.service, **named.master_kwargs(), **kwargs
-    )
+    client: Any = sentinel.master_for(named.service, **named.master_kwargs(), **kwargs)
     client.gql_pubsub_sentinel = sentinel
     return client  # type: ignore[no-any-return]
 
