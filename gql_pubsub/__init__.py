@@ -8,12 +8,13 @@ apps (models, the ASGI application, the view, the schema) load on first use, so 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerState, get_broker
 from .events import Event, EventKind, Gap
 from .listeners import EventsLost, Subscriber, SubscriberOverflow
-from .publishing import apublish, publish, publish_event, publish_event_sync
+from .publishing import apublish, publish
 from .subscriptions import (
     SKIP,
     ChannelStream,
@@ -25,6 +26,11 @@ from .subscriptions import (
     stream,
 )
 from .viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
+
+try:  # pyproject.toml holds the version; the installed metadata carries it here
+    __version__ = importlib.metadata.version("gql_pubsub")
+except importlib.metadata.PackageNotFoundError:  # imported from a checkout never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .asgi import get_asgi_application
@@ -94,6 +100,7 @@ __all__ = [
     "Subscription",
     "TokenRejected",
     "UserSubscriptionsStream",
+    "__version__",
     "apublish",
     "check_access",
     "create_jwt",
@@ -106,8 +113,6 @@ __all__ = [
     "may_read",
     "model_events",
     "publish",
-    "publish_event",
-    "publish_event_sync",
     "revoke",
     "stream",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,23 +55,3 @@ def _event(event: Event | EventKind | str, data: dict[str, Any] | None) -> Event
             raise TypeError("An Event carries its data: publish(channels, event), without data.")
         return event
     return Event(kind=EventKind(event), model=None, pk=None, data=data if data is not None else {})
-
-
-def publish_event_sync(channels: str | Iterable[str], event: Event) -> None:
-    """Deprecated: ``publish(channels, event)``."""
-    warnings.warn(
-        "publish_event_sync(channels, event) is deprecated: use publish(channels, event).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    publish(channels, event)
-
-
-async def publish_event(channels: str | Iterable[str], event: Event) -> None:
-    """Deprecated: ``await apublish(channels, event)``."""
-    warnings.warn(
-        "publish_event(channels, event) is deprecated: use await apublish(channels, event).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    await apublish(channels, event)

@@ -18,6 +18,7 @@ import pytest
 import redis
 import uvicorn
 
+from .package import BuiltPackage, build_and_install
 from .services import (
     ROOT,
     LiveServer,
@@ -286,3 +287,9 @@ def node() -> str:
                 pytest.fail(f"npm ci in tests/node failed:\n{done.stderr}")
             pytest.skip(f"npm ci in tests/node failed (offline?): {done.stderr[-300:]}")
     return binary
+
+
+@pytest.fixture(scope="session")
+def built_package(tmp_path_factory: pytest.TempPathFactory) -> BuiltPackage:
+    """The sdist and wheel of the checkout, the wheel installed in a virtualenv of its own."""
+    return build_and_install(tmp_path_factory.mktemp("package"))

@@ -600,12 +600,13 @@ def live_server(
     port: int | None = None,
     app: str = "example.asgi:application",
     cwd: Path = ROOT,
+    python: str | Path = sys.executable,
 ) -> Iterator[LiveServer]:
-    """Run ``uvicorn <app>`` (the example's) in ``cwd`` on ``port`` (else a free one) until the
-    block ends."""
+    """Run ``uvicorn <app>`` (the example's) with ``python`` in ``cwd`` on ``port`` (else a free
+    one) until the block ends."""
     port = port or free_port()
     command = [
-        sys.executable, "-m", "uvicorn", app,
+        str(python), "-m", "uvicorn", app,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip

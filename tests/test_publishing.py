@@ -204,23 +204,6 @@ async def test_publish_and_apublish_take_an_event_or_a_custom_kind_with_its_data
         await apublish([], "custom", {"n": 4})
 
 
-async def test_the_old_publish_event_names_still_publish_and_say_what_replaces_them(
-    broker: Broker, chat: Any
-) -> None:
-    """publish_event_sync and publish_event (deprecated) warn, naming publish and apublish."""
-    from gql_pubsub import publish_event, publish_event_sync
-
-    _alice, correspondence = chat
-    event = Event(kind=EventKind.CUSTOM, model=None, pk=None, data={"old": True})
-    async with broker.subscribe(correspondence.channel) as subscriber:
-        with pytest.warns(DeprecationWarning, match=r"use publish\(channels, event\)"):
-            await sync_to_async(publish_event_sync)(correspondence.channel, event)
-        with pytest.warns(DeprecationWarning, match=r"use await apublish\(channels, event\)"):
-            await publish_event(correspondence.channel, event)
-        got = [await next_event(subscriber) for _ in range(2)]
-    assert [e.data for e in got] == [{"old": True}, {"old": True}]
-
-
 def test_instances_as_type_names_a_strawberry_django_type_of_that_model() -> None:
     """``as_type`` types the stream for the resolver; a type of another model is refused."""
     from example.chat.schema import CorrespondenceType, MessageType

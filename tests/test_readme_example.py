@@ -1,19 +1,21 @@
 """The README's opening example, as written, is a working project: built from the README's own
-code block in a fresh ``django-admin startproject``, served by uvicorn, fed from a shell."""
+code block in a fresh ``django-admin startproject``, run on the package installed from its
+wheel in a virtualenv of its own, served by uvicorn, fed from a shell."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
-import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
 from .gqlws import GraphQLWS
+from .package import BuiltPackage
 from .services import ROOT, live_server, to_thread, wait_until
 
 FILE_MARK = re.compile(r"^# (\w+/\w+\.py)(.*)$", re.M)
@@ -31,11 +33,19 @@ def readme_files() -> dict[str, str]:
     }
 
 
-def manage(project: Path, *args: str) -> str:
-    """``python manage.py …`` in the project, failing with its output."""
+@dataclass(frozen=True)
+class Project:
+    """The project's folder, and the interpreter of the virtualenv that has the wheel."""
+
+    root: Path
+    python: Path
+
+
+def manage(project: Project, *args: str) -> str:
+    """``python manage.py …`` in the project, on the installed wheel, failing with its output."""
     done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=project,
+        [project.python, "manage.py", *args],
+        cwd=project.root,
         env=project_env(),
         capture_output=True,
         text=True,
@@ -51,11 +61,11 @@ def project_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, built_package: BuiltPackage) -> Project:
     """``startproject myproject`` plus ``myapp``, with the README's files written in."""
     root = tmp_path_factory.mktemp("readme")
     subprocess.run(
-        [sys.executable, "-m", "django", "startproject", "myproject", str(root)],
+        [built_package.python, "-m", "django", "startproject", "myproject", str(root)],
         check=True,
         env=project_env(),
     )
@@ -68,13 +78,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if path == "myproject/settings.py":  # "(additions)"
             code = target.read_text() + code.replace("redis://localhost:6379/0", redis_url)
         target.write_text(code)
-    manage(root, "makemigrations", "myapp")
-    manage(root, "migrate")
-    return root
+    project = Project(root, built_package.python)
+    manage(project, "makemigrations", "myapp")
+    manage(project, "migrate")
+    return project
 
 
 async def test_the_readmes_opening_example_streams_a_shell_write_to_its_room_only(
-    project: Path, log_dir: Path, redis_client: redis.Redis
+    project: Project, log_dir: Path, redis_client: redis.Redis
 ) -> None:
     """A ``Message.objects.create`` in ``manage.py shell`` reaches ``messageAdded(room:)``."""
     room, other = f"lobby-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
@@ -85,8 +96,13 @@ async def test_the_readmes_opening_example_streams_a_shell_write_to_its_room_onl
         "from django.contrib.auth.models import User; from gql_pubsub.auth import create_jwt;"
         f" print(create_jwt(User.objects.create_user('reader-{uuid.uuid4().hex}')))",
     ).split()[-1]
-    env = {"DJANGO_SETTINGS_MODULE": "myproject.settings"}
-    with live_server(env, log_dir=log_dir, app="myproject.asgi:application", cwd=project) as server:
+    installed = manage(project, "shell", "-c", "import gql_pubsub; print(gql_pubsub.__file__)")
+    assert installed.split()[-1].startswith(str(project.python.parent.parent))
+    env = {**project_env(), "PYTHONPATH": ""}
+    app = "myproject.asgi:application"
+    with live_server(
+        env, log_dir=log_dir, app=app, cwd=project.root, python=project.python
+    ) as server:
         async with await GraphQLWS.connect(server.ws_url) as client:
             await client.init({"token": token})
             query = "subscription ($r: String!) { messageAdded(room: $r) { room body } }"
