@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 
-from gql_pubsub.backends.redis_cluster import RedisClusterBackend  # noqa: E402
+from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend  # noqa: E402
 from tests.services import RedisClusterNodes, RedisServer, free_cluster_port, wait_until  # noqa: E402
 
 PAYLOAD = (

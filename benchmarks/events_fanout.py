@@ -36,7 +36,7 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth import get_user_model
 from example.chat.models import Correspondence
-from gql_pubsub.auth import create_jwt
+from gql_pubsub.auth.tokens import create_jwt
 user = get_user_model().objects.create_user(username="bench")
 room = Correspondence.objects.create(title="bench")
 room.participants.set([user])

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio  # noqa: E402
 
-from gql_pubsub.backends.redis import RedisBackend  # noqa: E402
+from gql_pubsub.broker.backends.redis import RedisBackend  # noqa: E402
 
 PAYLOAD = (
     b'{"kind":"created","model":"chat.message","pk":12345,"data":{"id":12345,'

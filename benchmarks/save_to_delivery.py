@@ -39,7 +39,7 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth import get_user_model
 from example.chat.models import Correspondence
-from gql_pubsub.auth import create_jwt
+from gql_pubsub.auth.tokens import create_jwt
 User = get_user_model()
 users = [User.objects.create_user(username=f"s{{n}}") for n in range({subscribers})]
 rooms = Correspondence.objects.bulk_create(Correspondence(title=f"r{{n}}") for n in range({rooms}))

@@ -97,7 +97,7 @@ GQL_PUBSUB = {
     "TOKEN_AUTH": os.environ.get("TOKEN_AUTH", "gql_pubsub.auth.jwt_user"),
     "CHANNEL_POLICIES": {
         "correspondence:*": "example.chat.policies.participants_only",
-        "news:*": "gql_pubsub.policies.allow_authenticated",
+        "news:*": "gql_pubsub.auth.policies.allow_authenticated",
     },
 }
 

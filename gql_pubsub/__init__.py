@@ -11,11 +11,14 @@ import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from .broker import Broker, BrokerState, get_broker
-from .events import Event, EventKind, Gap
-from .listeners import EventsLost, Subscriber, SubscriberOverflow
-from .publishing import apublish, publish
-from .subscriptions import (
+from gql_pubsub import moved
+from gql_pubsub.broker.broker import Broker, BrokerState
+from gql_pubsub.broker.listeners import EventsLost, Subscriber, SubscriberOverflow
+from gql_pubsub.broker.process import get_broker
+from gql_pubsub.core.events import Event, EventKind, Gap
+from gql_pubsub.execution.viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
+from gql_pubsub.publishing.publish import apublish, publish
+from gql_pubsub.streams.channels import (
     SKIP,
     ChannelStream,
     EventMap,
@@ -25,7 +28,8 @@ from .subscriptions import (
     model_events,
     stream,
 )
-from .viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
+
+moved.install()  # the paths of modules that moved keep importing, with a DeprecationWarning
 
 try:  # pyproject.toml holds the version; the installed metadata carries it here
     __version__ = importlib.metadata.version("gql_pubsub")
@@ -33,35 +37,38 @@ except importlib.metadata.PackageNotFoundError:  # imported from a checkout neve
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from .asgi import get_asgi_application
-    from .auth import TokenRejected, create_jwt
-    from .context import Context, get_user
-    from .hooks import Hooks, OperationRefused
-    from .models import Channel, PublishableModel, Subscription, revoke
-    from .policies import AccessDenied, check_access, may_read
-    from .schema import Schema
-    from .user_streams import UserSubscriptionsStream, listen_to_user_subscriptions
-    from .views import GraphQLView
+    from gql_pubsub.asgi import get_asgi_application
+    from gql_pubsub.auth.policies import AccessDenied, check_access, may_read
+    from gql_pubsub.auth.tokens import TokenRejected, create_jwt
+    from gql_pubsub.execution.context import Context, get_user
+    from gql_pubsub.models import Channel, PublishableModel, Subscription, revoke
+    from gql_pubsub.schema import Schema
+    from gql_pubsub.server.hooks import Hooks, OperationRefused
+    from gql_pubsub.streams.user_streams import (
+        UserSubscriptionsStream,
+        listen_to_user_subscriptions,
+    )
+    from gql_pubsub.transports.http.view import GraphQLView
 
 _LAZY = {
     "get_asgi_application": "asgi",
-    "TokenRejected": "auth",
-    "create_jwt": "auth",
-    "Context": "context",
-    "get_user": "context",
-    "Hooks": "hooks",
-    "OperationRefused": "hooks",
+    "TokenRejected": "auth.tokens",
+    "create_jwt": "auth.tokens",
+    "Context": "execution.context",
+    "get_user": "execution.context",
+    "Hooks": "server.hooks",
+    "OperationRefused": "server.hooks",
     "Channel": "models",
     "PublishableModel": "models",
     "Subscription": "models",
     "revoke": "models",
-    "AccessDenied": "policies",
-    "check_access": "policies",
-    "may_read": "policies",
+    "AccessDenied": "auth.policies",
+    "check_access": "auth.policies",
+    "may_read": "auth.policies",
     "Schema": "schema",
-    "UserSubscriptionsStream": "user_streams",
-    "listen_to_user_subscriptions": "user_streams",
-    "GraphQLView": "views",
+    "UserSubscriptionsStream": "streams.user_streams",
+    "listen_to_user_subscriptions": "streams.user_streams",
+    "GraphQLView": "transports.http.view",
 }
 
 

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import Channel, Subscription
+from gql_pubsub.models import Channel, Subscription
 
 
 @admin.register(Channel)

@@ -11,4 +11,9 @@ class GqlPubsubConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from gql_pubsub import checks  # noqa: F401 - registers the system checks
+        from gql_pubsub.publishing import receivers
+        from gql_pubsub.streams import access
+
+        receivers.connect()
+        access.connect()

@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import metrics
-from .backends import BrokerUnavailable
-from .broker import get_broker
-from .conf import get_settings
-from .db import database_sync_to_async
-from .hooks import Hooks
-from .relay import run_relay
-from .websocket import GraphQLWebSocket
+from gql_pubsub.broker.backends import BrokerUnavailable
+from gql_pubsub.broker.process import get_broker
+from gql_pubsub.conf import get_settings
+from gql_pubsub.core import metrics
+from gql_pubsub.core.db import database_sync_to_async
+from gql_pubsub.publishing.outbox.forwarder import pending, run_relay
+from gql_pubsub.server.hooks import Hooks
+from gql_pubsub.transports.websocket.endpoint import GraphQLWebSocket
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
 
-    from .types import ASGIApp, Receive, Scope, Send
+    from gql_pubsub.core.asgi_types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("gql_pubsub.asgi")
 
@@ -91,7 +91,8 @@ class GraphQLApplication:
                     return
                 relay = asyncio.create_task(run_relay(stop_relay), name="gql_pubsub relay")
                 if self.metrics is not None:
-                    sample = self.metrics.sample(self.websocket)
+                    backlog = database_sync_to_async(pending)
+                    sample = self.metrics.sample(self.websocket, backlog)
                     sampler = asyncio.create_task(sample, name="gql_pubsub metrics")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -111,7 +112,7 @@ class GraphQLApplication:
 
 async def _check_configuration() -> None:
     """Refuse to serve what ``manage.py check`` refuses (a forgeable secret with DEBUG off)."""
-    from .checks import check_before_serving  # needs Django's apps: imported late
+    from gql_pubsub.checks import check_before_serving  # needs Django's apps: imported late
 
     for message in await database_sync_to_async(check_before_serving)():
         logger.warning("%s", message)

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import get_settings
+from gql_pubsub.conf import get_settings
 
 _INSECURE_MARKERS = ("insecure", "change-me", "changeme", "secret-key", "dev-")
 
@@ -35,11 +35,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 @register()
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """``BROKER_URL`` must name a broker this library can use."""
-    from .backends import url_problem
+    """``BROKER_URL`` (and ``BACKEND``, if set) must name a broker this library can use."""
+    from gql_pubsub.broker.backends import url_problem
 
     try:
-        problem = url_problem(get_settings().BROKER_URL)
+        settings = get_settings()
+        problem = url_problem(settings.BROKER_URL, settings.BACKEND)
     except ImproperlyConfigured:
         return []  # gql_pubsub.E003 reports it
     if problem is None:
@@ -47,7 +48,7 @@ def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     return [
         Error(
             problem,
-            hint="Fix GQL_PUBSUB['BROKER_URL'] (see the README's configuration).",
+            hint="Fix GQL_PUBSUB['BROKER_URL'] or ['BACKEND'] (see the README's configuration).",
             id="gql_pubsub.E006",
         )
     ]

@@ -16,6 +16,7 @@ class Settings:
     """Resolved ``GQL_PUBSUB`` settings; see the README for each key."""
 
     BROKER_URL: str | None = None
+    BACKEND: str | None = None
     CHANNEL_PREFIX: str | None = None
     SUBSCRIBER_BUFFER: int = 1000
     TOKEN_AUTH: str = "gql_pubsub.auth.jwt_user"
@@ -58,18 +59,6 @@ class Settings:
     RELAY_CLAIM_TIMEOUT: float = 30.0
 
     @property
-    def channel_prefix(self) -> str:
-        """The Redis channel prefix: ``CHANNEL_PREFIX``, else ``gql_pubsub:<db>:``.
-
-        Redis pub/sub ignores the database number, so by default the number of ``BROKER_URL``
-        is part of every channel name: deployments on ``…/0`` and ``…/1`` never see each
-        other's events.
-        """
-        if self.CHANNEL_PREFIX is not None:
-            return self.CHANNEL_PREFIX
-        return f"gql_pubsub:{broker_database(self.BROKER_URL)}:"
-
-    @property
     def graphiql(self) -> bool:
         """Whether the GraphQL view serves GraphiQL (``GRAPHIQL``, else ``DEBUG``)."""
         return bool(django_settings.DEBUG if self.GRAPHIQL is None else self.GRAPHIQL)
@@ -83,24 +72,6 @@ class Settings:
     def jwt_secret(self) -> str:
         """The key that signs and verifies tokens (``JWT_SECRET``, else ``SECRET_KEY``)."""
         return self.JWT_SECRET or str(django_settings.SECRET_KEY)
-
-
-def broker_database(url: str | None) -> int:
-    """The Redis database number a broker URL names (0 when it names none, or for memory)."""
-    if not url or not url.startswith(
-        (
-            "redis://",
-            "rediss://",
-            "unix://",
-            "redis+sentinel://",
-            "redis+cluster://",
-            "rediss+cluster://",
-        )
-    ):
-        return 0
-    from .backends.redis_clients import database
-
-    return database(url)
 
 
 _TUPLE_KEYS = {"JWT_ALGORITHMS", "ALLOWED_ORIGINS", "GC_THRESHOLD"}

@@ -138,7 +138,9 @@ def choose(modules: list[str], sample: float, seed: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("modules", nargs="*", help="gql_pubsub modules, e.g. broker backends.redis")
+    parser.add_argument(
+        "modules", nargs="*", help="gql_pubsub modules, e.g. broker.broker broker.backends.redis"
+    )
     parser.add_argument("--sample", type=float, default=1.0, help="share of each module's mutants")
     parser.add_argument("--seed", type=int, default=0, help="which sample")
     parser.add_argument(

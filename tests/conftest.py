@@ -18,6 +18,8 @@ import pytest
 import redis
 import uvicorn
 
+from gql_pubsub.broker.process import configured_prefix
+
 from .package import BuiltPackage, build_and_install
 from .services import (
     ROOT,
@@ -223,7 +225,7 @@ def make_user() -> Callable[..., Any]:
 
 @pytest.fixture
 def token_for() -> Callable[[Any], str]:
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     return create_jwt
 
@@ -231,7 +233,7 @@ def token_for() -> Callable[[Any], str]:
 @pytest.fixture
 def pair(make_user: Callable[..., Any], make_correspondence: Callable[..., Any]) -> Any:
     """Alice's and Bob's tokens, and a correspondence between them."""
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     alice, bob = make_user("alice"), make_user("bob")
     return create_jwt(alice), create_jwt(bob), make_correspondence(alice, bob)
@@ -251,9 +253,8 @@ def make_correspondence() -> Callable[..., Any]:
 
 def numsub(client: redis.Redis, channel: str) -> int:
     """How many Redis connections subscribe to a gql_pubsub channel."""
-    from gql_pubsub.conf import get_settings
 
-    name = get_settings().channel_prefix + channel
+    name = configured_prefix() + channel
     return int(dict(client.pubsub_numsub(name)).get(name.encode(), 0))
 
 

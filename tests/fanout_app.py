@@ -12,8 +12,8 @@ import strawberry
 from strawberry.types import Info
 
 from gql_pubsub import Event, stream
-from gql_pubsub.context import get_user
-from gql_pubsub.viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
+from gql_pubsub.execution.context import get_user
+from gql_pubsub.execution.viewers import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
 
 executions: collections.Counter[str] = collections.Counter()
 """How many times each event's selection set ran, by the event's ``n``."""
@@ -143,7 +143,7 @@ class Subscription:
     @strawberry.subscription
     async def followed(self, info: Info[Any, Any]) -> AsyncGenerator[Item, None]:
         """Everything the caller follows, executed once per event for all of them."""
-        from gql_pubsub.user_streams import listen_to_user_subscriptions
+        from gql_pubsub.streams.user_streams import listen_to_user_subscriptions
 
         return listen_to_user_subscriptions(  # type: ignore[return-value]
             get_user(info), map=to_item, shared=True
@@ -152,7 +152,7 @@ class Subscription:
     @strawberry.subscription
     async def followed_own(self, info: Info[Any, Any]) -> AsyncGenerator[Item, None]:
         """Everything the caller follows, not declared shared."""
-        from gql_pubsub.user_streams import listen_to_user_subscriptions
+        from gql_pubsub.streams.user_streams import listen_to_user_subscriptions
 
         return listen_to_user_subscriptions(get_user(info), map=to_item)  # type: ignore[return-value]
 

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from django.test import override_settings
 
-from gql_pubsub.auth import (
+from gql_pubsub.auth.tokens import (
     TokenRejected,
     aauthenticate_token,
     authenticate_token,
@@ -259,7 +259,7 @@ def test_the_example_refuses_to_pass_its_checks_in_production_with_its_dev_secre
 
 def test_the_socket_expiry_of_a_token_is_read_from_its_numeric_exp_only() -> None:
     """A DRF token has no expiry (the socket stays open); a JWT's string exp expires at once."""
-    from gql_pubsub.auth import jwt_expiry
+    from gql_pubsub.auth.tokens import jwt_expiry
 
     assert jwt_expiry("0123456789abcdef0123456789abcdef01234567") is None
     assert jwt_expiry(sign({"sub": "1", "exp": 4_000_000_000})) == 4_000_000_000.0

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from gql_pubsub import Broker, BrokerState, Event, EventKind, SubscriberOverflow
-from gql_pubsub.backends import BrokerUnavailable
-from gql_pubsub.conf import get_settings
+from gql_pubsub.broker.backends import BrokerUnavailable
+from gql_pubsub.broker.process import configured_prefix
 
 from .conftest import numsub, wait_numsub
 from .services import captured_log, scaled, to_thread
@@ -133,7 +133,7 @@ class contextlib_multi:
 
 async def test_redis_subscriptions_are_released_in_redis(redis_url: str) -> None:
     """After the last subscriber leaves, Redis itself shows no subscriber on the channel."""
-    broker = Broker(redis_url, prefix=get_settings().channel_prefix)
+    broker = Broker(redis_url, prefix=configured_prefix())
     client = redis.Redis.from_url(redis_url)
     try:
         async with broker.subscribe("released"):
@@ -162,7 +162,7 @@ def test_an_event_carries_decimals_uuids_durations_bytes_and_sets_as_json() -> N
     import datetime
     import decimal
 
-    from gql_pubsub.events import Event
+    from gql_pubsub.core.events import Event
 
     key = uuid.UUID("12345678-1234-5678-1234-567812345678")
     data = {
@@ -222,7 +222,7 @@ def test_a_broker_replaced_by_a_settings_change_closes_its_thread_client(
     from django.conf import settings
     from django.test import override_settings
 
-    from gql_pubsub.broker import get_broker
+    from gql_pubsub.broker.process import get_broker
 
     def publish_sync_clients() -> int:
         clients = redis_client.client_list()

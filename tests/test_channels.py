@@ -234,7 +234,7 @@ async def test_a_removed_participant_is_dropped_from_a_shared_group_at_once(
 async def test_a_deactivated_user_is_disconnected(
     server: LiveServer, redis_client: redis.Redis, member: Any
 ) -> None:
-    from gql_pubsub.control import control_channel
+    from gql_pubsub.core.control import control_channel
 
     dana, dana_token, _eve_token, _rooms = member
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from gql_pubsub.backends.redis_clients import ClusterURL
+from gql_pubsub.broker.backends.redis.clients import ClusterURL
 
 from .helpers import (
     each_gets_its_room,
@@ -257,8 +257,8 @@ async def test_a_channel_whose_slot_moves_gets_what_its_new_node_had_before_it_a
     """The slot of a subscribed channel moves, and 5 events are published on its new node
     before this process has subscribed there (the loop is held): they arrive from the
     channel's history, once and in order, and the next ones live from the new node."""
-    from gql_pubsub.broker import Broker
-    from gql_pubsub.events import Event, EventKind
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.core.events import Event, EventKind
 
     def event(n: int) -> Event:
         return Event(EventKind.CUSTOM, None, n, {})
@@ -298,8 +298,8 @@ def test_the_outbox_records_each_row_per_channel_in_the_channels_slot_and_publis
     duplicate, a row published on one of its channels goes out on the others only), counts as
     published only when every channel has it, and is forgotten, pruned and held back by the
     backlog flag as on one Redis; its marks live in each channel's slot."""
-    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
-    from gql_pubsub.backends.redis_scripts import DEFERRED, DUPLICATE, PUBLISHED
+    from gql_pubsub.broker.backends.base import DEFERRED, DUPLICATE, PUBLISHED
+    from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend
 
     prefix = f"outbox-{free_cluster_port()}:"
     backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
@@ -360,8 +360,8 @@ async def test_a_subscribe_sent_to_a_node_that_no_longer_owns_the_slot_follows_t
 ) -> None:
     """A channel whose slot moved after this process learnt the cluster's map: its subscription
     is made on the new owner, and its events arrive."""
-    from gql_pubsub.broker import Broker
-    from gql_pubsub.events import Event, EventKind
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.core.events import Event, EventKind
 
     broker = Broker(own_cluster.url, prefix="stale:")
     await broker.start()
@@ -385,7 +385,7 @@ async def test_the_shard_connections_follow_a_moved_answer_to_ssubscribe(
 ) -> None:
     """Below the broker: SSUBSCRIBE sent on a map of the cluster that is stale (nothing else
     has learnt of the move) gets MOVED from the old node; it is sent to the new owner."""
-    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
+    from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend
 
     received: list[bytes] = []
     backend = RedisClusterBackend(own_cluster.url, prefix="moved:")
@@ -408,7 +408,7 @@ async def test_a_channel_unsubscribed_while_its_subscribe_is_in_flight_leaves_no
 ) -> None:
     """A subscribe cancelled after its SSUBSCRIBE went out (its subscriber left, or the
     channel was moving), then the unsubscribe: no shard subscription or connection stays."""
-    from gql_pubsub.backends.redis_cluster import RedisClusterBackend
+    from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend
 
     prefix = f"inflight-{free_cluster_port()}:"
     backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
@@ -441,8 +441,8 @@ async def test_a_cluster_over_tls_publishes_and_delivers_on_every_shard() -> Non
     """rediss+cluster:// to a cluster that speaks TLS only (its bus too), its certificate
     checked against the URL's CA: events on channels of all three shards arrive, published
     from a thread and from the loop, over one TLS subscription connection per master."""
-    from gql_pubsub.broker import Broker
-    from gql_pubsub.events import Event, EventKind
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.core.events import Event, EventKind
 
     reason = cluster_unavailable()
     if reason is not None:

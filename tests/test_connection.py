@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .gqlws import GraphQLWS
 from .helpers import graphql

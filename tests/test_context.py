@@ -13,7 +13,7 @@ from django.test import AsyncRequestFactory
 
 from gql_pubsub.asgi import get_asgi_application
 from gql_pubsub.testing import GraphQLTestClient, lifespan
-from gql_pubsub.views import GraphQLView
+from gql_pubsub.transports.http.view import GraphQLView
 
 from . import fanout_app
 from .services import to_thread

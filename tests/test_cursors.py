@@ -8,7 +8,7 @@ import json
 import orjson
 import pytest
 
-from gql_pubsub.cursors import (
+from gql_pubsub.broker.cursors import (
     REFETCH,
     Cursor,
     InvalidCursor,
@@ -17,7 +17,7 @@ from gql_pubsub.cursors import (
     start_payload,
     with_cursor,
 )
-from gql_pubsub.events import START, Offset
+from gql_pubsub.core.events import START, Offset
 
 
 def test_a_cursor_survives_its_round_trip_through_the_client() -> None:

@@ -16,7 +16,7 @@ from django.test import override_settings
 from strawberry.extensions import SchemaExtension
 
 from gql_pubsub import apublish
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from . import fanout_app
 from .conftest import InProcessServer, serve_in_process, wait_numsub

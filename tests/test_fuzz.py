@@ -72,7 +72,7 @@ def fuzz_target() -> tuple[str, int, str]:
     from django.contrib.auth import get_user_model
 
     from example.chat.models import Correspondence
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     name = f"fuzzer-{uuid.uuid4().hex}"
     user = get_user_model().objects.create_user(username=name, password="pw")

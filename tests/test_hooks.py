@@ -1,5 +1,5 @@
-"""gql_pubsub.hooks: a project changes what the socket does on connect, subscribe and complete
-(custom auth, a refusal, an audit log), and each hook runs exactly when the README says."""
+"""gql_pubsub.server.hooks: a project changes what the socket does on connect, subscribe and
+complete (custom auth, a refusal, an audit log), and each hook runs exactly when the README says."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from django.contrib.auth.models import AnonymousUser
 
 from gql_pubsub import apublish
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
-from gql_pubsub.auth import TokenRejected
-from gql_pubsub.context import Context
-from gql_pubsub.hooks import Hooks, OperationRefused
-from gql_pubsub.protocol import CloseCode, Subscribe
+from gql_pubsub.auth.tokens import TokenRejected
+from gql_pubsub.execution.context import Context
+from gql_pubsub.server.hooks import Hooks, OperationRefused
 from gql_pubsub.testing import ConnectionClosed, GraphQLTestClient, OperationFailed, lifespan
+from gql_pubsub.transports.websocket.protocol import CloseCode, Subscribe
 
 from . import fanout_app
 from .services import captured_log, to_thread
@@ -147,6 +147,6 @@ async def test_a_failing_on_complete_is_logged_and_the_socket_goes_on(user: Any)
 
 
 def _token(user: Any) -> str:
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     return create_jwt(user)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import override_settings
 from websockets.exceptions import InvalidStatus
 
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .conftest import InProcessServer
 from .gqlws import GraphQLWS
@@ -29,7 +29,7 @@ async def test_a_token_that_expires_closes_its_socket_with_4403(
     server: LiveServer, user_token: Any
 ) -> None:
     """The socket outlives its token by less than a second; the client then reconnects."""
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     user, _ = user_token
     token = create_jwt(user, lifetime=2)

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.test import override_settings
 
 from gql_pubsub import Broker, Event, EventKind
-from gql_pubsub.broker import EventTooLarge
-from gql_pubsub.limits import RateLimit
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.core.events import EventTooLarge
+from gql_pubsub.execution.limits import RateLimit
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .conftest import InProcessServer
 from .gqlws import GraphQLWS

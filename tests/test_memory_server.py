@@ -90,8 +90,8 @@ async def test_the_in_process_history_keeps_each_event_at_about_its_size() -> No
     bytes carry a 4 KB buffer each: kept as they come, 1,000 events took 4 MB)."""
     import tracemalloc
 
-    from gql_pubsub.broker import Broker
-    from gql_pubsub.events import Event, EventKind
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.core.events import Event, EventKind
 
     broker = Broker("memory://", history_length=1000)
     await broker.start()

@@ -20,7 +20,7 @@ import redis
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from gql_pubsub.backends.redis import split_message
+from gql_pubsub.broker.backends.redis import split_message
 
 from .gqlws import Closed, GraphQLWS
 from .helpers import (
@@ -181,8 +181,8 @@ def test_the_outbox_keeps_100_writes_and_two_relays_publish_each_once_in_order(
     from django.conf import settings
 
     from example.chat.models import Correspondence, Message
-    from gql_pubsub.broker import get_broker
-    from gql_pubsub.relay import pending
+    from gql_pubsub.broker.process import get_broker
+    from gql_pubsub.publishing.outbox.forwarder import pending
 
     user = make_user("outbox")
     correspondence = Correspondence.objects.create(title="outbox")
@@ -240,7 +240,7 @@ def test_an_event_whose_writer_was_killed_after_the_commit_is_relayed_once(
     from django.conf import settings
 
     from gql_pubsub.models import OutboxEvent
-    from gql_pubsub.relay import relay_once
+    from gql_pubsub.publishing.outbox.forwarder import relay_once
 
     user = make_user("killed")
     correspondence = make_correspondence(user)
@@ -320,7 +320,7 @@ async def test_a_redis_that_lost_its_data_is_never_silence_every_follower_is_tol
     """Redis restarts empty (no persistence): Bob, connected throughout, is told (REFETCH, and
     his socket closes with 1001 to check his access again); Carol, who left with a cursor, gets
     REFETCH when she resumes, then what follows."""
-    from gql_pubsub.cursors import REFETCH
+    from gql_pubsub.broker.cursors import REFETCH
 
     alice_token, bob_token, correspondence = pair
     with (

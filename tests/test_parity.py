@@ -23,8 +23,8 @@ from gql_pubsub import Event, apublish, stream
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
 from gql_pubsub.schema import Schema
 from gql_pubsub.testing import GraphQLTestClient, OperationFailed, lifespan
-from gql_pubsub.views import GraphQLView
-from gql_pubsub.websocket import GraphQLWebSocket
+from gql_pubsub.transports.http.view import GraphQLView
+from gql_pubsub.transports.websocket.endpoint import GraphQLWebSocket
 
 from .services import captured_log
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.test import AsyncClient, override_settings
 
 from gql_pubsub.conf import get_settings
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, connected, graphql, send_message

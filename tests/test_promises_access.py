@@ -34,11 +34,11 @@ from django.db import transaction
 from django.test import override_settings
 
 from gql_pubsub import Broker, Event, EventKind, apublish, get_broker, publish
-from gql_pubsub.backends.redis import split_message
-from gql_pubsub.conf import get_settings
-from gql_pubsub.control import Announcement, Change, control_channel
+from gql_pubsub.broker.backends.redis import split_message
+from gql_pubsub.broker.process import configured_prefix
+from gql_pubsub.core.control import Announcement, Change, control_channel
 from gql_pubsub.models import OutboxEvent, revoke
-from gql_pubsub.relay import destination_key
+from gql_pubsub.publishing.outbox.forwarder import destination_key
 
 from .services import ROOT, _redis_server_binary, free_port, scaled, wait_until
 
@@ -53,7 +53,7 @@ class ControlWire:
     """A raw redis-py subscriber on one gql_pubsub channel of the suite's Redis."""
 
     def __init__(self, redis_url: str, channel: str) -> None:
-        self.name = get_settings().channel_prefix + channel
+        self.name = configured_prefix() + channel
         self.client = redis.Redis.from_url(redis_url)
         self.pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
 

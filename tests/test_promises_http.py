@@ -35,8 +35,8 @@ from strawberry.extensions import SchemaExtension
 
 from gql_pubsub import Event, apublish, stream
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
-from gql_pubsub.broker import get_broker
-from gql_pubsub.policies import AccessDenied, check_access, may_read, register
+from gql_pubsub.auth.policies import AccessDenied, check_access, may_read, register
+from gql_pubsub.broker.process import get_broker
 from gql_pubsub.schema import Schema
 
 from .conftest import InProcessServer, wait_numsub
@@ -447,7 +447,7 @@ def test_the_built_in_policies_deny_everyone_or_allow_the_logged_in(
     """deny refuses even a superuser; allow_authenticated lets any logged-in user in, not others."""
     from django.contrib.auth.models import AnonymousUser
 
-    from gql_pubsub.policies import allow_authenticated, deny
+    from gql_pubsub.auth.policies import allow_authenticated, deny
 
     root = unique("testpolicy-builtin")
     admin = make_user("root", is_staff=True, is_superuser=True)

@@ -27,10 +27,10 @@ from django.test import override_settings
 from websockets.exceptions import InvalidStatus
 
 from gql_pubsub import Event, EventKind, apublish, publish
-from gql_pubsub.backends.redis import split_message
-from gql_pubsub.broker import EventTooLarge, get_broker
-from gql_pubsub.conf import get_settings
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.broker.backends.redis import split_message
+from gql_pubsub.broker.process import configured_prefix, get_broker
+from gql_pubsub.core.events import EventTooLarge
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .conftest import InProcessServer
 from .gqlws import GraphQLWS
@@ -219,7 +219,7 @@ def test_create_jwt_makes_tokens_that_live_jwt_lifetime_seconds(
     make_user: Callable[..., Any], lifetime: int | None, expected: int
 ) -> None:
     """JWT_LIFETIME = 120: exp - iat is 120; left out, the default is an hour (3600)."""
-    from gql_pubsub.auth import create_jwt, jwt_user
+    from gql_pubsub.auth.tokens import create_jwt, jwt_user
 
     user = make_user("lifetime")
     changes = {} if lifetime is None else {"JWT_LIFETIME": lifetime}
@@ -365,7 +365,7 @@ def test_publish_refuses_an_event_over_the_max_event_size_setting(
     channel = unique_channel("size")
     pubsub = redis_client.pubsub()  # type: ignore[no-untyped-call]
     try:
-        pubsub.subscribe(get_settings().channel_prefix + channel)
+        pubsub.subscribe(configured_prefix() + channel)
         confirmation = pubsub.get_message(timeout=scaled(5))
         assert confirmation is not None and confirmation["type"] == "subscribe", confirmation
 

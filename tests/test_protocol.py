@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gql_pubsub import protocol
-from gql_pubsub.protocol import (
+from gql_pubsub.transports.websocket import protocol
+from gql_pubsub.transports.websocket.protocol import (
     Close,
     CloseCode,
     Complete,

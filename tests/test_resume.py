@@ -17,8 +17,8 @@ import redis
 from asgiref.sync import sync_to_async
 
 from gql_pubsub import Broker, Event, EventKind, publish
-from gql_pubsub.cursors import REFETCH, Cursor
-from gql_pubsub.events import START
+from gql_pubsub.broker.cursors import REFETCH, Cursor
+from gql_pubsub.core.events import START
 
 from .gqlws import GraphQLWS
 from .helpers import MESSAGE_ADDED, connected, send_message, subscribed

@@ -14,7 +14,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gql_pubsub.protocol import CloseCode
+from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .gqlws import Closed, GraphQLWS
 from .services import free_port, scaled, wait_until
@@ -83,7 +83,7 @@ def threaded() -> Iterator[ThreadedServer]:
 def fuzz_token() -> str:
     from django.contrib.auth import get_user_model
 
-    from gql_pubsub.auth import create_jwt
+    from gql_pubsub.auth.tokens import create_jwt
 
     return create_jwt(get_user_model().objects.create_user(username=f"robust-{uuid.uuid4().hex}"))
 
@@ -122,7 +122,7 @@ def test_an_internal_error_closes_with_4500_and_no_traceback(
     threaded: ThreadedServer, fuzz_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fault inside the server (a hook that raises) closes with 4500 and a plain reason."""
-    from gql_pubsub.hooks import Hooks
+    from gql_pubsub.server.hooks import Hooks
 
     class Broken(Hooks):
         async def on_subscribe(self, context: Any, operation: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from gql_pubsub.backends.redis_clients import SentinelURL
+from gql_pubsub.broker.backends.redis.clients import SentinelURL
 
 from .helpers import (
     MESSAGE_ADDED,
@@ -147,8 +147,8 @@ async def test_a_process_broker_on_sentinel_publishes_receives_and_closes_every_
     """In this process: subscribe, publish from a thread and from the loop, then stop and let
     the broker go; the master's and Sentinel's connections are all closed (an unclosed socket
     is an error in this suite)."""
-    from gql_pubsub.broker import Broker
-    from gql_pubsub.events import Event, EventKind
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.core.events import Event, EventKind
 
     broker = Broker(sentinel_redis.url)
     await broker.start()

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from gql_pubsub import apublish
-from gql_pubsub.outbox import NO_FLOW_CONTROL_FLAG
+from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
 from .conftest import InProcessServer, serve_in_process, wait_numsub
 from .gqlws import GraphQLWS

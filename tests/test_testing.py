@@ -12,8 +12,6 @@ import pytest
 
 from example.chat.models import Message
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
-from gql_pubsub.outbox import NO_FLOW_CONTROL_FLAG
-from gql_pubsub.protocol import CloseCode
 from gql_pubsub.testing import (
     ConnectionClosed,
     GraphQLTestClient,
@@ -21,6 +19,8 @@ from gql_pubsub.testing import (
     OperationFailed,
     lifespan,
 )
+from gql_pubsub.transports.websocket.protocol import CloseCode
+from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
 from .helpers import MESSAGE_ADDED
 from .services import captured_log, to_thread

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gql_pubsub.listeners import Watcher
-from gql_pubsub.timers import RESOLUTION, Wheel, wheel
+from gql_pubsub.broker.listeners import Watcher
+from gql_pubsub.core.timers import RESOLUTION, Wheel, wheel
 
 from .services import scaled
 

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.test import override_settings
 
 from gql_pubsub import Broker, EventKind, get_broker, listen, publish
+from gql_pubsub.auth.policies import AccessDenied, check_access
 from gql_pubsub.models import Channel
-from gql_pubsub.policies import AccessDenied, check_access
-from gql_pubsub.user_streams import listen_to_user_subscriptions
+from gql_pubsub.streams.user_streams import listen_to_user_subscriptions
 
 from .services import scaled
 
@@ -169,7 +169,7 @@ async def test_a_deleted_subscription_is_announced_inactive_before_and_after_its
 ) -> None:
     """The control channel's wire form, which other processes (of other releases) read:
     ``{"channel": …, "active": false, "committed": false}`` at once, then committed."""
-    from gql_pubsub.control import control_channel
+    from gql_pubsub.core.control import control_channel
     from gql_pubsub.models import Subscription
 
     user, channel = news

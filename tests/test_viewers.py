@@ -15,7 +15,7 @@ from strawberry.schema_directive import Location
 from strawberry.types import Info
 
 from gql_pubsub import VIEWER_DEPENDENT, VIEWER_INDEPENDENT
-from gql_pubsub.viewers import per_viewer_fields
+from gql_pubsub.execution.viewers import per_viewer_fields
 
 
 class IsAnyone(BasePermission):

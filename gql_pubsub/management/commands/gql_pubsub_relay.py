@@ -14,8 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from gql_pubsub.conf import get_settings
-from gql_pubsub.outbox_health import RECONNECT_GRACE
-from gql_pubsub.relay import pending, relay_once, release_lease
+from gql_pubsub.publishing.outbox.forwarder import pending, relay_once, release_lease
+from gql_pubsub.publishing.outbox.health import RECONNECT_GRACE
 
 
 class Command(BaseCommand):

@@ -1,0 +1,73 @@
+"""Django middleware: requests with ``Authorization: Bearer <token>`` are the token's user."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from gql_pubsub.auth.tokens import (
+    TokenRejected,
+    aauthenticate_token,
+    authenticate_token,
+    token_from_header,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
+def _unauthorized(refusal: TokenRejected) -> JsonResponse:
+    reason = str(refusal)
+    response = JsonResponse(
+        {"errors": [{"message": f"{reason[:1].upper()}{reason[1:]}: log in again for a new one."}]},
+        status=401,
+    )
+    response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
+    async def auser() -> AbstractBaseUser:
+        return user
+
+    request.user = user  # type: ignore[assignment]
+    request.auser = auser  # type: ignore[assignment]
+    request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # no cookie, no CSRF
+
+
+def TokenAuthenticationMiddleware(get_response: Any) -> Any:
+    """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            token = token_from_header(request.headers.get("Authorization"))
+            if token is not None or "Authorization" in request.headers:
+                try:
+                    user = await aauthenticate_token(token or "")
+                except TokenRejected as refusal:
+                    return _unauthorized(refusal)
+                _authenticate_request(request, user)
+            response: HttpResponseBase = await get_response(request)
+            return response
+
+        markcoroutinefunction(async_middleware)
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        token = token_from_header(request.headers.get("Authorization"))
+        if token is not None or "Authorization" in request.headers:
+            try:
+                user = authenticate_token(token or "")
+            except TokenRejected as refusal:
+                return _unauthorized(refusal)
+            _authenticate_request(request, user)
+        response: HttpResponseBase = get_response(request)
+        return response
+
+    return middleware
+
+
+TokenAuthenticationMiddleware.sync_capable = True  # type: ignore[attr-defined]
+TokenAuthenticationMiddleware.async_capable = True  # type: ignore[attr-defined]

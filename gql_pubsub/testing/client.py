@@ -1,0 +1,285 @@
+"""The in-process graphql-transport-ws client: a socket to the ASGI application with no server,
+its transport applying back-pressure as uvicorn's does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from gql_pubsub.core.asgi_types import ASGIApp, Message
+from gql_pubsub.transports.websocket.protocol import SUBPROTOCOL, MessageType
+
+
+class ConnectionClosed(Exception):
+    """The server closed (or refused) the socket; ``code`` and ``reason`` say why."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"The server closed the socket with {code}: {reason or '(no reason)'}")
+        self.code = code
+        self.reason = reason
+
+
+class OperationFailed(Exception):
+    """The server answered an operation with ``error``; ``errors`` are the GraphQL errors."""
+
+    def __init__(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        messages = "; ".join(str(error.get("message")) for error in errors)
+        super().__init__(f"Operation {op_id!r} failed: {messages}")
+        self.errors = errors
+
+
+class OperationCompleted(Exception):
+    """The server completed an operation that the test expected another result from."""
+
+
+class _Transport:
+    """The server's end of the in-process socket, with uvicorn's flow-control flag on ``send``."""
+
+    def __init__(self, limit: int) -> None:
+        self.frames: deque[Message] = deque()
+        self.limit = limit
+        self.writable = asyncio.Event()  # read by the library's send_buffer, as uvicorn's is
+        self.writable.set()
+        self.arrived = asyncio.Event()
+        self.inbound: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def send(self, message: Message) -> None:
+        while len(self.frames) >= self.limit:  # the test is not reading: hold the server back
+            self.writable.clear()
+            await self.writable.wait()
+        self.frames.append(message)
+        self.arrived.set()
+        if len(self.frames) >= self.limit:
+            self.writable.clear()
+
+    async def receive(self) -> Message:
+        return await self.inbound.get()
+
+    async def take(self) -> Message:
+        while not self.frames:
+            self.arrived.clear()
+            await self.arrived.wait()
+        message = self.frames.popleft()
+        if len(self.frames) < self.limit:
+            self.writable.set()
+        return message
+
+
+class GraphQLTestClient:
+    """A graphql-transport-ws client of an ASGI application (``get_asgi_application``'s)."""
+
+    def __init__(
+        self,
+        application: ASGIApp,
+        path: str | None = None,  # GRAPHQL_PATH, and a query string if wanted
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        subprotocols: Iterable[str] = (SUBPROTOCOL,),
+        client: tuple[str, int] = ("127.0.0.1", 50000),
+        timeout: float = 5.0,
+        buffer: int = 1000,
+    ) -> None:
+        from gql_pubsub.conf import get_settings
+
+        path, _, query_string = (path or get_settings().GRAPHQL_PATH).partition("?")
+        self.timeout = timeout
+        self.scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query_string.encode(),
+            "headers": [
+                (b"host", b"testserver"),
+                *((name.lower().encode(), value.encode()) for name, value in headers),
+            ],
+            "client": client,
+            "server": ("testserver", 80),
+            "subprotocols": list(subprotocols),
+            "state": {},
+        }
+        self._application = application
+        self._transport = _Transport(buffer)
+        self._task: asyncio.Task[None] | None = None
+        self._unread: deque[dict[str, Any]] = deque()
+        self._ids = (str(n) for n in itertools.count(1))
+        self.subprotocol: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    async def __aenter__(self) -> GraphQLTestClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the socket (the handshake); ``ConnectionClosed`` if the server refuses it."""
+        self._task = asyncio.create_task(
+            self._application(self.scope, self._transport.receive, self._transport.send)  # type: ignore[arg-type]
+        )
+        await self._transport.inbound.put({"type": "websocket.connect"})
+        message = await self._take("the handshake's answer")
+        if message["type"] != "websocket.accept":
+            raise self._closed_by(message)
+        self.subprotocol = message.get("subprotocol")
+
+    async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Send ``connection_init`` (e.g. ``{"token": …}``); the ``connection_ack``'s payload."""
+        await self.send({"type": MessageType.CONNECTION_INIT, "payload": payload or {}})
+        ack = await self.receive()
+        if ack["type"] != MessageType.CONNECTION_ACK:
+            raise AssertionError(f"Expected connection_ack, got {ack}")
+        payload = ack.get("payload")
+        return payload if isinstance(payload, dict) else None
+
+    async def subscribe(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        operation_name: str | None = None,
+        extensions: dict[str, Any] | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        """Start an operation; its id (numbered from "1" unless given), for ``next``."""
+        op_id = op_id or next(self._ids)
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        if operation_name is not None:
+            payload["operationName"] = operation_name
+        if extensions is not None:
+            payload["extensions"] = extensions
+        await self.send({"id": op_id, "type": MessageType.SUBSCRIBE, "payload": payload})
+        return op_id
+
+    async def live(self, *channels: str) -> None:
+        """Wait until this process's broker listens on ``channels``: a subscription whose stream
+        reads them has started, and what is published from now on reaches it."""
+        from gql_pubsub.broker.process import get_broker
+
+        broker = get_broker()
+        try:
+            async with asyncio.timeout(self.timeout):
+                # Polled: the operation may not have asked the broker for its channels yet.
+                while not all(broker.is_live(channel) for channel in channels):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            idle = [channel for channel in channels if not broker.is_live(channel)]
+            raise TimeoutError(f"No subscription to {idle} within {self.timeout}s") from None
+
+    async def next(self, op_id: str) -> dict[str, Any]:
+        """The next result of operation ``op_id`` (``OperationFailed``, ``OperationCompleted``)."""
+        message = await self._for(op_id)
+        kind = message["type"]
+        if kind == MessageType.NEXT:
+            result: dict[str, Any] = message["payload"]
+            return result
+        if kind == MessageType.ERROR:
+            raise OperationFailed(op_id, message["payload"])
+        raise OperationCompleted(f"Operation {op_id!r} completed")
+
+    async def execute(
+        self, query: str, variables: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Run a query or mutation over the socket: its one result, once it completes."""
+        op_id = await self.subscribe(query, variables, **options)
+        result = await self.next(op_id)
+        await self.completed(op_id)
+        return result
+
+    async def completed(self, op_id: str) -> None:
+        """Wait for the server to complete ``op_id`` (a result first fails the wait)."""
+        message = await self._for(op_id)
+        if message["type"] != MessageType.COMPLETE:
+            raise AssertionError(f"Expected complete for {op_id!r}, got {message}")
+
+    async def complete(self, op_id: str) -> None:
+        """Stop operation ``op_id`` (the client's ``complete``)."""
+        await self.send({"id": op_id, "type": MessageType.COMPLETE})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one protocol message as a text frame."""
+        await self._transport.inbound.put(
+            {"type": "websocket.receive", "text": json.dumps(message)}
+        )
+
+    async def receive(self) -> dict[str, Any]:
+        """The next protocol message but keep-alive pings (answered here)."""
+        if self._unread:
+            return self._unread.popleft()
+        while True:
+            message = await self._take("a message")
+            if message["type"] != "websocket.send":
+                raise self._closed_by(message)
+            frame: dict[str, Any] = json.loads(message["text"])
+            if frame.get("type") == MessageType.PING:
+                await self.send({"type": MessageType.PONG})
+                continue
+            return frame
+
+    async def closed(self) -> ConnectionClosed:
+        """Wait for the server to close the socket (messages before the close fail the wait)."""
+        try:
+            message = await self.receive()
+        except ConnectionClosed as closed:
+            return closed
+        raise AssertionError(f"Expected the server to close the socket, got {message}")
+
+    async def close(self, code: int = 1000) -> None:
+        """Close the socket from the client's side and wait for the server's handler to end."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        await self._transport.inbound.put({"type": "websocket.disconnect", "code": code})
+        try:
+            async with asyncio.timeout(self.timeout):
+                await task
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise TimeoutError(
+                f"The server's socket handler did not end within {self.timeout}s of the close"
+            ) from None
+
+    async def _for(self, op_id: str) -> dict[str, Any]:
+        for n, message in enumerate(self._unread):
+            if message.get("id") == op_id:
+                del self._unread[n]
+                return message
+        skipped: list[dict[str, Any]] = []
+        try:
+            while True:
+                message = await self.receive()
+                if message.get("id") == op_id:
+                    return message
+                skipped.append(message)
+        finally:
+            self._unread.extend(skipped)
+
+    async def _take(self, what: str) -> Message:
+        if self.close_code is not None:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._transport.take()
+        except TimeoutError:
+            raise TimeoutError(f"No {what} from the server within {self.timeout}s") from None
+
+    def _closed_by(self, message: Message) -> ConnectionClosed:
+        if message["type"] != "websocket.close":
+            raise AssertionError(f"Unexpected ASGI message from the server: {message}")
+        self.close_code = message.get("code", 1000)
+        self.close_reason = message.get("reason") or ""
+        return ConnectionClosed(self.close_code, self.close_reason)

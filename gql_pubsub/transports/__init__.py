@@ -1,0 +1,2 @@
+"""The transports: graphql-transport-ws over a WebSocket (``websocket``), and GraphQL over HTTP
+with its multipart and Server-Sent Events streams (``http``)."""
