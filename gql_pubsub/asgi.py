@@ -79,9 +79,10 @@ class GraphQLApplication:
                 except ImproperlyConfigured as error:  # the server logs the message
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
-                _tune_gc()
                 try:
-                    await get_broker().start()
+                    broker = get_broker()  # its backend's modules imported before the freeze
+                    _tune_gc()
+                    await broker.start()
                 except BrokerUnavailable as error:  # says where and what to do; the server logs it
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return

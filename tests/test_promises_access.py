@@ -286,7 +286,11 @@ async def main():
 
     await inbox.put({"type": "lifespan.startup"})
     started = await reply()
-    after = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+    after = {
+        "threshold": gc.get_threshold(),
+        "frozen": gc.get_freeze_count(),
+        "unfrozen": len(gc.get_objects()),
+    }
     await inbox.put({"type": "lifespan.shutdown"})
     stopped = await reply()
     await asyncio.wait_for(lifespan, 30)
@@ -429,6 +433,15 @@ def test_asgi_startup_freezes_the_heap_and_raises_the_gc_thresholds_by_default()
     assert report["before"]["threshold"] != [5000, 20, 20]
     assert report["after"]["threshold"] == [5000, 20, 20]
     assert report["after"]["frozen"] > 0
+
+
+def test_the_startup_freeze_comes_after_the_broker_backends_modules_are_loaded() -> None:
+    """The backend (redis-py and the Redis backend's modules, imported when the process broker
+    is built) is loaded before the freeze: the collector is left a few hundred objects, not the
+    ~15,000 of modules imported just after it."""
+    report = asgi_startup_gc()
+    assert report["after"]["frozen"] > 0
+    assert report["after"]["unfrozen"] < 2_000
 
 
 def test_gc_threshold_none_keeps_pythons_default_thresholds() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.utils.module_loading import import_string
@@ -76,6 +77,18 @@ def broker_database(url: str | None) -> int:
     return 0
 
 
+def backend_class(url: str | None, backend: str | None = None) -> Any:
+    """The backend class that ``backend`` (a dotted path) or the URL's scheme names, imported;
+    ``ValueError`` saying what is wrong with them."""
+    problem = url_problem(url, backend)
+    if problem is not None:
+        raise ValueError(problem)
+    if backend is not None:
+        return import_string(backend)
+    module_name, class_name = _SCHEMES[urlsplit(url).scheme if url else "memory"].split(":")
+    return getattr(import_module(module_name), class_name)
+
+
 def backend_from_url(
     url: str | None,
     *,
@@ -90,15 +103,7 @@ def backend_from_url(
     ``CACHES`` backends), else the one of the URL's scheme: ``memory://`` (or none),
     ``redis://…`` (``rediss://``, ``unix://``), ``redis+sentinel://…`` or ``redis+cluster://…``
     (``rediss+cluster://…``)."""
-    problem = url_problem(url, backend)
-    if problem is not None:
-        raise ValueError(problem)
-    if backend is not None:
-        backend_class = import_string(backend)
-    else:
-        module_name, class_name = _SCHEMES[urlsplit(url).scheme if url else "memory"].split(":")
-        backend_class = getattr(import_module(module_name), class_name)
-    built: Backend = backend_class(
+    built: Backend = backend_class(url, backend)(
         url or "memory://",
         prefix=prefix,
         health_check_interval=health_check_interval,
@@ -115,6 +120,7 @@ __all__ = [
     "Entries",
     "GapHandler",
     "MessageHandler",
+    "backend_class",
     "backend_from_url",
     "broker_database",
     "channel_prefix",
