@@ -15,7 +15,7 @@ from typing import Any
 
 REMOVED_IN = "0.2.0"
 
-MOVED = {
+MOVED = {  # (gql_pubsub.publishing and gql_pubsub.execution are folders now: not here)
     "gql_pubsub.backends": "gql_pubsub.broker.backends",
     "gql_pubsub.backends.base": "gql_pubsub.broker.backends.base",
     "gql_pubsub.backends.memory": "gql_pubsub.broker.backends.memory",
@@ -33,7 +33,6 @@ MOVED = {
     "gql_pubsub.cursors": "gql_pubsub.broker.cursors",
     "gql_pubsub.db": "gql_pubsub.core.db",
     "gql_pubsub.events": "gql_pubsub.core.events",
-    "gql_pubsub.execution": "gql_pubsub.execution.engine",
     "gql_pubsub.fanout": "gql_pubsub.execution.fanout",
     "gql_pubsub.graphiql": "gql_pubsub.transports.http.graphiql",
     "gql_pubsub.grouping": "gql_pubsub.server.grouping",
@@ -49,7 +48,6 @@ MOVED = {
     "gql_pubsub.outbox_write": "gql_pubsub.publishing.outbox.writer",
     "gql_pubsub.policies": "gql_pubsub.auth.policies",
     "gql_pubsub.protocol": "gql_pubsub.transports.websocket.protocol",
-    "gql_pubsub.publishing": "gql_pubsub.publishing.publish",
     "gql_pubsub.relay": "gql_pubsub.publishing.outbox.forwarder",
     "gql_pubsub.resume": "gql_pubsub.broker.replay",
     "gql_pubsub.splice": "gql_pubsub.execution.splice",

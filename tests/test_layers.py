@@ -210,3 +210,10 @@ def test_an_old_module_path_still_imports_and_says_where_it_moved(old: str, new:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.import_module(old)  # once per process: already imported, no second warning
+
+
+def test_no_old_path_is_also_a_module_of_the_package_today() -> None:
+    """An old path that names a folder now would shadow the folder: it is not in the table."""
+    from gql_pubsub.moved import MOVED
+
+    assert sorted(set(MOVED) & set(modules())) == []
