@@ -138,13 +138,16 @@ def test_no_module_imports_itself_back_at_run_time() -> None:
 
 def test_no_two_folders_import_each_other_even_for_type_checking() -> None:
     """Between folders the imports are a tree's, type-checking imports included."""
+    known = modules()
+
+    def folder(name: str) -> str:
+        return name if known[name].name == "__init__.py" else name.rpartition(".")[0]
+
     folders: dict[str, set[str]] = {}
     for name, targets in graph(type_checking=True).items():
-        mine = name.rpartition(".")[0] if modules()[name].name != "__init__.py" else name
+        mine = folder(name)
         for target in targets:
-            theirs = (
-                target.rpartition(".")[0] if modules()[target].name != "__init__.py" else target
-            )
+            theirs = folder(target)
             if (
                 mine != theirs
                 and not theirs.startswith(mine + ".")
