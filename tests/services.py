@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -100,25 +101,53 @@ def production_env(**overrides: str) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections take theirs there)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_HANDED_OUT: set[int] = set()
+"""Ports free_port()/free_cluster_port() gave out: never twice in one run."""
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick(low: int, high: int, offsets: Sequence[int]) -> int:
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        wanted = [port + offset for offset in offsets]
+        if not _HANDED_OUT.intersection(wanted) and all(map(_bindable, wanted)):
+            _HANDED_OUT.update(wanted)
+            return port
+    raise RuntimeError(f"No free port in {low}-{high} (with {list(offsets)} more)")
+
+
+def free_port() -> int:
+    """A free port for a server of the test's, below the ephemeral range and never given out
+    before: no outgoing connection can take it before the server starts, or while it is
+    stopped and about to start again on it (the kernel gives those ports from that range)."""
+    low = _ephemeral_low()
+    if low < 24000:  # an unusual kernel setting: leave the choice to the kernel
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    return _pick(23000, low, [0])
 
 
 def free_cluster_port() -> int:
-    """A free port whose cluster bus port (10000 more) is free and valid too."""
-    for _ in range(100):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("No free port pair for a Redis Cluster node")
+    """A free port for a Redis Cluster node whose cluster bus port (10000 more) is free too,
+    both below the ephemeral range and apart from free_port()'s (10000-12999, 20000-22999)."""
+    return _pick(10000, 13000, [0, 10000])
 
 
 def wait_until(
@@ -219,6 +248,13 @@ def _redis_cli(server_binary: str) -> str | None:
     return str(beside) if beside.exists() else shutil.which("redis-cli")
 
 
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 class RedisServer:
     """A redis-server process of the suite's own, which a test may stop and start again.
 
@@ -271,27 +307,40 @@ class RedisServer:
               else ("--appendonly", "no")),
             *self.args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = self.client()
+        log = Path(self.workdir, "redis-server.log")
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        process = self.process
+        client = self.client(socket_timeout=1)
 
         def up() -> bool:
+            if process.poll() is not None:
+                return True  # ended: said below, with its log
             try:
                 return bool(client.ping())
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 return False
 
+        def what() -> str:
+            return f"redis-server on port {self.port}; its log ends:\n{_tail(log)}"
+
         try:
-            wait_until(up, 20, f"redis-server on port {self.port}")
+            wait_until(up, 20, what)
         finally:
             client.close()
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"redis-server on port {self.port} exited ({process.returncode}); "
+                f"its log ends:\n{_tail(log)}"
+            )
 
-    def client(self) -> redis.Redis:
+    def client(self, **options: Any) -> redis.Redis:
         """A client of it (TLS or not), closed by the caller."""
         if self.tls is None:
-            return redis.Redis(port=self.port)
-        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=self.tls.cert)
+            return redis.Redis(host="127.0.0.1", port=self.port, **options)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=self.tls.cert, **options
+        )
 
     def stop(self) -> None:
         """Stop it (SIGKILL: a crash, not a clean shutdown) and wait until it is gone."""

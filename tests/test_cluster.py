@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from .helpers import (
 from .services import (
     RedisClusterNodes,
     cluster_unavailable,
-    free_cluster_port,
     live_server,
     scaled,
     to_thread,
@@ -301,7 +301,7 @@ def test_the_outbox_records_each_row_per_channel_in_the_channels_slot_and_publis
     from gql_pubsub.broker.backends.base import DEFERRED, DUPLICATE, PUBLISHED
     from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend
 
-    prefix = f"outbox-{free_cluster_port()}:"
+    prefix = f"outbox-{uuid.uuid4().hex[:8]}:"
     backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
     marks, backlog = "outbox:{dest}:published", "outbox:{dest}:backlog"
     both, one = ["room:a", "room:b"], ["room:c"]
@@ -410,7 +410,7 @@ async def test_a_channel_unsubscribed_while_its_subscribe_is_in_flight_leaves_no
     channel was moving), then the unsubscribe: no shard subscription or connection stays."""
     from gql_pubsub.broker.backends.redis.cluster import RedisClusterBackend
 
-    prefix = f"inflight-{free_cluster_port()}:"
+    prefix = f"inflight-{uuid.uuid4().hex[:8]}:"
     backend = RedisClusterBackend(redis_cluster.url, prefix=prefix)
     await backend.connect(lambda *_: None, print)
     try:
