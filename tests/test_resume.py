@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 
 from gql_pubsub import Broker, Event, EventKind, publish
 from gql_pubsub.broker.cursors import REFETCH, Cursor
+from gql_pubsub.broker.replay import history_since
 from gql_pubsub.core.events import START
 
 from .gqlws import GraphQLWS
@@ -68,8 +69,8 @@ async def test_the_history_replays_what_came_after_a_place(history_broker: Broke
     """After the 1st of 3 events: the 2nd and 3rd; after the last: nothing."""
     events = await received(history_broker, "room", 3)
     epoch, first, last = events[0].epoch, events[0].offset, events[-1].offset
-    assert numbers(await history_broker.replay("room", epoch, first, time.time())) == [2, 3]
-    assert numbers(await history_broker.replay("room", epoch, last, time.time())) == []
+    assert numbers(await history_since(history_broker, "room", epoch, first, time.time())) == [2, 3]
+    assert numbers(await history_since(history_broker, "room", epoch, last, time.time())) == []
 
 
 async def test_a_history_trimmed_past_a_place_cannot_prove_it_is_complete(
@@ -78,15 +79,21 @@ async def test_a_history_trimmed_past_a_place_cannot_prove_it_is_complete(
     """Of 6 events 3 are kept: after the 4th, the 5th and 6th; after the 3rd (gone), None."""
     events = await received(history_broker, "room", 6)
     epoch, now = events[0].epoch, time.time()
-    assert numbers(await history_broker.replay("room", epoch, events[3].offset, now)) == [5, 6]
-    assert await history_broker.replay("room", epoch, events[2].offset, now) is None
-    assert await history_broker.replay("room", epoch, START, now) is None
+    assert numbers(await history_since(history_broker, "room", epoch, events[3].offset, now)) == [
+        5,
+        6,
+    ]
+    assert await history_since(history_broker, "room", epoch, events[2].offset, now) is None
+    assert await history_since(history_broker, "room", epoch, START, now) is None
 
 
 async def test_another_epoch_is_never_replayed(history_broker: Broker) -> None:
     """A place from another history (Redis lost its data) gets None: the client must refetch."""
     events = await received(history_broker, "room", 2)
-    assert await history_broker.replay("room", "another", events[0].offset, time.time()) is None
+    assert (
+        await history_since(history_broker, "room", "another", events[0].offset, time.time())
+        is None
+    )
 
 
 async def test_a_place_taken_before_any_event_replays_them_all_while_recent(
@@ -99,9 +106,9 @@ async def test_a_place_taken_before_any_event_replays_them_all_while_recent(
     assert tails["quiet"] == START
     issued = time.time()
     await received(history_broker, "quiet", 2)
-    assert numbers(await history_broker.replay("quiet", epoch, START, issued)) == [1, 2]
+    assert numbers(await history_since(history_broker, "quiet", epoch, START, issued)) == [1, 2]
     long_ago = issued - 2 * history_broker.backend.history_age  # type: ignore[attr-defined]
-    assert await history_broker.replay("quiet", epoch, START, long_ago) is None
+    assert await history_since(history_broker, "quiet", epoch, START, long_ago) is None
 
 
 async def test_an_outbox_event_is_published_once_however_often_it_is_sent(

@@ -10,11 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from gql_pubsub.broker.backends import Backend, backend_from_url
-from gql_pubsub.broker.listeners import (
-    Listener,
-    Subscriber,
-    Watcher,
-)
+from gql_pubsub.broker.listeners import Listener, Subscriber, Watcher
 from gql_pubsub.core import metrics
 from gql_pubsub.core.events import Epochs, Event, EventDecodeError, Gap, Offset, encode_within
 
@@ -28,10 +24,6 @@ class BrokerState(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
-
-
-class EventTooLarge(ValueError):
-    """An event's encoding is larger than MAX_EVENT_SIZE; it was not published."""
 
 
 class Broker:
@@ -72,6 +64,7 @@ class Broker:
         coroutine, is about half a kilobyte a channel: one per user for the access channels)."""
         self._start_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._holders = 0  # applications serving on it (hold/release)
 
     def __repr__(self) -> str:
         return f"<Broker {type(self.backend).__name__} {self.state.value}>"
@@ -84,6 +77,7 @@ class Broker:
             self.state = BrokerState.STOPPED
             self._subscribers.clear()
             self._ready.clear()
+            self._holders = 0
             self._loop = loop
             self._live = loop.create_future()
             self._live.set_result(None)
@@ -98,6 +92,17 @@ class Broker:
                 self.state = BrokerState.STOPPED
                 raise
             self.state = BrokerState.RUNNING
+
+    async def hold(self) -> None:
+        """Start, for one more application of the process (its lifespan's startup)."""
+        await self.start()
+        self._holders += 1
+
+    async def release(self) -> None:
+        """One application is done with it (its shutdown): the last one out stops it."""
+        self._holders = max(0, self._holders - 1)
+        if not self._holders:
+            await self.stop()
 
     async def stop(self) -> None:
         """End every local subscription, then disconnect the backend."""
@@ -226,9 +231,9 @@ class Broker:
 
     def subscriber_count(self, channel: str | None = None) -> int:
         """Local subscribers on ``channel`` (or on any channel)."""
-        if channel is not None:
-            return len(self._subscribers.get(channel, ()))
-        return len({s for subs in self._subscribers.values() for s in subs})
+        if channel is None:
+            return len({s for subs in self._subscribers.values() for s in subs})
+        return len(self._subscribers.get(channel, ()))
 
     def _on_message(self, channel: str, payload: bytes, epoch: str, offset: Offset) -> None:
         subscribers = self._subscribers.get(channel)
@@ -253,21 +258,6 @@ class Broker:
         """Each channel's history epoch, and where its history ends now."""
         await self.start()
         return await self.backend.tail(list(channels))
-
-    async def replay(
-        self, channel: str, epoch: str, after: Offset, issued: float
-    ) -> list[Event] | None:
-        """The events of ``channel`` after ``after`` from its history, or None if the history
-        cannot prove it has them all (the caller must tell its client to refetch)."""
-        await self.start()
-        entries = await self.backend.history(channel, epoch, after, issued)
-        if entries is None:
-            return None
-        events = []
-        for offset, payload in entries:
-            with contextlib.suppress(EventDecodeError):
-                events.append(Event.decode(payload, channel, epoch, offset))
-        return events
 
     async def publish(self, channels: Iterable[str], event: Event) -> None:
         """Publish ``event`` to ``channels`` from async code (encoded once)."""

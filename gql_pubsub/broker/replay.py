@@ -3,15 +3,32 @@ followed stream is (its places)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from gql_pubsub.broker.cursors import Cursor
-from gql_pubsub.core.events import START, Epochs, Event, Offset
+from gql_pubsub.core.events import START, Epochs, Event, EventDecodeError, Offset
 
 if TYPE_CHECKING:
     from gql_pubsub.broker.broker import Broker
+
+
+async def history_since(
+    broker: Broker, channel: str, epoch: str, after: Offset, issued: float
+) -> list[Event] | None:
+    """The events of ``channel`` after ``after`` from its history, or None if the history
+    cannot prove it has them all (the caller must tell its client to refetch)."""
+    await broker.start()
+    entries = await broker.backend.history(channel, epoch, after, issued)
+    if entries is None:
+        return None
+    events = []
+    for offset, payload in entries:
+        with contextlib.suppress(EventDecodeError):
+            events.append(Event.decode(payload, channel, epoch, offset))
+    return events
 
 
 async def replay_plan(
@@ -35,7 +52,7 @@ async def replay_plan(
         places[channel] = start
         if start >= here[channel]:
             continue  # ahead of this server: skip what it has
-        events = await broker.replay(channel, epoch, start, after.issued)
+        events = await history_since(broker, channel, epoch, start, after.issued)
         if events is None:
             places[channel] = here[channel]
             lost.append(channel)
