@@ -17,6 +17,7 @@ from gql_pubsub.core import metrics
 from gql_pubsub.core.db import database_sync_to_async
 from gql_pubsub.publishing.outbox.forwarder import pending, run_relay
 from gql_pubsub.server.hooks import Hooks
+from gql_pubsub.server.hub import SCOPE_KEY, Hub
 from gql_pubsub.transports.websocket.endpoint import GraphQLWebSocket
 
 if TYPE_CHECKING:
@@ -28,7 +29,12 @@ logger = logging.getLogger("gql_pubsub.asgi")
 
 
 class GraphQLApplication:
-    """Route lifespan to the broker, the GraphQL WebSocket path to us, the rest to Django."""
+    """Route lifespan to the broker, the GraphQL WebSocket path to us, the rest to Django.
+
+    It is the composition root: it builds the application's :class:`Hub` (engine, fan-out,
+    hooks, sessions) and hands it to its WebSocket endpoint, and to the HTTP view through the
+    request's scope (``scope["gql_pubsub.hub"]``), so both transports serve one set of rules.
+    """
 
     def __init__(
         self,
@@ -41,7 +47,8 @@ class GraphQLApplication:
         settings = get_settings()
         self.path = path or settings.GRAPHQL_PATH
         self.django_app = django_app
-        self.websocket = GraphQLWebSocket(schema, hooks)
+        self.hub = Hub(schema, hooks)
+        self.websocket = GraphQLWebSocket(schema, hub=self.hub)
         self.metrics_path = settings.METRICS_PATH
         self.metrics = metrics.enable() if self.metrics_path else None
 
@@ -58,6 +65,7 @@ class GraphQLApplication:
             if self.metrics is not None and scope["path"] == self.metrics_path:
                 await self.metrics.serve(scope, receive, send)
                 return
+            scope[SCOPE_KEY] = self.hub  # for the HTTP view: the same sessions and groups
             await self.django_app(scope, receive, send)
         elif kind == "websocket":
             if scope["path"].rstrip("/") == self.path.rstrip("/"):
@@ -82,7 +90,7 @@ class GraphQLApplication:
                 try:
                     broker = get_broker()  # its backend's modules imported before the freeze
                     _tune_gc()
-                    await broker.start()
+                    await broker.hold()  # started; stopped when no application holds it
                 except BrokerUnavailable as error:  # says where and what to do; the server logs it
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
@@ -106,7 +114,7 @@ class GraphQLApplication:
                         await sampler
                 if self.metrics is not None:
                     self.metrics.process_ended()
-                await get_broker().stop()
+                await get_broker().release()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

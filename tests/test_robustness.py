@@ -128,7 +128,7 @@ def test_an_internal_error_closes_with_4500_and_no_traceback(
         async def on_subscribe(self, context: Any, operation: Any) -> None:
             raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(threaded.app.websocket, "hooks", Broken())
+    monkeypatch.setattr(threaded.app.hub, "hooks", Broken())
 
     async def scenario() -> Closed:
         async with await GraphQLWS.connect(threaded.ws_url) as client:

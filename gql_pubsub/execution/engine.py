@@ -69,20 +69,6 @@ def validation_rules() -> list[type[ASTValidationRule]]:
     ]
 
 
-_engines: dict[tuple[int, bool, int, int], Engine] = {}
-
-
-def engine_for(schema: BaseSchema) -> Engine:
-    """The engine of ``schema`` under the current settings (one per schema and settings, so HTTP
-    and WebSocket share its document cache)."""
-    settings = get_settings()
-    key = (id(schema), settings.introspection, settings.MAX_QUERY_DEPTH, settings.MAX_QUERY_FIELDS)
-    engine = _engines.get(key)
-    if engine is None or engine.schema is not schema:
-        engine = _engines[key] = Engine(schema, validation_rules(), DOCUMENT_CACHE_SIZE)
-    return engine
-
-
 class Engine:
     """Runs a schema's operations: validation for both transports, execution for WebSocket."""
 

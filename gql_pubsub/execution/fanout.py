@@ -73,20 +73,3 @@ class FanOut:
         for task in list(self._detaching):
             with contextlib.suppress(BaseException):
                 await task
-
-
-_fanouts: dict[int, FanOut] = {}
-
-
-def fanout_for(engine: Engine) -> FanOut:
-    """The fan-out of ``engine`` on the running loop: the WebSocket endpoint and the HTTP view
-    of one schema share its groups (a new loop, as in tests, starts afresh)."""
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None  # (stats read outside any loop: the last one's groups)
-    fanout = _fanouts.get(id(engine))
-    stale = fanout is not None and loop is not None and fanout.loop is not loop
-    if fanout is None or fanout.engine is not engine or stale:
-        fanout = _fanouts[id(engine)] = FanOut(engine, loop)
-    return fanout

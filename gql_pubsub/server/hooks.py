@@ -1,6 +1,7 @@
-"""What the WebSocket server does when a client connects, starts an operation and ends one:
-override a method of ``Hooks`` and pass the instance to ``get_asgi_application(hooks=…)``
-(in the spirit of graphql-ws's ``onConnect`` / ``onSubscribe`` / ``onComplete``)."""
+"""What the server does when a client connects, starts an operation and ends one, over
+WebSocket and HTTP streams alike: override a method of ``Hooks`` and pass the instance to
+``get_asgi_application(hooks=…)`` (in the spirit of graphql-ws's ``onConnect`` /
+``onSubscribe`` / ``onComplete``)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,22 @@ class Hooks:
     async def on_connect(
         self, scope: Scope, payload: dict[str, Any], token: str | None
     ) -> AbstractBaseUser | AnonymousUser:
-        """The user of a ``connection_init``; raise ``TokenRejected(reason)`` to close the
-        socket with 4403 and ``Forbidden: <reason>``.
+        """The user of a new connection; raise ``TokenRejected(reason)`` to refuse it with
+        ``Forbidden: <reason>`` (a socket is closed with 4403, an HTTP stream answered 403).
 
-        ``token`` is the payload's (``{"token": …}`` or ``{"Authorization": "Bearer …"}``).
-        The default checks it with ``TOKEN_AUTH``; with none, it takes the session cookie's
-        user on a handshake from a trusted origin.
+        On a socket it is called with ``connection_init``'s payload, and ``token`` is the
+        payload's (``{"token": …}`` or ``{"Authorization": "Bearer …"}``). For a subscription
+        over HTTP (multipart, graphql-sse) the payload is empty, ``token`` is the
+        ``Authorization`` header's, and ``scope["user"]`` is the request's user (its session's,
+        or its bearer token's: the view has checked CSRF). The default takes that user over
+        HTTP; on a socket, it checks the token with ``TOKEN_AUTH`` or, with none, takes the
+        session cookie's user on a handshake from a trusted origin.
         """
+        if scope.get("type") == "http":
+            user = scope.get("user")
+            if user is not None and user.is_authenticated:
+                return user  # type: ignore[no-any-return]
+            raise TokenRejected("no user: send Authorization: Bearer <token>, or log in")
         if token is not None:
             return await aauthenticate_token(token)
         if origin_allowed(scope, required=True):  # cookies: a browser, of a trusted origin

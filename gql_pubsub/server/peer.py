@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gql_pubsub.execution.fanout import FanOut
     from gql_pubsub.execution.limits import RateLimit
     from gql_pubsub.server.hooks import Hooks
+    from gql_pubsub.server.operations import Operations
 
 
 class Server(Protocol):
@@ -49,6 +50,8 @@ class Peer(Protocol):
     def context(self) -> Context | None: ...
     @property
     def protocol(self) -> Framer: ...
+    @property
+    def ops(self) -> Operations: ...
     @property
     def send_buffer(self) -> Sender: ...
     @property

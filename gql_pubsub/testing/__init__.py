@@ -9,11 +9,10 @@ the ASGI application in-process (as Channels' ``WebsocketCommunicator`` does for
         await Message.objects.acreate(room="a", body="hi")
         assert await client.next(op) == {"data": {"messageAdded": {"body": "hi"}}}
 
-The broker is the process's (``get_broker()``) and serves one event loop at a time: run one
-application's ``lifespan`` at a time, on the test's loop. Every wait is bounded by ``timeout``
-seconds. The client's transport applies back-pressure as
-uvicorn's does (a bounded buffer behind a flow-control flag), so slow-reader behaviour is the
-served one.
+The broker is the process's (``get_broker()``) and serves one event loop at a time: run the
+applications' ``lifespan`` on the test's loop (it runs while any of them does). Every wait is
+bounded by ``timeout`` seconds. The client's transport applies back-pressure as uvicorn's
+does (a bounded buffer behind a flow-control flag), so slow-reader behaviour is the served one.
 """
 
 from gql_pubsub.testing.client import (

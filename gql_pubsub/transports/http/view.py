@@ -20,8 +20,8 @@ from strawberry.types import ExecutionResult
 
 from gql_pubsub.conf import get_settings
 from gql_pubsub.execution.context import Context
-from gql_pubsub.execution.engine import engine_for
 from gql_pubsub.server.hooks import Hooks
+from gql_pubsub.server.hub import SCOPE_KEY, Hub
 from gql_pubsub.transports.http.graphiql import graphiql_page
 from gql_pubsub.transports.http.streams import stream_response
 
@@ -63,11 +63,26 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         return HttpResponse(content)
 
     hooks: Hooks | None = None
-    """What a stream over HTTP does on subscribe and complete (``as_view(hooks=…)``)."""
+    """What a stream over HTTP does on connect, subscribe and complete (``as_view(hooks=…)``);
+    without it, the application's (``get_asgi_application(hooks=…)``), as on its sockets."""
+
+    own_hub: OwnHub | None = None
+    """The view's hub where no application hands it one (set by ``as_view``)."""
 
     @classonlymethod
     def as_view(cls, **initkwargs: Any) -> Any:
+        initkwargs.setdefault("own_hub", OwnHub())
         return csrf_exempt(super().as_view(**initkwargs))
+
+    def hub(self, request: HttpRequest) -> Hub:
+        """The application's hub, for its schema (the same sessions, engine and groups as its
+        sockets); else the view's own (Django's test client, WSGI, another schema)."""
+        scope = getattr(request, "scope", None)
+        hub = scope.get(SCOPE_KEY) if scope is not None else None
+        if isinstance(hub, Hub) and hub.schema is self.schema:
+            return hub
+        own = self.own_hub or OwnHub()
+        return own.get(self.schema, self.hooks)
 
     async def dispatch(  # type: ignore[override]
         self, request: HttpRequest, *args: Any, **kwargs: Any
@@ -81,7 +96,8 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
                     "Send the X-CSRFToken header (the csrftoken cookie's value)."
                 )
                 return JsonResponse({"errors": [{"message": message}]}, status=403)
-        streamed = await stream_response(self.schema, request, user, self.hooks)
+        hub = self.hub(request)
+        streamed = await stream_response(hub, self.hooks or hub.hooks, request, user)
         if streamed is not None:  # a subscription over HTTP (multipart, graphql-sse)
             return streamed
         return await super().dispatch(request, *args, **kwargs)
@@ -122,7 +138,7 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         request_data: GraphQLRequestData | list[GraphQLRequestData],
         kwargs: dict[str, Any],
     ) -> Any:
-        engine = engine_for(self.schema)
+        engine = self.hub(kwargs["request"]).engine
         for data in batch:
             if not data.query:
                 continue  # Strawberry answers a request without a query itself
@@ -174,3 +190,18 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     check.process_request(request)
     reason = check.process_view(request, lambda request: HttpResponse(), (), {})
     return cast("str | None", reason)  # our _reject's reason, or None: the check passed
+
+
+class OwnHub:
+    """A view's own hub, built at its first use."""
+
+    __slots__ = ("_hub",)
+
+    def __init__(self) -> None:
+        self._hub: Hub | None = None
+
+    def get(self, schema: BaseSchema, hooks: Hooks | None) -> Hub:
+        """The hub (built now, the first time)."""
+        if self._hub is None or self._hub.schema is not schema:
+            self._hub = Hub(schema, hooks)
+        return self._hub

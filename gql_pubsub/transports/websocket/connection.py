@@ -1,35 +1,30 @@
-"""One socket's driver: reads frames, keeps its timers and its user's access watch, hands
-operations to :class:`~gql_pubsub.operations.Operations`, and closes it. Raw ASGI messages of
-a connection appear only here and in its :class:`~gql_pubsub.send_buffer.SendBuffer`."""
+"""One socket's driver: reads frames, keeps its keep-alive timers, opens its
+:class:`~gql_pubsub.server.session.Session` (the user's rules, as for an HTTP stream), hands
+operations to :class:`~gql_pubsub.server.operations.Operations`, and closes it. Raw ASGI
+messages of a connection appear only here and in its
+:class:`~gql_pubsub.transports.websocket.send_buffer.SendBuffer`."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from gql_pubsub.auth.tokens import TokenRejected, token_expiry, token_from_connection_params
-from gql_pubsub.broker.process import get_broker
+from gql_pubsub.auth.tokens import TokenRejected, token_from_connection_params
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core import metrics
-from gql_pubsub.core.control import control_channel
 from gql_pubsub.core.timers import wheel
 from gql_pubsub.execution.context import Context, WebSocketRequest, WebSocketResponse
 from gql_pubsub.execution.limits import RateLimit
 from gql_pubsub.server.close_codes import CloseCode
 from gql_pubsub.server.operations import Operations
+from gql_pubsub.server.session import Session
 from gql_pubsub.transports.websocket import protocol
 from gql_pubsub.transports.websocket.handshake import accept, frame_size
 from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG, SendBuffer
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
-
-    from gql_pubsub.broker.broker import Broker
-    from gql_pubsub.broker.listeners import Watcher
     from gql_pubsub.core.asgi_types import Receive, Scope, Send
     from gql_pubsub.transports.websocket.endpoint import GraphQLWebSocket
 
@@ -37,12 +32,11 @@ logger = logging.getLogger("gql_pubsub.websocket")
 
 
 class Timer(enum.Enum):
-    """A socket's timers (at most one of each is pending)."""
+    """A socket's timers (at most one is pending; the token's expiry is its session's)."""
 
     INIT = "the connection_init deadline"
     PING = "the next keep-alive ping"
     PONG = "the deadline for the pong"
-    EXPIRY = "the token's expiry"
 
 
 class Connection:
@@ -51,12 +45,9 @@ class Connection:
     __slots__ = (
         "_beat",
         "_beat_at",
-        "_expiry_at",
         "_send",
-        "_watch",
         "closed",
         "context",
-        "counted_user",
         "max_message_size",
         "ops",
         "protocol",
@@ -65,6 +56,7 @@ class Connection:
         "scope",
         "send_buffer",
         "server",
+        "session",
     )  # fmt: skip  (thousands of sockets a process: no __dict__ each)
 
     def __init__(
@@ -83,18 +75,15 @@ class Connection:
         self.protocol = protocol.ProtocolConnection()
         self.context: Context | None = None
         self.ops = Operations(self)
+        self.session = Session(server.hub, self)
         self.closed = False
-        # Pending timers, by their slot on the loop's ``timers.wheel()`` (0: none), in two lanes:
-        # the token's expiry, and one of the connection_init deadline, the ping and the pong.
+        # The pending timer (one of the connection_init deadline, the ping and the pong), by
+        # its slot on the loop's ``timers.wheel()`` (0: none).
         self._beat: Timer | None = None
         self._beat_at = 0
-        self._expiry_at = 0
-        self._watch: tuple[Broker, Watcher] | None = None
-        """Its user's control channel, watched for access changes, and on which broker."""
         settings = get_settings()
         self.rate = RateLimit(settings.OPERATION_RATE, settings.OPERATION_BURST)
         self.max_message_size = settings.MAX_MESSAGE_SIZE
-        self.counted_user: Any = None
 
     @property
     def client(self) -> str:
@@ -128,18 +117,9 @@ class Connection:
                 await self._handle(self.protocol.receive(frame))
         finally:
             self.closed = True
-            self._cancel(Timer.EXPIRY)
-            if self._beat is not None:
-                self._cancel(self._beat)
+            self._cancel()
             await self.ops.close()
-            if self.counted_user is not None:
-                counts = self.server.connections_per_user
-                counts[self.counted_user] -= 1
-                if counts[self.counted_user] <= 0:
-                    del counts[self.counted_user]
-            if self._watch is not None:
-                broker, watcher = self._watch
-                await broker.remove(watcher, *watcher.channels)
+            await self.session.close()
             await self.send_buffer.close()
             self.server.connections.discard(self)
 
@@ -148,9 +128,10 @@ class Connection:
             case protocol.Close(code, reason):
                 await self.close(code, reason)
             case protocol.Init(payload):
-                self._cancel(Timer.INIT)
+                self._cancel()
+                token = token_from_connection_params(payload)
                 try:
-                    user = await self._authenticate(payload)
+                    user = await self.session.authenticate(self.scope, payload, token)
                 except TokenRejected as rejected:
                     close = self.protocol.reject(str(rejected))
                     await self.close(close.code, close.reason)
@@ -161,27 +142,17 @@ class Connection:
                     user=user,
                     connection_params=payload,
                 )
-                if user.is_authenticated and getattr(user, "pk", None) is not None:
-                    limit = get_settings().MAX_CONNECTIONS_PER_USER
-                    counts = self.server.connections_per_user
-                    if limit and counts[user.pk] >= limit:
-                        reason = f"Forbidden: this user already has {limit} connections here"
-                        await self.close(CloseCode.FORBIDDEN, reason)
-                        return
-                    counts[user.pk] += 1
-                    self.counted_user = user.pk
-                    broker = get_broker()
-                    watcher = await broker.watcher(
-                        self.ops.on_access_change, control_channel(user.pk)
-                    )
-                    self._watch = (broker, watcher)
+                refusal = await self.session.open(user, token)
+                if refusal is not None:
+                    await self.close(CloseCode.FORBIDDEN, refusal)
+                    return
                 await self.send_text(self.protocol.ack())
                 self._schedule_ping()
             case protocol.Ping():
                 await self.send_text(protocol.PONG)
             case protocol.Pong():
                 if self._beat is Timer.PONG:  # the answer to our keepalive ping
-                    self._cancel(Timer.PONG)
+                    self._cancel()
                     self._schedule_ping()
             case protocol.Subscribe() as subscribe:
                 refusal = self.ops.refusal()
@@ -193,47 +164,22 @@ class Connection:
                 self.ops.stop(op_id)
                 await self.ops.ended(op_id)
 
-    async def _authenticate(self, params: dict[str, Any]) -> AbstractBaseUser | AnonymousUser:
-        """The connection's user (``on_connect``), or ``TokenRejected`` saying why there is none."""
-        token = token_from_connection_params(params)
-        user = await self.server.hooks.on_connect(self.scope, params, token)
-        if token is not None:
-            expires = token_expiry(token)
-            if expires is not None:
-                self._after(Timer.EXPIRY, max(0.0, expires - time.time()))
-        return user
-
     def _after(self, timer: Timer, delay: float) -> None:
-        """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing the pending one of
-        its lane (the expiry's; or the one of INIT, PING and PONG)."""
-        if timer is Timer.EXPIRY:
-            self._cancel(timer)
-            self._expiry_at = wheel().add(delay, self)
-            return
-        if self._beat is not None:
-            self._cancel(self._beat)
+        """Fire ``timer`` in ``delay`` seconds (see ``_fired``), replacing the pending one."""
+        self._cancel()
         self._beat, self._beat_at = timer, wheel().add(delay, self)
 
     def due(self, slot: int) -> None:
-        """The wheel's call: fire the timers of ``slot``."""
-        fired = []
-        if self._beat is not None and self._beat_at == slot:
-            fired.append(self._beat)
+        """The wheel's call: fire the pending timer if ``slot`` is its."""
+        timer = self._beat
+        if timer is not None and self._beat_at == slot:
             self._beat, self._beat_at = None, 0
-        if self._expiry_at == slot:
-            fired.append(Timer.EXPIRY)
-            self._expiry_at = 0
-        for timer in fired:
             self._fired(timer)
 
-    def _cancel(self, timer: Timer) -> None:
-        if timer is Timer.EXPIRY:
-            slot, self._expiry_at = self._expiry_at, 0
-        elif self._beat is timer:
-            slot, self._beat, self._beat_at = self._beat_at, None, 0
-        else:
-            return
-        if slot and slot not in (self._beat_at, self._expiry_at):
+    def _cancel(self) -> None:
+        """Cancel the pending timer, if any."""
+        slot, self._beat, self._beat_at = self._beat_at, None, 0
+        if slot:
             wheel().discard(slot, self)
 
     def _schedule_ping(self) -> None:
@@ -250,9 +196,6 @@ class Connection:
                 self.ops.in_background(
                     self.close(CloseCode.GOING_AWAY, "Keepalive timeout: no pong")
                 )
-            case Timer.EXPIRY:
-                reason = "Token expired: reconnect with a fresh token"
-                self.ops.in_background(self.close(CloseCode.FORBIDDEN, reason))
             case Timer.INIT:
                 close = self.protocol.init_timed_out()
                 if close is not None:

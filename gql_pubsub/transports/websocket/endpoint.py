@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from gql_pubsub.execution.engine import engine_for
-from gql_pubsub.execution.fanout import FanOut, fanout_for
-from gql_pubsub.server.hooks import Hooks
+from gql_pubsub.server.hub import Hub
 from gql_pubsub.transports.websocket.connection import Connection
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
 
     from gql_pubsub.core.asgi_types import Receive, Scope, Send
+    from gql_pubsub.execution.engine import Engine
+    from gql_pubsub.execution.fanout import FanOut
+    from gql_pubsub.server.hooks import Hooks
 
 logger = logging.getLogger("gql_pubsub.websocket")
 
@@ -28,7 +28,8 @@ class SocketStats:
     connections: int
     """Open sockets (acknowledged or not)."""
     users: int
-    """Distinct authenticated users among them."""
+    """Distinct authenticated users with a session in this application: its sockets' and its
+    HTTP streams'."""
     operations: int
     """Operations running on them."""
     groups: int
@@ -50,24 +51,29 @@ class SocketStats:
 class GraphQLWebSocket:
     """ASGI app for one GraphQL WebSocket path: speaks graphql-transport-ws only."""
 
-    def __init__(self, schema: BaseSchema, hooks: Hooks | None = None) -> None:
-        self.schema = schema
-        self.hooks = hooks or Hooks()
-        self.engine = engine_for(schema)
-        if self.engine.per_subscriber_reason is not None:
-            logger.warning(
-                "Subscriptions of this schema run once per subscriber (no shared execution): "
-                "Strawberry's pipeline runs its %s, which the grouped path cannot.",
-                self.engine.per_subscriber_reason,
-            )
-        self.connections_per_user: collections.Counter[Any] = collections.Counter()
+    def __init__(
+        self, schema: BaseSchema, hooks: Hooks | None = None, *, hub: Hub | None = None
+    ) -> None:
+        self.hub = hub or Hub(schema, hooks)
+        """The application's parts (its own, unless one is given)."""
+        self.schema = self.hub.schema
         self.connections: set[Connection] = set()
         self.told_no_flow_control = False
 
     @property
+    def hooks(self) -> Hooks:
+        """What the socket does on connect, subscribe and complete (the hub's)."""
+        return self.hub.hooks
+
+    @property
+    def engine(self) -> Engine:
+        """The schema's engine (the hub's, shared with the HTTP view)."""
+        return self.hub.engine
+
+    @property
     def fanout(self) -> FanOut:
         """The groups of this schema's subscriptions, shared with its HTTP view's streams."""
-        return fanout_for(self.engine)
+        return self.hub.fanout
 
     def queued_frames(self) -> int:
         """Frames waiting in the send buffers of slow clients, all sockets together."""
@@ -79,7 +85,7 @@ class GraphQLWebSocket:
         cache = self.engine.prepare.cache_info()
         return SocketStats(
             connections=len(self.connections),
-            users=len(self.connections_per_user),
+            users=len(self.hub.sessions_per_user),
             operations=sum(len(connection.ops) for connection in self.connections),
             groups=len(self.fanout.groups),
             group_members=sum(len(group.members) for group in groups),

@@ -1,0 +1,94 @@
+"""One client's session, over any transport: who it is (``Hooks.on_connect``), until when (its
+token's expiry), what it may still see (its user's access watch), and its place under
+``MAX_CONNECTIONS_PER_USER``. A WebSocket connection and an HTTP stream each hold one, so the
+rules are the same for both."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from gql_pubsub.auth.tokens import token_expiry
+from gql_pubsub.conf import get_settings
+from gql_pubsub.core.control import control_channel
+from gql_pubsub.core.timers import wheel
+from gql_pubsub.server.close_codes import CloseCode
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    from gql_pubsub.broker.broker import Broker
+    from gql_pubsub.broker.listeners import Watcher
+    from gql_pubsub.core.asgi_types import Scope
+    from gql_pubsub.server.hub import Hub
+    from gql_pubsub.server.peer import Peer
+
+TOKEN_EXPIRED = "Token expired: reconnect with a fresh token"
+
+
+def too_many(limit: int) -> str:
+    """The refusal of a session past the user's limit."""
+    return f"Forbidden: this user already has {limit} connections here"
+
+
+class Session:
+    """The rules of one connection's user, from ``open`` to ``close`` (once each)."""
+
+    __slots__ = ("_expiry_at", "_watch", "counted_user", "hub", "peer")
+
+    def __init__(self, hub: Hub, peer: Peer) -> None:
+        self.hub = hub
+        self.peer = peer
+        self.counted_user: Any = None
+        """The user's pk while the session counts toward their limit."""
+        self._watch: tuple[Broker, Watcher] | None = None
+        """The user's control channel, watched for access changes, and on which broker."""
+        self._expiry_at = 0  # the token's expiry, by its slot on the loop's timer wheel
+
+    async def authenticate(
+        self, scope: Scope, payload: dict[str, Any], token: str | None
+    ) -> AbstractBaseUser | AnonymousUser:
+        """The session's user (the peer's ``Hooks.on_connect``); raises ``TokenRejected``
+        saying why there is none."""
+        return await self.peer.server.hooks.on_connect(scope, payload, token)
+
+    async def open(self, user: AbstractBaseUser | AnonymousUser, token: str | None) -> str | None:
+        """Apply the rules to ``user``: count them (or refuse: the reason, and nothing held),
+        watch their access, and end the session when ``token`` expires."""
+        if user.is_authenticated and getattr(user, "pk", None) is not None:
+            limit = get_settings().MAX_CONNECTIONS_PER_USER
+            counts = self.hub.sessions_per_user
+            if limit and counts[user.pk] >= limit:
+                return too_many(limit)
+            counts[user.pk] += 1
+            self.counted_user = user.pk
+            broker = self.hub.broker
+            watcher = await broker.watcher(self.peer.ops.on_access_change, control_channel(user.pk))
+            self._watch = (broker, watcher)
+        expires = token_expiry(token) if token is not None else None
+        if expires is not None:
+            self._expiry_at = wheel().add(max(0.0, expires - time.time()), self)
+        return None
+
+    def due(self, slot: int) -> None:
+        """The wheel's call: the token expired."""
+        if slot == self._expiry_at:
+            self._expiry_at = 0
+            peer = self.peer
+            peer.ops.in_background(peer.close(CloseCode.FORBIDDEN, TOKEN_EXPIRED))
+
+    async def close(self) -> None:
+        """End the session: its timer, its count, its watch."""
+        slot, self._expiry_at = self._expiry_at, 0
+        if slot:
+            wheel().discard(slot, self)
+        if self.counted_user is not None:
+            counts = self.hub.sessions_per_user
+            counts[self.counted_user] -= 1
+            if counts[self.counted_user] <= 0:
+                del counts[self.counted_user]
+            self.counted_user = None
+        if self._watch is not None:
+            (broker, watcher), self._watch = self._watch, None
+            await broker.remove(watcher, *watcher.channels)
