@@ -1,4 +1,7 @@
-"""A small real graphql-transport-ws client for the tests (on the ``websockets`` library)."""
+"""The suite's WebSocket clients: ``GraphQLWS``, the suite's spelling of the public test client
+(``gql_pubsub.testing.GraphQLTestClient.over_network``: one client, the one users get, over a
+real socket) with per-call bounded waits; and ``StalledClient``, a fault (a client with tiny
+buffers that stops reading)."""
 
 from __future__ import annotations
 
@@ -7,23 +10,17 @@ import contextlib
 import json
 from typing import Any
 
-import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+
+from gql_pubsub.testing import ConnectionClosed, GraphQLTestClient
+from gql_pubsub.testing.sockets import NetworkSocket
 
 from .services import scaled
 
 SUBPROTOCOL = "graphql-transport-ws"
 
-
-class Closed(Exception):
-    """The server closed the socket."""
-
-    def __init__(self, code: int | None, reason: str) -> None:
-        super().__init__(f"closed with {code}: {reason}")
-        self.code = code
-        self.reason = reason
-
+Closed = ConnectionClosed
+"""The server closed the socket (``code`` 1006: with no close frame)."""
 
 PING = {"type": "ping"}
 PONG = {"type": "pong"}
@@ -32,40 +29,36 @@ PONG = {"type": "pong"}
 class GraphQLWS:
     """One client socket: send protocol messages, receive them with bounded waits."""
 
-    def __init__(self, ws: ClientConnection, *, answer_pings: bool = False) -> None:
-        self.ws = ws
-        self._inbox: asyncio.Queue[str | None] | None = None
+    def __init__(self, client: GraphQLTestClient, *, answer_pings: bool = False) -> None:
+        self.client = client
+        self._inbox: asyncio.Queue[dict[str, Any] | Closed] | None = None
         self._reader: asyncio.Task[None] | None = None
         if answer_pings:  # as real clients do: read all the time, answer pings at once
             self._inbox = asyncio.Queue()
             self._reader = asyncio.create_task(self._read(self._inbox))
 
-    async def _answered(self, raw: str | bytes) -> bool:
-        """Whether ``raw`` is a keep-alive ping, answered here (the one place pings are)."""
-        if json.loads(raw) != PING:
-            return False
-        await self.send(PONG)
-        return True
+    @property
+    def ws(self) -> ClientConnection:
+        """The ``websockets`` connection under it."""
+        socket = self.client.socket
+        assert isinstance(socket, NetworkSocket)
+        return socket.connection
 
-    async def _read(self, inbox: asyncio.Queue[str | None]) -> None:
+    async def _read(self, inbox: asyncio.Queue[dict[str, Any] | Closed]) -> None:
         try:
-            async for raw in self.ws:
-                if not await self._answered(raw):
-                    inbox.put_nowait(str(raw))
-        except ConnectionClosed:
-            pass
-        finally:
-            inbox.put_nowait(None)  # closed: receive() raises Closed from here on
+            while True:
+                inbox.put_nowait(await self.client.receive(answer_pings=True))
+        except Closed as closed:
+            inbox.put_nowait(closed)  # receive() raises it from here on
 
-    async def _recv(self, timeout: float) -> str:
+    async def _next(self, timeout: float, *, answer_pings: bool) -> dict[str, Any]:
         if self._inbox is None:
-            return str(await asyncio.wait_for(self.ws.recv(), timeout))
-        raw = await asyncio.wait_for(self._inbox.get(), timeout)
-        if raw is None:
-            self._inbox.put_nowait(None)
-            rcvd = self.ws.close_rcvd
-            raise ConnectionClosed(rcvd, self.ws.close_sent)
-        return raw
+            return await asyncio.wait_for(self.client.receive(answer_pings=answer_pings), timeout)
+        message = await asyncio.wait_for(self._inbox.get(), timeout)
+        if isinstance(message, Closed):
+            self._inbox.put_nowait(message)
+            raise message
+        return message
 
     @classmethod
     async def connect(
@@ -76,14 +69,15 @@ class GraphQLWS:
         answer_pings: bool = False,
         **kwargs: Any,
     ) -> GraphQLWS:
-        kwargs.setdefault("max_queue", None)
-        ws = await websockets.connect(
+        client = GraphQLTestClient.over_network(
             url,
-            subprotocols=subprotocols if subprotocols is not None else [SUBPROTOCOL],  # type: ignore[arg-type]
-            open_timeout=scaled(20),
+            subprotocols=subprotocols if subprotocols is not None else [SUBPROTOCOL],
+            timeout=scaled(20),
             **kwargs,
         )
-        return cls(ws, answer_pings=answer_pings)
+        await client.connect()
+        client.timeout = 3600  # each wait below is bounded by its own timeout
+        return cls(client, answer_pings=answer_pings)
 
     async def __aenter__(self) -> GraphQLWS:
         return self
@@ -92,24 +86,17 @@ class GraphQLWS:
         await self.close()
 
     async def close(self) -> None:
-        await self.ws.close()
+        with contextlib.suppress(TimeoutError):
+            await self.client.socket.close(1000, scaled(10))
         if self._reader is not None:
             await self._reader
 
     async def send(self, message: dict[str, Any] | str) -> None:
-        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+        await self.client.send(message)
 
     async def receive(self, timeout: float = 10, *, skip_pings: bool = False) -> dict[str, Any]:
         """The next message (``skip_pings``: but keep-alive pings, answered)."""
-        try:
-            raw = await self._recv(scaled(timeout))
-            while skip_pings and await self._answered(raw):
-                raw = await self._recv(scaled(timeout))
-        except ConnectionClosed as closed:
-            rcvd = closed.rcvd
-            raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
-        message: dict[str, Any] = json.loads(raw)
-        return message
+        return await self._next(scaled(timeout), answer_pings=skip_pings)
 
     async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send connection_init and expect connection_ack."""
@@ -121,9 +108,7 @@ class GraphQLWS:
     async def subscribe(
         self, op_id: str, query: str, variables: dict[str, Any] | None = None
     ) -> None:
-        await self.send(
-            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}}
-        )
+        await self.client.subscribe(query, variables, op_id=op_id)
 
     async def next_payload(self, op_id: str, timeout: float = 10) -> dict[str, Any]:
         """The payload of the next message but keep-alive pings (answered), which must be a
@@ -148,11 +133,12 @@ class GraphQLWS:
         while True:
             left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await self._recv(max(left, 0))
+                message = await self._next(max(left, 0), answer_pings=False)
             except TimeoutError:
                 return
-            if not (pings and await self._answered(message)):
+            if not (pings and message == PING):
                 raise AssertionError(f"expected no message, got {message!r}")
+            await self.send(PONG)
 
 
 class StalledClient:

@@ -1,5 +1,6 @@
-"""gql_pubsub.testing: the in-process client users test their schemas with, against the example
-schema on the suite's real Redis and database."""
+"""gql_pubsub.testing: the client users test their schemas with, in-process or over the network
+to a running server (the suite's own tests use the latter), against the example schema on the
+suite's real Redis and database."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
 from gql_pubsub.testing import (
     ConnectionClosed,
     GraphQLTestClient,
+    HandshakeRefused,
     OperationCompleted,
     OperationFailed,
     lifespan,
@@ -22,6 +24,7 @@ from gql_pubsub.testing import (
 from gql_pubsub.transports.websocket.protocol import CloseCode
 from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
+from .conftest import serve_in_process
 from .helpers import MESSAGE_ADDED
 from .services import captured_log, to_thread
 
@@ -31,6 +34,19 @@ async def application() -> AsyncIterator[GraphQLApplication]:
     app = get_asgi_application("example.schema.schema")
     async with lifespan(app):
         yield app
+
+
+@pytest.fixture(params=["in-process", "over the network"])
+async def new_client(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Any]]:
+    """Make clients of the example's application: in-process, or over a real socket to uvicorn
+    serving it (in this process, so that ``live()`` sees its broker)."""
+    app = get_asgi_application("example.schema.schema")
+    if request.param == "in-process":
+        async with lifespan(app):
+            yield lambda: GraphQLTestClient(app)
+    else:
+        async with serve_in_process(app) as server:
+            yield lambda: GraphQLTestClient.over_network(server.ws_url)
 
 
 @pytest.fixture
@@ -43,11 +59,11 @@ def room(
 
 
 async def test_a_subscription_receives_a_committed_write_and_queries_run_on_the_same_socket(
-    application: GraphQLApplication, room: tuple[Any, Any, str]
+    new_client: Callable[[], GraphQLTestClient], room: tuple[Any, Any, str]
 ) -> None:
     """init with a token, subscribe, write, ``next``; a query's one result; ``complete``."""
     correspondence, user, token = room
-    async with GraphQLTestClient(application) as client:
+    async with new_client() as client:
         assert client.subprotocol == "graphql-transport-ws"
         await client.init({"token": token})
         assert await client.execute("{ me { username } }") == {
@@ -67,17 +83,17 @@ async def test_a_subscription_receives_a_committed_write_and_queries_run_on_the_
 
 
 async def test_refusals_raise_with_the_servers_code_and_reason(
-    application: GraphQLApplication, room: tuple[Any, Any, str]
+    new_client: Callable[[], GraphQLTestClient], room: tuple[Any, Any, str]
 ) -> None:
     """A bad token closes with 4403 and the reason; a refused operation raises its errors."""
     token = room[2]
-    async with GraphQLTestClient(application) as client:
+    async with new_client() as client:
         with pytest.raises(ConnectionClosed) as closed:
             await client.init({"token": "not-a-token"})
     assert closed.value.code == CloseCode.FORBIDDEN
     assert closed.value.reason.startswith("Forbidden: token")
 
-    async with GraphQLTestClient(application) as client:
+    async with new_client() as client:
         await client.init({"token": token})
         op = await client.subscribe(MESSAGE_ADDED, {"c": "0"})
         with pytest.raises(OperationFailed, match="does not exist or you are not a participant"):
@@ -95,6 +111,14 @@ async def test_a_path_other_than_graphql_path_is_refused_at_the_handshake(
         async with GraphQLTestClient(application, "/elsewhere/"):
             pass
     assert closed.value.code == 1000
+
+
+async def test_over_the_network_a_refused_handshake_raises_with_its_http_status() -> None:
+    async with serve_in_process(get_asgi_application("example.schema.schema")) as server:
+        with pytest.raises(HandshakeRefused) as refused:
+            async with GraphQLTestClient.over_network(server.ws_url.replace("/graphql/", "/x/")):
+                pass
+    assert refused.value.status == 403
 
 
 async def test_the_transport_exposes_flow_control_so_no_warning_is_logged(

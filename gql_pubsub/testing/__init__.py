@@ -15,17 +15,14 @@ bounded by ``timeout`` seconds. The client's transport applies back-pressure as 
 does (a bounded buffer behind a flow-control flag), so slow-reader behaviour is the served one.
 """
 
-from gql_pubsub.testing.client import (
-    ConnectionClosed,
-    GraphQLTestClient,
-    OperationCompleted,
-    OperationFailed,
-)
+from gql_pubsub.testing.client import GraphQLTestClient, OperationCompleted, OperationFailed
 from gql_pubsub.testing.lifespan import lifespan
+from gql_pubsub.testing.sockets import ConnectionClosed, HandshakeRefused
 
 __all__ = [
     "ConnectionClosed",
     "GraphQLTestClient",
+    "HandshakeRefused",
     "OperationCompleted",
     "OperationFailed",
     "lifespan",

@@ -1,27 +1,23 @@
-"""The in-process graphql-transport-ws client: a socket to the ASGI application with no server,
-its transport applying back-pressure as uvicorn's does."""
+"""The graphql-transport-ws test client: over an in-process socket to the ASGI application (no
+server; back-pressure as uvicorn's), or over the network to a running server."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from gql_pubsub.core.asgi_types import ASGIApp, Message
+from gql_pubsub.core.asgi_types import ASGIApp
+from gql_pubsub.testing.sockets import (
+    ClientSocket,
+    ConnectionClosed,
+    InProcessSocket,
+    NetworkSocket,
+)
 from gql_pubsub.transports.websocket.protocol import SUBPROTOCOL, MessageType
-
-
-class ConnectionClosed(Exception):
-    """The server closed (or refused) the socket; ``code`` and ``reason`` say why."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"The server closed the socket with {code}: {reason or '(no reason)'}")
-        self.code = code
-        self.reason = reason
 
 
 class OperationFailed(Exception):
@@ -37,41 +33,9 @@ class OperationCompleted(Exception):
     """The server completed an operation that the test expected another result from."""
 
 
-class _Transport:
-    """The server's end of the in-process socket, with uvicorn's flow-control flag on ``send``."""
-
-    def __init__(self, limit: int) -> None:
-        self.frames: deque[Message] = deque()
-        self.limit = limit
-        self.writable = asyncio.Event()  # read by the library's send_buffer, as uvicorn's is
-        self.writable.set()
-        self.arrived = asyncio.Event()
-        self.inbound: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def send(self, message: Message) -> None:
-        while len(self.frames) >= self.limit:  # the test is not reading: hold the server back
-            self.writable.clear()
-            await self.writable.wait()
-        self.frames.append(message)
-        self.arrived.set()
-        if len(self.frames) >= self.limit:
-            self.writable.clear()
-
-    async def receive(self) -> Message:
-        return await self.inbound.get()
-
-    async def take(self) -> Message:
-        while not self.frames:
-            self.arrived.clear()
-            await self.arrived.wait()
-        message = self.frames.popleft()
-        if len(self.frames) < self.limit:
-            self.writable.set()
-        return message
-
-
 class GraphQLTestClient:
-    """A graphql-transport-ws client of an ASGI application (``get_asgi_application``'s)."""
+    """A graphql-transport-ws client of an ASGI application (``get_asgi_application``'s),
+    in-process; ``GraphQLTestClient.over_network(url)`` is one of a running server."""
 
     def __init__(
         self,
@@ -87,7 +51,6 @@ class GraphQLTestClient:
         from gql_pubsub.conf import get_settings
 
         path, _, query_string = (path or get_settings().GRAPHQL_PATH).partition("?")
-        self.timeout = timeout
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": "3.0"},
@@ -106,9 +69,11 @@ class GraphQLTestClient:
             "subprotocols": list(subprotocols),
             "state": {},
         }
-        self._application = application
-        self._transport = _Transport(buffer)
-        self._task: asyncio.Task[None] | None = None
+        self._start(InProcessSocket(application, self.scope, buffer), timeout)
+
+    def _start(self, socket: ClientSocket, timeout: float) -> None:
+        self.socket = socket
+        self.timeout = timeout
         self._unread: deque[dict[str, Any]] = deque()
         self._ids = (str(n) for n in itertools.count(1))
         self.subprotocol: str | None = None
@@ -122,16 +87,34 @@ class GraphQLTestClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @classmethod
+    def over_network(
+        cls,
+        url: str,
+        *,
+        subprotocols: Iterable[str] = (SUBPROTOCOL,),
+        timeout: float = 5.0,
+        **options: Any,
+    ) -> GraphQLTestClient:
+        """A client of a running server at ``url`` (``ws://host:port/graphql/``), over a real
+        socket (``websockets``; ``options`` go to its ``connect()``, e.g. ``additional_headers``).
+        ``live()`` needs the server in this process; the rest is the same."""
+        client = cls.__new__(cls)
+        client.scope = {}
+        client._start(NetworkSocket(url, subprotocols, open_timeout=timeout, **options), timeout)
+        return client
+
     async def connect(self) -> None:
         """Open the socket (the handshake); ``ConnectionClosed`` if the server refuses it."""
-        self._task = asyncio.create_task(
-            self._application(self.scope, self._transport.receive, self._transport.send)  # type: ignore[arg-type]
-        )
-        await self._transport.inbound.put({"type": "websocket.connect"})
-        message = await self._take("the handshake's answer")
-        if message["type"] != "websocket.accept":
-            raise self._closed_by(message)
-        self.subprotocol = message.get("subprotocol")
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.socket.open()
+        except TimeoutError:
+            raise TimeoutError(f"No answer to the handshake within {self.timeout}s") from None
+        except ConnectionClosed as closed:
+            self.close_code, self.close_reason = closed.code, closed.reason
+            raise
+        self.subprotocol = self.socket.subprotocol
 
     async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Send ``connection_init`` (e.g. ``{"token": …}``); the ``connection_ack``'s payload."""
@@ -208,22 +191,18 @@ class GraphQLTestClient:
         """Stop operation ``op_id`` (the client's ``complete``)."""
         await self.send({"id": op_id, "type": MessageType.COMPLETE})
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """Send one protocol message as a text frame."""
-        await self._transport.inbound.put(
-            {"type": "websocket.receive", "text": json.dumps(message)}
-        )
+    async def send(self, message: dict[str, Any] | str) -> None:
+        """Send one protocol message (or any text) as a text frame."""
+        await self.socket.send(message if isinstance(message, str) else json.dumps(message))
 
-    async def receive(self) -> dict[str, Any]:
-        """The next protocol message but keep-alive pings (answered here)."""
+    async def receive(self, *, answer_pings: bool = True) -> dict[str, Any]:
+        """The next protocol message but keep-alive pings, answered here (``answer_pings``
+        False: a ping too, unanswered)."""
         if self._unread:
             return self._unread.popleft()
         while True:
-            message = await self._take("a message")
-            if message["type"] != "websocket.send":
-                raise self._closed_by(message)
-            frame: dict[str, Any] = json.loads(message["text"])
-            if frame.get("type") == MessageType.PING:
+            frame: dict[str, Any] = json.loads(await self._take("a message"))
+            if answer_pings and frame.get("type") == MessageType.PING:
                 await self.send({"type": MessageType.PONG})
                 continue
             return frame
@@ -238,20 +217,7 @@ class GraphQLTestClient:
 
     async def close(self, code: int = 1000) -> None:
         """Close the socket from the client's side and wait for the server's handler to end."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        await self._transport.inbound.put({"type": "websocket.disconnect", "code": code})
-        try:
-            async with asyncio.timeout(self.timeout):
-                await task
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise TimeoutError(
-                f"The server's socket handler did not end within {self.timeout}s of the close"
-            ) from None
+        await self.socket.close(code, self.timeout)
 
     async def _for(self, op_id: str) -> dict[str, Any]:
         for n, message in enumerate(self._unread):
@@ -268,18 +234,14 @@ class GraphQLTestClient:
         finally:
             self._unread.extend(skipped)
 
-    async def _take(self, what: str) -> Message:
+    async def _take(self, what: str) -> str:
         if self.close_code is not None:
             raise ConnectionClosed(self.close_code, self.close_reason)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._transport.take()
+                return await self.socket.receive()
         except TimeoutError:
             raise TimeoutError(f"No {what} from the server within {self.timeout}s") from None
-
-    def _closed_by(self, message: Message) -> ConnectionClosed:
-        if message["type"] != "websocket.close":
-            raise AssertionError(f"Unexpected ASGI message from the server: {message}")
-        self.close_code = message.get("code", 1000)
-        self.close_reason = message.get("reason") or ""
-        return ConnectionClosed(self.close_code, self.close_reason)
+        except ConnectionClosed as closed:
+            self.close_code, self.close_reason = closed.code, closed.reason
+            raise
