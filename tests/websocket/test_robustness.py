@@ -27,7 +27,7 @@ class ThreadedServer:
     def __init__(self) -> None:
         from gql_pubsub.asgi import get_asgi_application
 
-        from . import fanout_app
+        from .. import fanout_app
 
         self.port = free_port()
         self.app = get_asgi_application(fanout_app.schema)

@@ -24,7 +24,7 @@ ITEMS = "subscription ($c: String!) { items(channel: $c, shared: true) { n } }"
 def application() -> Any:
     from gql_pubsub.asgi import get_asgi_application
 
-    from . import fanout_app
+    from .. import fanout_app
 
     return get_asgi_application(fanout_app.schema)
 
