@@ -81,8 +81,9 @@ class GraphQLView(AsyncGraphQLView[Context, Any]):
         hub = scope.get(SCOPE_KEY) if scope is not None else None
         if isinstance(hub, Hub) and hub.schema is self.schema:
             return hub
-        own = self.own_hub or OwnHub()
-        return own.get(self.schema, self.hooks)
+        if self.own_hub is None:  # a view made without as_view: one hub for its requests
+            self.own_hub = OwnHub()
+        return self.own_hub.get(self.schema, self.hooks)
 
     async def dispatch(  # type: ignore[override]
         self, request: HttpRequest, *args: Any, **kwargs: Any
