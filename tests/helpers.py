@@ -9,6 +9,11 @@ from typing import Any
 
 import httpx
 import redis
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from gql_pubsub.auth.tokens import TokenRejected
+from gql_pubsub.server.hooks import Hooks
 
 from .conftest import wait_numsub
 from .gqlws import GraphQLWS
@@ -169,3 +174,20 @@ async def each_gets_its_room(
     received = await asyncio.gather(*(all_of_its_room(n, c) for n, c in enumerate(sockets)))
     for n, got in enumerate(received):
         assert got == bodies[n % len(bodies)], f"socket {n}"  # each once, in order
+
+
+class RefusesUsersNamed(Hooks):
+    """The default rules, but a user whose name starts with ``prefix`` is refused: ``on_connect``
+    raises ``TokenRejected(reason)``."""
+
+    def __init__(self, prefix: str, reason: str) -> None:
+        self.prefix = prefix
+        self.reason = reason
+
+    async def on_connect(
+        self, scope: Any, payload: dict[str, Any], token: str | None
+    ) -> AbstractBaseUser | AnonymousUser:
+        user = await super().on_connect(scope, payload, token)
+        if user.get_username().startswith(self.prefix):
+            raise TokenRejected(self.reason)
+        return user

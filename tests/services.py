@@ -150,6 +150,16 @@ def free_cluster_port() -> int:
     return _pick(10000, 13000, [0, 10000])
 
 
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    """Poll ``predicate`` on the event loop; fail with ``what`` after ``timeout`` seconds
+    (scaled). The async twin of :func:`wait_until`, for state the loop itself changes."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def wait_until(
     predicate: object, timeout: float, what: str | Callable[[], str], interval: float = 0.05
 ) -> None:
@@ -178,7 +188,7 @@ def _redis_server_binary() -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class TLSFiles:
-    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    """A self-signed certificate for 127.0.0.1 and localhost (its own CA) and its key."""
 
     cert: str
     key: str
@@ -206,7 +216,9 @@ class TLSFiles:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
                 critical=False,
             )
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -221,6 +233,7 @@ class TLSFiles:
                 serialization.NoEncryption(),
             )
         )
+        os.chmod(files.key, 0o600)
         return files
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
-import os
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +24,7 @@ from gql_pubsub import Broker, EventKind, apublish, get_broker, publish
 from gql_pubsub.models import OutboxEvent
 from gql_pubsub.publishing.outbox.forwarder import destination_key
 
-from ..services import _redis_server_binary, free_port, scaled, wait_until
+from ..services import TLSFiles, _redis_server_binary, free_port, scaled, wait_until
 
 
 @contextlib.contextmanager
@@ -88,53 +85,14 @@ def unix_redis(workdir: str) -> Iterator[str]:
         yield f"unix://{sock}?db=3"
 
 
-def self_signed_certificate(directory: str) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = f"{directory}/redis.crt", f"{directory}/redis.key"
-    Path(cert_file).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    Path(key_file).write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(key_file, 0o600)
-    return cert_file, key_file
-
-
 @pytest.fixture
 def tls_redis(workdir: str) -> Iterator[str]:
     """A redis-server speaking TLS only (no plain port); yields its ``rediss://`` broker URL.
 
     Skipped when the redis-server binary was built without TLS.
     """
-    cert_file, key_file = self_signed_certificate(workdir)
+    tls_files = TLSFiles.make(workdir)
+    cert_file, key_file = tls_files.cert, tls_files.key
     port = free_port()
     args = [
         "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),

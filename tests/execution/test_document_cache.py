@@ -4,7 +4,6 @@ the server's cache."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,20 +16,11 @@ from gql_pubsub.asgi import GraphQLApplication
 
 from ..conftest import InProcessServer, wait_numsub
 from ..gqlws import GraphQLWS
-from ..services import scaled, to_thread
+from ..services import to_thread, until
 
 
 def unique(name: str) -> str:
     return f"documents-{name}-{uuid.uuid4().hex[:10]}"
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    """Poll ``predicate`` on the event loop; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def acked(url: str, token: str) -> GraphQLWS:

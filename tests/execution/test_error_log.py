@@ -3,9 +3,7 @@ others at ERROR with one, and never the document's source (where a password may 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,17 +14,7 @@ from graphql import GraphQLError
 
 from gql_pubsub.schema import Schema
 
-from ..services import LiveServer, LogCapture, captured_log, scaled, to_thread
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    """Poll ``predicate`` on the event loop; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
+from ..services import LiveServer, LogCapture, captured_log, scaled, to_thread, until
 
 # -- 2. expected_errors and the error log -------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
@@ -23,20 +22,11 @@ from gql_pubsub.broker.process import get_broker
 
 from ..conftest import wait_numsub
 from ..gqlws import GraphQLWS
-from ..services import free_port, scaled, to_thread
+from ..services import free_port, scaled, to_thread, until
 
 
 def unique(name: str) -> str:
     return f"extensions-{name}-{uuid.uuid4().hex[:10]}"
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    """Poll ``predicate`` on the event loop; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def acked(url: str, token: str) -> GraphQLWS:

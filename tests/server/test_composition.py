@@ -9,32 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 
 from gql_pubsub import apublish
 from gql_pubsub.asgi import get_asgi_application
-from gql_pubsub.auth.tokens import TokenRejected
 from gql_pubsub.broker.process import get_broker
-from gql_pubsub.server.hooks import Hooks
 from gql_pubsub.testing import ConnectionClosed, GraphQLTestClient, lifespan
 from gql_pubsub.transports.websocket.protocol import CloseCode
 
 from .. import fanout_app
+from ..helpers import RefusesUsersNamed
 from ..services import to_thread
-
-
-class RefusesTheBlocked(Hooks):
-    """The default rules, but a user whose name starts with 'blocked' is refused."""
-
-    async def on_connect(
-        self, scope: Any, payload: dict[str, Any], token: str | None
-    ) -> AbstractBaseUser | AnonymousUser:
-        user = await super().on_connect(scope, payload, token)
-        if user.get_username().startswith("blocked"):
-            raise TokenRejected("blocked here")
-        return user
 
 
 async def test_two_applications_in_one_process_keep_their_own_hooks_groups_and_limits(
@@ -47,7 +32,9 @@ async def test_two_applications_in_one_process_keep_their_own_hooks_groups_and_l
     token, blocked_token = await to_thread(lambda: (token_for(user), token_for(blocked)))
     channel = f"composition-{uuid.uuid4().hex}"
     first = get_asgi_application(fanout_app.schema)
-    second = get_asgi_application(fanout_app.schema, hooks=RefusesTheBlocked())
+    second = get_asgi_application(
+        fanout_app.schema, hooks=RefusesUsersNamed("blocked", "blocked here")
+    )
     assert first.hub is not second.hub
     with override_settings(GQL_PUBSUB={"MAX_CONNECTIONS_PER_USER": 1}):
         async with lifespan(first), GraphQLTestClient(first) as client:

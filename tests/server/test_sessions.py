@@ -13,20 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 
 from gql_pubsub import create_jwt
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
-from gql_pubsub.auth.tokens import TokenRejected
 from gql_pubsub.core.control import control_channel
-from gql_pubsub.server.hooks import Hooks
 
 from ..conftest import InProcessServer, serve_in_process
 from ..gqlws import Closed, GraphQLWS
-from ..helpers import MESSAGE_ADDED
-from ..services import scaled, to_thread
+from ..helpers import MESSAGE_ADDED, RefusesUsersNamed
+from ..services import scaled, to_thread, until
 
 TRANSPORTS = ["websocket", "multipart", "sse"]
 ACCEPT = {
@@ -163,22 +159,12 @@ async def _payloads(transport: str, response: httpx.Response) -> AsyncIterator[d
                 yield json.loads(body)["payload"]
 
 
-class RefusesTheBanned(Hooks):
-    """The default rules, but a user whose name starts with 'banned' is refused."""
-
-    async def on_connect(
-        self, scope: Any, payload: dict[str, Any], token: str | None
-    ) -> AbstractBaseUser | AnonymousUser:
-        user = await super().on_connect(scope, payload, token)
-        if user.get_username().startswith("banned"):
-            raise TokenRejected("banned from here")
-        return user
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[InProcessServer]:
     """The example's schema and URLs on a real uvicorn, on this test's loop, with the hooks."""
-    application = get_asgi_application("example.schema.schema", hooks=RefusesTheBanned())
+    application = get_asgi_application(
+        "example.schema.schema", hooks=RefusesUsersNamed("banned", "banned from here")
+    )
     async with serve_in_process(application) as server:
         yield server
 
@@ -199,15 +185,6 @@ async def say(room: Any, body: str) -> None:
     from example.chat.models import Message
 
     await to_thread(lambda: Message.objects.create(correspondence=room, author=room.eve, body=body))
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded) until ``predicate()``."""
-    for _ in range(int(scaled(500))):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 async def live(server: InProcessServer, room: Any) -> None:
