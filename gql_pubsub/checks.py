@@ -54,6 +54,33 @@ def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     ]
 
 
+@register()
+def check_in_memory_broker(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With DEBUG off, the in-memory broker is a warning: no other process's write reaches it."""
+    from gql_pubsub.broker.backends import in_memory
+
+    if django_settings.DEBUG:
+        return []
+    try:
+        settings = get_settings()
+    except ImproperlyConfigured:
+        return []  # gql_pubsub.E003 reports it
+    if not in_memory(settings.BROKER_URL, settings.BACKEND):
+        return []
+    return [
+        Warning(
+            "The in-memory broker delivers only within one process: writes from other "
+            "processes (shell, management commands, Celery, other workers) never reach "
+            "subscribers.",
+            hint=(
+                "Set GQL_PUBSUB['BROKER_URL'] = 'redis://…' (or silence gql_pubsub.W002 if "
+                "this one server process makes every write)."
+            ),
+            id="gql_pubsub.W002",
+        )
+    ]
+
+
 @register("security")
 def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """With DEBUG off, HMAC tokens need a real JWT_SECRET: set, long, not a placeholder."""

@@ -29,8 +29,13 @@ Refuse a token by raising ``TokenRejected("why")`` (or by returning None: "inval
 class TokenRejected(Exception):
     """A token names no user; the message says why (never the token itself).
 
-    The reason reaches the client (HTTP 401 body, WebSocket close reason) and the server's log.
+    The reason reaches the client (HTTP 401 body, WebSocket close reason) and the server's log;
+    ``fix``, if given, only the log (a close reason holds 123 bytes).
     """
+
+    def __init__(self, *args: object, fix: str | None = None) -> None:
+        super().__init__(*args)
+        self.fix = fix
 
 
 _JWT_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (

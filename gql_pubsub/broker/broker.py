@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from gql_pubsub.broker.backends import Backend, backend_from_url
+from gql_pubsub.broker.backends.memory import published_unserved
 from gql_pubsub.broker.listeners import Listener, Subscriber, Watcher
 from gql_pubsub.core import metrics
 from gql_pubsub.core.events import Epochs, Event, EventDecodeError, Gap, Offset, encode_within
@@ -265,15 +266,22 @@ class Broker:
             await self.start()
         names = list(channels)
         payload = self.encode(names, event)
+        if not self._holders:  # no application serves here: in memory, no server hears it
+            published_unserved(self.backend)
         with metrics.timed_publish():
             await self.backend.publish(names, payload)
 
     def publish_sync(self, channels: Iterable[str], event: Event) -> None:
         """Publish ``event`` to ``channels`` from sync code, in any thread."""
         names = list(channels)
-        payload = self.encode(names, event)
+        self.send_sync(names, self.encode(names, event))
+
+    def send_sync(self, channels: list[str], payload: bytes) -> None:
+        """Publish an event already encoded (:meth:`encode`) from sync code, in any thread."""
+        if not self._holders:
+            published_unserved(self.backend)
         with metrics.timed_publish():
-            self.backend.publish_sync(names, payload)
+            self.backend.publish_sync(channels, payload)
 
     @property
     def destination(self) -> str:

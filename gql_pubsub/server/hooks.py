@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from gql_pubsub.execution.request import OperationRequest
 
 
+NO_TOKEN_FIX = (
+    'send {"token": "<token>"} or {"Authorization": "Bearer <token>"} in connection_init '
+    "(`python manage.py gql_pubsub_token <username>` prints one), or connect from a page of "
+    "this site (or of ALLOWED_ORIGINS) whose user is logged in"
+)
+"""How to fix a socket refused for want of a token (said in the server's log)."""
+
+
 class OperationRefused(Exception):
     """Raised by ``Hooks.on_subscribe``: the client gets an ``error`` with this message."""
 
@@ -52,7 +60,9 @@ class Hooks:
             user = await database_sync_to_async(session_user)(scope)
             if user is not None:
                 return user
-        raise TokenRejected("no token in connection_init and no logged-in session")
+        raise TokenRejected(
+            "no token in connection_init and no logged-in session", fix=NO_TOKEN_FIX
+        )
 
     async def on_subscribe(self, context: Context, operation: OperationRequest) -> None:
         """Called before ``operation`` starts; raise ``OperationRefused(message)`` to refuse it

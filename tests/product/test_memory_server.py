@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +13,7 @@ from typing import Any
 import pytest
 
 from ..helpers import MESSAGE_ADDED, connected, data_of, send_message
-from ..services import LiveServer, live_server, to_thread, wait_until
+from ..services import ROOT, LiveServer, live_server, scaled, to_thread, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,109 @@ async def test_the_in_process_history_keeps_each_event_at_about_its_size() -> No
     finally:
         await broker.stop()
     assert kept < 1000 * 500, f"{kept / 1000:.0f} bytes an event"
+
+
+UNSERVED = "the event reaches only subscribers in this same process"
+"""Part of the WARNING of a process that publishes to the in-memory broker and serves nothing."""
+
+SHELL_WRITES = """
+import uuid
+from django.contrib.auth import get_user_model
+from example.chat.models import Correspondence, Message
+
+author = get_user_model().objects.create_user(f"shell-{uuid.uuid4().hex}")
+correspondence = Correspondence.objects.create(title="from the shell")
+for body in ("one", "two"):
+    Message.objects.create(correspondence=correspondence, author=author, body=body)
+print("written")
+"""
+
+
+def test_a_shell_that_writes_to_the_in_memory_broker_warns_once_that_no_server_hears_it() -> None:
+    """`manage.py shell` with no REDIS_URL: its writes reach no server's subscribers, and its
+    stderr says so once, with the fix, however many writes it makes."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "shell", "-c", SHELL_WRITES],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "written"
+    assert done.stderr.count(UNSERVED) == 1, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if UNSERVED in line]
+    assert line.startswith("WARNING gql_pubsub.broker: ")
+    assert "set GQL_PUBSUB['BROKER_URL'] = 'redis://" in line
+
+
+async def test_a_write_in_the_server_process_does_not_warn(
+    memory_server: LiveServer,
+    make_user: Callable[..., Any],
+    make_correspondence: Callable[..., Any],
+    token_for: Any,
+) -> None:
+    """The server holds its broker: what it publishes reaches its own subscribers, no warning."""
+    from asgiref.sync import sync_to_async
+
+    alice, bob = await sync_to_async(lambda: (make_user("alice"), make_user("bob")))()
+    correspondence = await sync_to_async(make_correspondence)(alice, bob)
+    # The mutation answers after its commit, whose publish (and any warning) came first.
+    await send_message(memory_server, token_for(alice), correspondence.pk, "served")
+    assert UNSERVED not in memory_server.log.read_text()
+    assert "in-memory broker" in memory_server.log.read_text()  # the server's own log, read
+
+
+CHECKED_SECRETS = {"JWT_SECRET": "k" * 48}
+
+
+@pytest.mark.parametrize(
+    ("config", "debug", "expected"),
+    [
+        ({"BROKER_URL": None}, False, ["gql_pubsub.W002"]),
+        ({"BROKER_URL": "memory://"}, False, ["gql_pubsub.W002"]),
+        (
+            {"BROKER_URL": None, "BACKEND": "gql_pubsub.broker.backends.memory.MemoryBackend"},
+            False,
+            ["gql_pubsub.W002"],
+        ),
+        ({"BROKER_URL": None}, True, []),
+        ({}, False, []),  # the suite's Redis
+    ],
+    ids=["no-url", "memory-url", "memory-backend", "debug-on", "redis"],
+)
+def test_the_in_memory_broker_with_debug_off_is_a_check_warning(
+    config: dict[str, Any], debug: bool, expected: list[str]
+) -> None:
+    """In production the in-memory broker is a warning saying what it cannot do, and the fix."""
+    from django.conf import settings
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    with override_settings(DEBUG=debug, GQL_PUBSUB={**settings.GQL_PUBSUB, **config}):
+        found = [message for message in run_checks() if message.id == "gql_pubsub.W002"]
+    assert [message.id for message in found] == expected
+    for message in found:
+        assert "in-memory broker delivers only within one process" in message.msg
+        assert "Celery" in message.msg
+        assert "GQL_PUBSUB['BROKER_URL'] = 'redis://" in (message.hint or "")
+
+
+def test_manage_py_check_shows_the_in_memory_broker_warning_unless_silenced() -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    config = {**settings.GQL_PUBSUB, **CHECKED_SECRETS, "BROKER_URL": None}
+    for silenced, shown in (([], True), (["gql_pubsub.W002"], False)):
+        out, err = io.StringIO(), io.StringIO()
+        with override_settings(
+            DEBUG=False,
+            SECRET_KEY="s" * 60,
+            GQL_PUBSUB=config,
+            SILENCED_SYSTEM_CHECKS=silenced,
+        ):
+            call_command("check", stdout=out, stderr=err)
+        assert ("gql_pubsub.W002" in out.getvalue() + err.getvalue()) is shown, out.getvalue()

@@ -54,6 +54,20 @@ def url_problem(url: str | None, backend: str | None = None) -> str | None:
     return None
 
 
+def in_memory(url: str | None, backend: str | None = None) -> bool:
+    """Whether ``BROKER_URL`` (and ``BACKEND``) name the in-process broker, which reaches the
+    subscribers of one process only (nothing else is imported to tell)."""
+    if backend is None:
+        return (urlsplit(url).scheme if url else "memory") == "memory"
+    from gql_pubsub.broker.backends.memory import MemoryBackend
+
+    try:
+        found = import_string(backend)
+    except ImportError:
+        return False  # gql_pubsub.E006 says so
+    return isinstance(found, type) and issubclass(found, MemoryBackend)
+
+
 def channel_prefix(url: str | None, configured: str | None) -> str:
     """The prefix of every channel name: ``configured`` (``CHANNEL_PREFIX``), else
     ``gql_pubsub:<db>:``.
@@ -124,5 +138,6 @@ __all__ = [
     "backend_from_url",
     "broker_database",
     "channel_prefix",
+    "in_memory",
     "url_problem",
 ]

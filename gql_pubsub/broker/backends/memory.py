@@ -155,6 +155,24 @@ class MemoryBackend:
         return [(offset, payload) for offset, payload, _ in entries if offset > after]
 
 
+_told_unserved = False
+
+
+def published_unserved(backend: object) -> None:
+    """A publish from a process that serves no application: if ``backend`` is the in-memory
+    one, warn (once per process) that no other process's subscribers get the event."""
+    global _told_unserved
+    if _told_unserved or not isinstance(backend, MemoryBackend):
+        return
+    _told_unserved = True
+    logger.warning(
+        "Published to the in-memory broker from a process that serves no application (a "
+        "shell, a management command, a worker): the event reaches only subscribers in this "
+        "same process, never a server's. To reach them, set GQL_PUBSUB['BROKER_URL'] = "
+        "'redis://…' in every process's settings (this is said once per process)."
+    )
+
+
 def _is_server_worker() -> bool:
     """Whether this process is a worker of a multi-process server (uvicorn, gunicorn)."""
     return multiprocessing.parent_process() is not None or "gunicorn.workers.base" in sys.modules

@@ -65,7 +65,7 @@ def publish_now(channels: list[str], event: Event) -> None:
 
 def _publish(broker: Broker, channels: list[str], payload: bytes) -> bool:
     try:
-        broker.backend.publish_sync(channels, payload)
+        broker.send_sync(channels, payload)
     except Exception as error:
         health_of(broker).failed(error)
         return False

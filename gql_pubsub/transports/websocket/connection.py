@@ -134,7 +134,7 @@ class Connection:
                     user = await self.session.authenticate(self.scope, payload, token)
                 except TokenRejected as rejected:
                     close = self.protocol.reject(str(rejected))
-                    await self.close(close.code, close.reason)
+                    await self.close(close.code, close.reason, fix=rejected.fix)
                     return
                 self.context = Context(
                     request=WebSocketRequest(self.scope, user, payload),
@@ -209,11 +209,13 @@ class Connection:
         if not self.closed:
             await self.send_buffer.send(frame)
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, fix: str | None = None) -> None:
+        """Close the socket with ``code`` and ``reason``; the log line also says ``fix``."""
         if self.closed:
             return
         self.closed = True
-        logger.info("Closed the socket of %s with %d: %s", self.client, code, reason)
+        hint = f"; {fix}" if fix else ""
+        logger.info("Closed the socket of %s with %d: %s%s", self.client, code, reason, hint)
         if metrics.METRICS is not None:
             metrics.METRICS.closed.labels(str(int(code))).inc()
         # Leave every group first: the close frame may wait a long time behind a stalled client.

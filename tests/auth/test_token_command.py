@@ -1,0 +1,134 @@
+"""``manage.py gql_pubsub_token <username>``: a JWT for a quick start, alone on stdout (so that
+``TOKEN=$(python manage.py gql_pubsub_token alice)`` works), refused with the fix when it could
+not be used. Each run is a real ``python -m django`` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+from django.contrib.auth import get_user_model
+
+from gql_pubsub.auth.tokens import jwt_user
+from gql_pubsub.conf import get_settings
+
+from ..gqlws import GraphQLWS
+from ..services import ROOT, LiveServer, scaled, to_thread
+
+
+def token_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m django gql_pubsub_token …`` on the example's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "django", "gql_pubsub_token", *args],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+
+
+def printed_token(done: subprocess.CompletedProcess[str]) -> str:
+    """The token a successful run printed: its one line of stdout."""
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    return lines[0]
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    settings = get_settings()
+    found: dict[str, Any] = jwt.decode(
+        token, settings.jwt_secret, algorithms=list(settings.JWT_ALGORITHMS)
+    )
+    return found
+
+
+async def test_the_printed_token_authenticates_a_socket_as_its_user(
+    server: LiveServer, make_user: Callable[..., Any]
+) -> None:
+    user = await to_thread(make_user, "cli")
+    token = printed_token(await to_thread(token_command, user.username))
+    async with await GraphQLWS.connect(server.ws_url) as client:
+        assert (await client.init({"token": token}))["type"] == "connection_ack"
+        await client.subscribe("me", "{ me { username } }")
+        assert await client.next_payload("me") == {"data": {"me": {"username": user.username}}}
+
+
+def test_the_token_lives_jwt_lifetime_unless_a_lifetime_is_asked(
+    make_user: Callable[..., Any],
+) -> None:
+    user = make_user("cli")
+    default = claims_of(printed_token(token_command(user.username)))
+    assert default["sub"] == str(user.pk)
+    assert default["exp"] - default["iat"] == int(get_settings().JWT_LIFETIME)
+    asked = claims_of(printed_token(token_command(user.username, "--lifetime", "90")))
+    assert asked["exp"] - asked["iat"] == 90
+
+
+def test_an_unknown_user_is_an_error_that_says_how_to_create_it() -> None:
+    done = token_command(f"nobody-{uuid.uuid4().hex}")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "CommandError: No user" in done.stderr
+    assert "python manage.py createsuperuser" in done.stderr
+    assert "--create" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_create_makes_the_missing_user_without_a_usable_password() -> None:
+    name = f"created-{uuid.uuid4().hex}"
+    token = printed_token(token_command(name, "--create"))
+    user = get_user_model().objects.get(username=name)
+    assert not user.has_usable_password()
+    assert jwt_user(token) == user
+    again = printed_token(token_command(name, "--create"))  # it exists now: just a token
+    assert jwt_user(again) == user
+    assert get_user_model().objects.filter(username=name).count() == 1
+
+
+def test_an_inactive_user_is_an_error_since_its_token_would_be_refused(
+    make_user: Callable[..., Any],
+) -> None:
+    user = make_user("cli", is_active=False)
+    done = token_command(user.username)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "inactive" in done.stderr
+
+
+def test_a_lifetime_that_is_not_positive_is_an_error() -> None:
+    done = token_command("anyone", "--lifetime", "0")
+    assert done.returncode == 1
+    assert "--lifetime" in done.stderr
+
+
+def test_the_command_refuses_when_token_auth_accepts_no_jwt() -> None:
+    """With DRF tokens (or any TOKEN_AUTH but the JWT one) a JWT would be refused: say so."""
+    done = token_command("anyone", TOKEN_AUTH="gql_pubsub.auth.drf_token_user")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "TOKEN_AUTH" in done.stderr
+    assert "'gql_pubsub.auth.jwt_user'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_command_refuses_when_tokens_are_signed_elsewhere() -> None:
+    """RS/ES algorithms: this server holds only the public key, so it can sign no token."""
+    from django.conf import settings
+    from django.core.management import CommandError, call_command
+    from django.test import override_settings
+
+    config = {**settings.GQL_PUBSUB, "JWT_ALGORITHMS": ["RS256"]}
+    with (
+        override_settings(GQL_PUBSUB=config),
+        pytest.raises(CommandError, match="JWT_ALGORITHMS") as refused,
+    ):
+        call_command("gql_pubsub_token", "anyone")
+    assert "identity provider" in str(refused.value)
