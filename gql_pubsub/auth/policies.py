@@ -65,8 +65,9 @@ def check_access(user: Any, channel: str) -> None:
     policy = policy_for(channel)
     if policy is None:
         raise AccessDenied(
-            f"No access policy covers channel {channel!r}: nobody may subscribe to it. Register "
-            "one in GQL_PUBSUB['CHANNEL_POLICIES'] or with @gql_pubsub.policies.register(pattern)."
+            f"No access policy covers channel {channel!r}: nobody may subscribe to it. "
+            "Register one in GQL_PUBSUB['CHANNEL_POLICIES'] or with "
+            "@gql_pubsub.auth.policies.register(pattern)."
         )
     if not policy(user, channel):
         raise AccessDenied(f"You may not read channel {channel!r}.")

@@ -116,7 +116,7 @@ class ClusterURL:
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(
                 f"A Redis Cluster has only database 0, not {parts.path.strip('/')!r} in {url!r}; "
-                "isolate deployments with GQL_PUBSUB['PREFIX'] instead"
+                "isolate deployments with GQL_PUBSUB['CHANNEL_PREFIX'] instead"
             )
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         unknown = sorted(set(query) - set(_TLS_OPTIONS))
