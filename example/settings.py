@@ -17,6 +17,7 @@ DEBUG = os.environ.get("DEBUG", "1").lower() in ("1", "true", "yes", "on")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET)
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 
+# --8<-- [start:installed_apps]
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "gql_pubsub",
     "example.chat",
 ]
+# --8<-- [end:installed_apps]
 
 try:  # optional: enables TOKEN_AUTH = "gql_pubsub.auth.drf_token_user" with DRF's tokens
     import rest_framework  # noqa: F401
@@ -37,6 +39,7 @@ try:  # optional: enables TOKEN_AUTH = "gql_pubsub.auth.drf_token_user" with DRF
 except ImportError:
     pass
 
+# --8<-- [start:middleware]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",  # async: no thread hop per request
@@ -48,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# --8<-- [end:middleware]
 
 ROOT_URLCONF = "example.urls"
 
@@ -87,6 +91,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"  # for `manage.py collectstatic` (a CDN o
 SERVESTATIC_USE_FINDERS = True
 SERVESTATIC_AUTOREFRESH = False  # no per-request file lookup in a thread, even with DEBUG on
 
+# --8<-- [start:gql_pubsub]
 GQL_PUBSUB = {
     "BROKER_URL": os.environ.get("REDIS_URL") or None,
     # Prometheus metrics at this path (off when unset), behind a bearer token if one is set.
@@ -100,6 +105,7 @@ GQL_PUBSUB = {
         "news:*": "gql_pubsub.auth.policies.allow_authenticated",
     },
 }
+# --8<-- [end:gql_pubsub]
 
 LOGGING = {
     "version": 1,

@@ -26,7 +26,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return [
             Error(
                 str(error),
-                hint="Fix GQL_PUBSUB in your Django settings (see the README's configuration).",
+                hint="Fix GQL_PUBSUB in your settings (every key: docs/reference/settings.md).",
                 id="gql_pubsub.E003",
             )
         ]
@@ -48,7 +48,7 @@ def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     return [
         Error(
             problem,
-            hint="Fix GQL_PUBSUB['BROKER_URL'] or ['BACKEND'] (see the README's configuration).",
+            hint="Fix GQL_PUBSUB['BROKER_URL'] or ['BACKEND'] (docs/reference/settings.md).",
             id="gql_pubsub.E006",
         )
     ]

@@ -9,6 +9,7 @@ DATABASE_URL is not set.
 
     python3 scripts/dev.py serve [uvicorn args…]     the example chat
     python3 scripts/dev.py test [pytest args…]       ruff, mypy, pytest on the locked versions
+    python3 scripts/dev.py docs [serve]              build the docs site strictly (or serve it)
     python3 scripts/dev.py lock                      refresh uv.lock to the newest allowed releases
     python3 scripts/dev.py test-range newest|lowest [--python X] [pytest args…]
         pytest on a fresh resolution of the dependency ranges (no lock), in .venv-<newest|lowest>
@@ -114,6 +115,17 @@ def test(args: list[str]) -> None:
     run(interpreter, "-m", "pytest", *args)
 
 
+def docs(args: list[str]) -> None:
+    """``mkdocs build --strict`` into site/ (``serve``: serve it with live reload)."""
+    interpreter = python()
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    if args[:1] == ["serve"]:
+        run(interpreter, "-m", "mkdocs", "serve", "--strict", *args[1:], env=env)
+    else:
+        run(interpreter, "-m", "mkdocs", "build", "--strict", *args, env=env)
+        print(f"The site is in {ROOT / 'site'}: open index.html")
+
+
 def lock(args: list[str]) -> None:
     """Re-resolve uv.lock to the newest releases pyproject.toml allows (commit it on its own)."""
     tool = uv(env_dir())
@@ -157,7 +169,7 @@ def test_range(args: list[str]) -> None:
 
 
 def main() -> None:
-    commands = {"serve": serve, "test": test, "lock": lock, "test-range": test_range}
+    commands = {"serve": serve, "test": test, "docs": docs, "lock": lock, "test-range": test_range}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python3 scripts/dev.py {{{','.join(commands)}}} [args…]")
     commands[sys.argv[1]](sys.argv[2:])

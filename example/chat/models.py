@@ -12,6 +12,7 @@ from django.db.models.signals import m2m_changed, pre_delete
 from gql_pubsub import Channel, PublishableModel, revoke
 
 
+# --8<-- [start:correspondence]
 class Correspondence(PublishableModel):
     """A conversation between its participants."""
 
@@ -30,8 +31,10 @@ class Correspondence(PublishableModel):
     @property
     def channel(self) -> str:
         return self.channel_for(self.pk)
+        # --8<-- [end:correspondence]
 
 
+# --8<-- [start:message]
 class Message(PublishableModel):
     """One message in a correspondence."""
 
@@ -52,8 +55,10 @@ class Message(PublishableModel):
 
     def get_publish_channels(self) -> list[str]:
         return [*super().get_publish_channels(), Correspondence.channel_for(self.correspondence_id)]
+        # --8<-- [end:message]
 
 
+# --8<-- [start:follow_participants]
 def _follow_participants(
     sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None, **kw: Any
 ) -> None:
@@ -81,3 +86,4 @@ def _drop_channel(sender: Any, instance: Correspondence, **kw: Any) -> None:
 
 m2m_changed.connect(_follow_participants, sender=Correspondence.participants.through)
 pre_delete.connect(_drop_channel, sender=Correspondence)
+# --8<-- [end:follow_participants]

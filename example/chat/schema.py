@@ -44,6 +44,7 @@ class ChatError(Exception):
 # -- types --------------------------------------------------------------------------------
 
 
+# --8<-- [start:types]
 @strawberry_django.type(User, name="User")
 class UserType:
     id: strawberry.auto
@@ -65,8 +66,10 @@ class MessageType:
     created_at: strawberry.auto
     author: UserType
     correspondence: CorrespondenceType
+    # --8<-- [end:types]
 
 
+# --8<-- [start:event_types]
 @strawberry.enum(name="MessageEventKind")
 class MessageEventKind(enum.Enum):
     CREATED = "created"
@@ -97,6 +100,7 @@ class ChannelEvent:
     kind: ChannelEventKind
     node: PublishedNode | None
     data: JSON | None
+    # --8<-- [end:event_types]
 
 
 @strawberry.type
@@ -114,6 +118,7 @@ class LoginPayload:
 # -- access -------------------------------------------------------------------------------
 
 
+# --8<-- [start:access]
 def _require_user(info: Info[Any, Any]) -> UserModel:
     user = get_user(info)
     if not isinstance(user, UserModel) or not user.is_authenticated:
@@ -147,6 +152,7 @@ async def _correspondence_for(
 ) -> models.Correspondence:
     user = _require_user(info)
     return await sync_to_async(_participant_correspondence)(user, correspondence_id)
+    # --8<-- [end:access]
 
 
 # -- operations ---------------------------------------------------------------------------
@@ -192,12 +198,14 @@ class Query:
 
 @strawberry.type
 class Mutation:
+    # --8<-- [start:login]
     @strawberry.mutation
     async def login(self, username: str, password: str) -> LoginPayload:
         user = await sync_to_async(authenticate)(username=username, password=password)
         if user is None or not user.is_active:
             raise ChatError("Wrong username or password.")
         return LoginPayload(token=create_jwt(user), user=cast(UserType, user))
+        # --8<-- [end:login]
 
     @strawberry.mutation
     async def create_correspondence(
@@ -218,6 +226,7 @@ class Mutation:
 
         return cast(CorrespondenceType, await sync_to_async(create)())
 
+    # --8<-- [start:send_message]
     @strawberry.mutation
     async def send_message(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID, body: str
@@ -228,6 +237,7 @@ class Mutation:
             correspondence=correspondence, author=author, body=body
         )
         return cast(MessageType, message)
+        # --8<-- [end:send_message]
 
     @strawberry.mutation
     async def edit_message(self, info: Info[Any, Any], id: strawberry.ID, body: str) -> MessageType:
@@ -244,6 +254,7 @@ class Mutation:
     async def unsubscribe(self, info: Info[Any, Any], channel: str) -> ChannelSubscription:
         return await _set_subscription(info, channel, active=False)
 
+    # --8<-- [start:set_typing]
     @strawberry.mutation
     async def set_typing(self, info: Info[Any, Any], correspondence_id: strawberry.ID) -> bool:
         correspondence = await _correspondence_for(info, correspondence_id)
@@ -252,6 +263,7 @@ class Mutation:
             correspondence.channel, EventKind.CUSTOM, {"typing": user.get_username()}
         )
         return True
+        # --8<-- [end:set_typing]
 
     @strawberry.mutation
     async def delete_message(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
@@ -260,6 +272,7 @@ class Mutation:
         return id
 
 
+# --8<-- [start:set_subscription]
 async def _set_subscription(
     info: Info[Any, Any], channel: str, active: bool
 ) -> ChannelSubscription:
@@ -279,6 +292,7 @@ async def _set_subscription(
         return ChannelSubscription(channel=channel, active=False)
 
     return await sync_to_async(change)()
+    # --8<-- [end:set_subscription]
 
 
 async def _own_message(info: Info[Any, Any], message_id: Any) -> models.Message:
@@ -295,8 +309,10 @@ async def _own_message(info: Info[Any, Any], message_id: Any) -> models.Message:
     return message
 
 
+# --8<-- [start:subscription]
 @strawberry.type
 class Subscription:
+    # --8<-- [start:message_added]
     @strawberry.subscription
     async def message_added(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
@@ -311,22 +327,29 @@ class Subscription:
             kinds={EventKind.CREATED},
             shared=True,
         )
+        # --8<-- [end:message_added]
 
+    # --8<-- [start:correspondence_events]
     @strawberry.subscription
     async def correspondence_events(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
     ) -> AsyncIterator[MessageEvent]:
         correspondence = await _correspondence_for(info, correspondence_id)
         return stream(correspondence.channel, map=_message_event, shared=True)
+        # --8<-- [end:correspondence_events]
 
+    # --8<-- [start:events]
     @strawberry.subscription
     async def events(self, info: Info[Any, Any]) -> AsyncIterator[ChannelEvent]:
         """Every event of every channel the caller actively follows, following changes live."""
         user = _require_user(info)
         # shared: an event reads the same to everyone allowed to receive it.
         return listen_to_user_subscriptions(user, map=_channel_event, shared=True)
+        # --8<-- [end:events]
+        # --8<-- [end:subscription]
 
 
+# --8<-- [start:event_maps]
 _NODE_MODELS = {m.publish_label(): m for m in (models.Message, models.Correspondence)}
 
 
@@ -347,3 +370,4 @@ def _message_event(event: Event) -> MessageEvent | Skip:
         kind=MessageEventKind(event.kind.value),
         message=cast(MessageType, models.Message.from_event(event)),
     )
+    # --8<-- [end:event_maps]

@@ -36,6 +36,7 @@ async def application() -> AsyncIterator[GraphQLApplication]:
         yield app
 
 
+# --8<-- [start:new_client]
 @pytest.fixture(params=["in-process", "over the network"])
 async def new_client(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Any]]:
     """Make clients of the example's application: in-process, or over a real socket to uvicorn
@@ -47,6 +48,7 @@ async def new_client(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
     else:
         async with serve_in_process(app) as server:
             yield lambda: GraphQLTestClient.over_network(server.ws_url)
+    # --8<-- [end:new_client]
 
 
 @pytest.fixture
@@ -58,6 +60,7 @@ def room(
     return make_correspondence(user), user, token_for(user)
 
 
+# --8<-- [start:subscription_test]
 async def test_a_subscription_receives_a_committed_write_and_queries_run_on_the_same_socket(
     new_client: Callable[[], GraphQLTestClient], room: tuple[Any, Any, str]
 ) -> None:
@@ -80,6 +83,7 @@ async def test_a_subscription_receives_a_committed_write_and_queries_run_on_the_
         assert await client.execute("{ me { username } }") == {
             "data": {"me": {"username": user.username}}
         }
+    # --8<-- [end:subscription_test]
 
 
 async def test_refusals_raise_with_the_servers_code_and_reason(
