@@ -215,3 +215,43 @@ def test_manage_py_check_shows_the_in_memory_broker_warning_unless_silenced() ->
         ):
             call_command("check", stdout=out, stderr=err)
         assert ("gql_pubsub.W002" in out.getvalue() + err.getvalue()) is shown, out.getvalue()
+
+
+REPLACED_BROKER = """
+import asyncio, gc, os, tempfile, warnings
+from pathlib import Path
+warnings.simplefilter("error")  # an unclosed lock file is a ResourceWarning: fail on it
+import django
+django.setup()
+import gunicorn.workers.base  # noqa: F401  (what makes a process count as a server's worker)
+from django.test import override_settings
+from gql_pubsub import get_broker
+
+lock = Path(tempfile.gettempdir()) / f"gql_pubsub-workers-{os.getppid()}" / f"{os.getpid()}.lock"
+
+async def main():
+    await get_broker().start()
+    assert lock.exists(), "the worker holds its lock file while its broker runs"
+    with override_settings(GQL_PUBSUB={"BROKER_URL": "memory://", "SUBSCRIBER_BUFFER": 7}):
+        get_broker()  # other settings: the broker is built anew, the old one let go
+    gc.collect()
+    print("released" if not lock.exists() else "kept")
+
+asyncio.run(main())
+"""
+
+
+def test_a_workers_in_memory_broker_replaced_by_new_settings_lets_its_lock_file_go() -> None:
+    """A server worker's in-memory broker holds a lock file (to count its siblings); a broker
+    built anew when the settings change closes and removes the old one's, leaking nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", REPLACED_BROKER],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "released", done.stdout + done.stderr

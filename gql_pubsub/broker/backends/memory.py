@@ -58,7 +58,7 @@ class MemoryBackend:
         self._on_message = on_message
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if _is_server_worker():
+        if _is_server_worker() and self._worker_lock is None:
             self._worker_lock, siblings = _register_worker()
             if siblings:
                 logger.warning(
@@ -102,7 +102,9 @@ class MemoryBackend:
                 loop.call_soon_threadsafe(self._deliver, placed)
 
     def close_sync(self) -> None:
-        pass  # nothing is held for other threads
+        if self._worker_lock is not None:  # a broker replaced (settings changed) lets it go
+            _unregister_worker(self._worker_lock)
+            self._worker_lock = None
 
     def _record(self, channels: list[str], payload: bytes) -> list[tuple[str, Offset, bytes]]:
         """Give the event its place in each channel's history (bounded by length and age)."""
