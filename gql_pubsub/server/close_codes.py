@@ -17,8 +17,9 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     """A client frame was larger than `MAX_MESSAGE_SIZE`."""
     TRY_AGAIN_LATER = 1013
-    """The client read too slowly and more than `SEND_BUFFER` messages were waiting (not a
-    graphql-transport-ws code: the WebSocket standard's)."""
+    """Try again later: the client read too slowly and more than `SEND_BUFFER` messages were
+    waiting, or the server cannot reach its broker (Redis) to open the session. The WebSocket
+    standard's code: graphql-ws clients retry it."""
     INTERNAL_SERVER_ERROR = 4500
     """The server failed unexpectedly (its log has the traceback)."""
     INTERNAL_CLIENT_ERROR = 4005

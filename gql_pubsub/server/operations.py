@@ -8,6 +8,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from gql_pubsub.broker.backends.base import BrokerUnavailable
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core.control import Announcement, Change
 from gql_pubsub.core.events import Event, Gap
@@ -18,6 +19,7 @@ from gql_pubsub.execution.results import payload_of, refused
 from gql_pubsub.server.close_codes import CloseCode
 from gql_pubsub.server.grouping import subscribe
 from gql_pubsub.server.hooks import OperationRefused, completes
+from gql_pubsub.server.session import BROKER_UNREACHABLE
 
 if TYPE_CHECKING:
     from gql_pubsub.server.peer import Peer
@@ -112,6 +114,9 @@ class Operations:
                 await self.stream(op.id, await engine.stream(op, connection.context))
         except asyncio.CancelledError:
             raise
+        except BrokerUnavailable as error:  # an OSError too: not the client's going away
+            logger.warning("Operation %r of %s failed: %s", op.id, connection.client, error)
+            await self.fail(op.id, [{"message": BROKER_UNREACHABLE}])
         except OSError:
             pass  # the client went away mid-send; the receive loop ends the connection
         except Exception:

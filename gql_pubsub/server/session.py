@@ -5,10 +5,13 @@ rules are the same for both."""
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gql_pubsub.auth.tokens import token_expiry
+from gql_pubsub.broker.backends.base import BrokerUnavailable
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core.control import control_channel
 from gql_pubsub.core.timers import wheel
@@ -24,7 +27,20 @@ if TYPE_CHECKING:
     from gql_pubsub.server.hub import Hub
     from gql_pubsub.server.peer import Peer
 
+logger = logging.getLogger("gql_pubsub.websocket")
+
 TOKEN_EXPIRED = "Token expired: reconnect with a fresh token"
+BROKER_UNREACHABLE = "Try again later: the server cannot reach its broker"
+"""Why a session or an operation could not start while the broker (Redis) is unreachable:
+the client should retry (1013 on a socket); the details are in the server's log only."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a session was not opened, and the close code a socket gets for it."""
+
+    code: CloseCode
+    reason: str
 
 
 def too_many(limit: int) -> str:
@@ -53,18 +69,28 @@ class Session:
         saying why there is none."""
         return await self.peer.server.hooks.on_connect(scope, payload, token)
 
-    async def open(self, user: AbstractBaseUser | AnonymousUser, token: str | None) -> str | None:
-        """Apply the rules to ``user``: count them (or refuse: the reason, and nothing held),
-        watch their access, and end the session when ``token`` expires."""
+    async def open(
+        self, user: AbstractBaseUser | AnonymousUser, token: str | None
+    ) -> Refusal | None:
+        """Apply the rules to ``user``: count them (or refuse: why, and nothing held), watch
+        their access (refused, to retry later, while the broker is unreachable), and end the
+        session when ``token`` expires."""
         if user.is_authenticated and getattr(user, "pk", None) is not None:
             limit = get_settings().MAX_CONNECTIONS_PER_USER
             counts = self.hub.sessions_per_user
             if limit and counts[user.pk] >= limit:
-                return too_many(limit)
+                return Refusal(CloseCode.FORBIDDEN, too_many(limit))
             counts[user.pk] += 1
             self.counted_user = user.pk
             broker = self.hub.broker
-            watcher = await broker.watcher(self.peer.ops.on_access_change, control_channel(user.pk))
+            try:
+                watcher = await broker.watcher(
+                    self.peer.ops.on_access_change, control_channel(user.pk)
+                )
+            except BrokerUnavailable as error:  # no access watch, no session: nothing leaks
+                logger.warning("Refused a session of user %s: %s", user.pk, error)
+                await self.close()
+                return Refusal(CloseCode.TRY_AGAIN_LATER, BROKER_UNREACHABLE)
             self._watch = (broker, watcher)
         expires = token_expiry(token) if token is not None else None
         if expires is not None:

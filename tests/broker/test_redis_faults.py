@@ -21,8 +21,9 @@ import pytest
 import redis
 
 from gql_pubsub import Broker, Event, EventKind, Subscriber
+from gql_pubsub.server.session import BROKER_UNREACHABLE
 
-from ..gqlws import Closed
+from ..gqlws import Closed, GraphQLWS
 from ..helpers import MESSAGE_ADDED, connected, send_message, server_connections
 from ..services import ROOT, RedisServer, free_port, live_server, scaled, to_thread, wait_until
 
@@ -284,3 +285,58 @@ async def test_a_killed_worker_leaves_no_connection_or_subscription_behind(
             await send_message(fresh, alice_token, correspondence.pk, "after the crash")
             payload = await bob.next_payload("m", timeout=10)
             assert payload["data"]["messageAdded"]["body"] == "after the crash"
+
+
+# -- 5. while Redis stays down, new sockets and subscriptions get a clear answer -----------------
+
+OUTAGE_ANSWER = scaled(20)
+"""The longest a client waits for the answer while Redis is down: the broker's 10 s wait for
+SUBSCRIBE's confirmation, and margin."""
+
+
+async def test_while_redis_is_down_new_sockets_and_subscriptions_are_told_to_retry_in_time(
+    own_redis: RedisServer, log_dir: Path, pair: Any
+) -> None:
+    """A socket that opens during an outage is closed with 1013 (try again later: clients
+    retry), a subscription asked for on an open socket gets an ``error`` and the socket stays
+    open, both within a bound; once Redis is back, both work, and no traceback was logged."""
+    alice_token, bob_token, correspondence = pair
+    variables = {"c": str(correspondence.pk)}
+    with live_server({"REDIS_URL": own_redis.url}, log_dir=log_dir) as server:
+        async with await connected(server, bob_token, answer_pings=True) as bob:
+            await to_thread(own_redis.stop)
+
+            await bob.subscribe("m", MESSAGE_ADDED, variables)
+            error = await bob.receive(OUTAGE_ANSWER, skip_pings=True)
+            assert error["type"] == "error" and error["id"] == "m", error
+            assert error["payload"] == [{"message": BROKER_UNREACHABLE}], error
+
+            late = await GraphQLWS.connect(server.ws_url)
+            await late.send({"type": "connection_init", "payload": {"token": alice_token}})
+            closed = await late.expect_close(OUTAGE_ANSWER)
+            assert (closed.code, closed.reason) == (1013, BROKER_UNREACHABLE)
+
+            await to_thread(own_redis.start)
+            await bob.subscribe("m2", MESSAGE_ADDED, variables)
+            async with await connected(server, alice_token) as alice:  # a new socket: acked
+                await wait_for_subscription_count(own_redis, correspondence.channel)
+                await send_message(server, alice_token, correspondence.pk, "after the outage")
+                payload = await bob.next_payload("m2", timeout=10)
+                assert payload["data"]["messageAdded"]["body"] == "after the outage"
+                await alice.close()
+        log = server.log.read_text()
+    assert "Traceback" not in log, log
+
+
+async def wait_for_subscription_count(own_redis: RedisServer, channel: str) -> None:
+    """Until the server's subscription to ``channel`` is live on the restarted Redis."""
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=scaled(10))
+    try:
+        await to_thread(
+            wait_until,
+            lambda: numsub(client, EXAMPLE_PREFIX + channel) >= 1,
+            scaled(15),
+            f"the server to subscribe to {channel} again",
+        )
+    finally:
+        client.close()

@@ -136,8 +136,8 @@ class HttpStream:
                 yield self.framing.start
             refusal = await self.session.open(self.user, self.token)
             if refusal is not None:  # the socket's close reason, as the stream's one result
-                frame = self.protocol.error(STREAM_OPERATION, [{"message": refusal}])
-                logger.info("Refused the HTTP stream of %s: %s", self.client, refusal)
+                frame = self.protocol.error(STREAM_OPERATION, [{"message": refusal.reason}])
+                logger.info("Refused the HTTP stream of %s: %s", self.client, refusal.reason)
                 if frame is not None:
                     yield frame
                 return

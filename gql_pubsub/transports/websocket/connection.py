@@ -144,7 +144,7 @@ class Connection:
                 )
                 refusal = await self.session.open(user, token)
                 if refusal is not None:
-                    await self.close(CloseCode.FORBIDDEN, refusal)
+                    await self.close(refusal.code, refusal.reason)
                     return
                 await self.send_text(self.protocol.ack())
                 self._schedule_ping()
@@ -155,9 +155,9 @@ class Connection:
                     self._cancel()
                     self._schedule_ping()
             case protocol.Subscribe() as subscribe:
-                refusal = self.ops.refusal()
-                if refusal is not None:
-                    await self.ops.fail(subscribe.id, [{"message": refusal}])
+                too_many = self.ops.refusal()
+                if too_many is not None:
+                    await self.ops.fail(subscribe.id, [{"message": too_many}])
                     return
                 self.ops.start(subscribe)
             case protocol.Complete(id=op_id):
