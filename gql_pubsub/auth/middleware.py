@@ -37,15 +37,26 @@ def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
     request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # no cookie, no CSRF
 
 
+def _bearer(request: HttpRequest) -> str | None:
+    """The request's Bearer token ("" for ``Bearer`` with none); None for no header or another
+    scheme (Basic, DRF's ``Token``…), which is left to whatever else authenticates it."""
+    value = request.headers.get("Authorization", "")
+    scheme, _, _ = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token_from_header(value) or ""
+
+
 def TokenAuthenticationMiddleware(get_response: Any) -> Any:
-    """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401."""
+    """Authenticate ``Authorization: Bearer`` requests; an invalid token gets a 401. Other
+    schemes pass through untouched."""
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            token = token_from_header(request.headers.get("Authorization"))
-            if token is not None or "Authorization" in request.headers:
+            token = _bearer(request)
+            if token is not None:
                 try:
-                    user = await aauthenticate_token(token or "")
+                    user = await aauthenticate_token(token)
                 except TokenRejected as refusal:
                     return _unauthorized(refusal)
                 _authenticate_request(request, user)
@@ -56,10 +67,10 @@ def TokenAuthenticationMiddleware(get_response: Any) -> Any:
         return async_middleware
 
     def middleware(request: HttpRequest) -> HttpResponseBase:
-        token = token_from_header(request.headers.get("Authorization"))
-        if token is not None or "Authorization" in request.headers:
+        token = _bearer(request)
+        if token is not None:
             try:
-                user = authenticate_token(token or "")
+                user = authenticate_token(token)
             except TokenRejected as refusal:
                 return _unauthorized(refusal)
             _authenticate_request(request, user)

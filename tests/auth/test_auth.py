@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from django.test import override_settings
@@ -20,6 +21,8 @@ from gql_pubsub.auth.tokens import (
     token_from_header,
 )
 from gql_pubsub.conf import get_settings
+
+from ..services import LiveServer, scaled
 
 
 @pytest.fixture
@@ -267,3 +270,26 @@ def test_the_socket_expiry_of_a_token_is_read_from_its_numeric_exp_only() -> Non
     assert jwt_expiry(sign({"sub": "1", "exp": 4_000_000_000})) == 4_000_000_000.0
     assert jwt_expiry(sign({"sub": "1", "exp": "4000000000"})) == 0.0
     assert jwt_expiry(sign({"sub": "1"})) is None
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNzd29yZA==", "Token 0123456789abcdef"])
+async def test_an_authorization_header_of_another_scheme_is_left_to_whoever_uses_it(
+    server: LiveServer, header: str
+) -> None:
+    """TokenAuthenticationMiddleware answers only Bearer: Basic auth, DRF's `Token <key>` and
+    the like reach the project's own views (and DRF) untouched, anonymous to GraphQL."""
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=scaled(30)) as client:
+        login_page = await client.get("/admin/login/", headers={"Authorization": header})
+        query = await client.post(
+            "/graphql/", json={"query": "{ me { id } }"}, headers={"Authorization": header}
+        )
+    assert login_page.status_code == 200
+    assert (query.status_code, query.json()) == (200, {"data": {"me": None}})
+
+
+async def test_a_bearer_header_without_a_token_is_a_401(server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=scaled(30)) as client:
+        response = await client.post(
+            "/graphql/", json={"query": "{ me { id } }"}, headers={"Authorization": "Bearer"}
+        )
+    assert response.status_code == 401
