@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
 
-from gql_pubsub.conf import get_settings
+from gql_pubsub.conf import Settings, get_settings
 
 _INSECURE_MARKERS = ("insecure", "change-me", "changeme", "secret-key", "dev-")
 
@@ -33,16 +33,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return []
 
 
+def _valid_settings() -> Settings | None:
+    """The settings, or None when they are invalid (gql_pubsub.E003 reports that)."""
+    try:
+        return get_settings()
+    except ImproperlyConfigured:
+        return None
+
+
 @register()
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """``BROKER_URL`` (and ``BACKEND``, if set) must name a broker this library can use."""
     from gql_pubsub.broker.backends import url_problem
 
-    try:
-        settings = get_settings()
-        problem = url_problem(settings.BROKER_URL, settings.BACKEND)
-    except ImproperlyConfigured:
-        return []  # gql_pubsub.E003 reports it
+    settings = _valid_settings()
+    if settings is None:
+        return []
+    problem = url_problem(settings.BROKER_URL, settings.BACKEND)
     if problem is None:
         return []
     return [
@@ -59,13 +66,8 @@ def check_in_memory_broker(app_configs: Any = None, **kwargs: Any) -> list[Check
     """With DEBUG off, the in-memory broker is a warning: no other process's write reaches it."""
     from gql_pubsub.broker.backends import in_memory
 
-    if django_settings.DEBUG:
-        return []
-    try:
-        settings = get_settings()
-    except ImproperlyConfigured:
-        return []  # gql_pubsub.E003 reports it
-    if not in_memory(settings.BROKER_URL, settings.BACKEND):
+    settings = None if django_settings.DEBUG else _valid_settings()
+    if settings is None or not in_memory(settings.BROKER_URL, settings.BACKEND):
         return []
     return [
         Warning(
@@ -84,12 +86,9 @@ def check_in_memory_broker(app_configs: Any = None, **kwargs: Any) -> list[Check
 @register("security")
 def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """With DEBUG off, HMAC tokens need a real JWT_SECRET: set, long, not a placeholder."""
-    if django_settings.DEBUG:
+    settings = None if django_settings.DEBUG else _valid_settings()
+    if settings is None:
         return []
-    try:
-        settings = get_settings()
-    except ImproperlyConfigured:
-        return []  # gql_pubsub.E003 reports it
     if not any(algorithm.startswith("HS") for algorithm in settings.JWT_ALGORITHMS):
         return []
     secret = settings.JWT_SECRET
@@ -112,12 +111,9 @@ def check_jwt_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Metrics: a path that starts with "/", prometheus-client installed, and with DEBUG off,
     a token (a scrape shows how many users are connected and what flows)."""
-    try:
-        settings = get_settings()
-    except ImproperlyConfigured:
-        return []  # gql_pubsub.E003 reports it
-    path = settings.METRICS_PATH
-    if path is None:
+    settings = _valid_settings()
+    path = settings.METRICS_PATH if settings is not None else None
+    if settings is None or path is None:
         return []
     if not path.startswith("/"):
         return [
