@@ -88,6 +88,24 @@ async def to_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) ->
     return await asyncio.to_thread(call)
 
 
+def example_process(
+    *args: str, redis_url: str | None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` in a fresh process on the example's settings, output captured: on the
+    broker ``redis_url`` (None: none set, the in-memory broker), with ``env`` on top."""
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url is not None:
+        environ["REDIS_URL"] = redis_url
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**environ, "DJANGO_SETTINGS_MODULE": "example.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+
+
 def production_env(**overrides: str) -> dict[str, str]:
     """What a deployer sets for the example: DEBUG off, real secrets from the environment."""
     import secrets

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,18 +23,13 @@ from gql_pubsub.auth.tokens import jwt_user
 from gql_pubsub.conf import get_settings
 
 from ..gqlws import GraphQLWS
-from ..services import ROOT, LiveServer, scaled, to_thread
+from ..services import LiveServer, example_process, to_thread
 
 
 def token_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``python -m django gql_pubsub_token …`` on the example's settings."""
-    return subprocess.run(
-        [sys.executable, "-m", "django", "gql_pubsub_token", *args],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
+    return example_process(
+        "-m", "django", "gql_pubsub_token", *args, redis_url=os.environ["REDIS_URL"], **env
     )
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import pytest
 
 from ..helpers import MESSAGE_ADDED, connected, data_of, send_message
-from ..services import ROOT, LiveServer, live_server, scaled, to_thread, wait_until
+from ..services import LiveServer, example_process, live_server, to_thread, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +127,7 @@ print("written")
 def test_a_shell_that_writes_to_the_in_memory_broker_warns_once_that_no_server_hears_it() -> None:
     """`manage.py shell` with no REDIS_URL: its writes reach no server's subscribers, and its
     stderr says so once, with the fix, however many writes it makes."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "django", "shell", "-c", SHELL_WRITES],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-    )
+    done = example_process("-m", "django", "shell", "-c", SHELL_WRITES, redis_url=None)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "written"
     assert done.stderr.count(UNSERVED) == 1, done.stderr
@@ -148,18 +137,12 @@ def test_a_shell_that_writes_to_the_in_memory_broker_warns_once_that_no_server_h
 
 
 async def test_a_write_in_the_server_process_does_not_warn(
-    memory_server: LiveServer,
-    make_user: Callable[..., Any],
-    make_correspondence: Callable[..., Any],
-    token_for: Any,
+    memory_server: LiveServer, pair: Any
 ) -> None:
     """The server holds its broker: what it publishes reaches its own subscribers, no warning."""
-    from asgiref.sync import sync_to_async
-
-    alice, bob = await sync_to_async(lambda: (make_user("alice"), make_user("bob")))()
-    correspondence = await sync_to_async(make_correspondence)(alice, bob)
+    alice_token, _, correspondence = pair
     # The mutation answers after its commit, whose publish (and any warning) came first.
-    await send_message(memory_server, token_for(alice), correspondence.pk, "served")
+    await send_message(memory_server, alice_token, correspondence.pk, "served")
     assert UNSERVED not in memory_server.log.read_text()
     assert "in-memory broker" in memory_server.log.read_text()  # the server's own log, read
 
@@ -244,14 +227,6 @@ asyncio.run(main())
 def test_a_workers_in_memory_broker_replaced_by_new_settings_lets_its_lock_file_go() -> None:
     """A server worker's in-memory broker holds a lock file (to count its siblings); a broker
     built anew when the settings change closes and removes the old one's, leaking nothing."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    done = subprocess.run(
-        [sys.executable, "-c", REPLACED_BROKER],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-    )
+    done = example_process("-c", REPLACED_BROKER, redis_url=None)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "released", done.stdout + done.stderr

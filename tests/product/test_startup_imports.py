@@ -5,14 +5,11 @@ none of redis-py. Each case is a fresh Python process."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from ..services import ROOT, scaled
+from ..services import example_process
 
 PROBE = """
 import json, sys
@@ -40,17 +37,7 @@ print(json.dumps({"setup": sorted(at_setup), "publish": sorted(loaded() - at_set
 def probe(broker_url: str | None, *, publish: bool) -> dict[str, Any]:
     """What of redis-py and the Redis backend a fresh process has after setup, and what its
     first publish imported on top of that."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    if broker_url is not None:
-        env["REDIS_URL"] = broker_url
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "publish" if publish else "setup"],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-    )
+    done = example_process("-c", PROBE, "publish" if publish else "setup", redis_url=broker_url)
     assert done.returncode == 0, done.stderr
     found: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return found
