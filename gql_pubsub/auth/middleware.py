@@ -11,7 +11,6 @@ from gql_pubsub.auth.tokens import (
     TokenRejected,
     aauthenticate_token,
     authenticate_token,
-    token_from_header,
 )
 
 if TYPE_CHECKING:
@@ -40,11 +39,8 @@ def _authenticate_request(request: HttpRequest, user: AbstractBaseUser) -> None:
 def _bearer(request: HttpRequest) -> str | None:
     """The request's Bearer token ("" for ``Bearer`` with none); None for no header or another
     scheme (Basic, DRF's ``Token``…), which is left to whatever else authenticates it."""
-    value = request.headers.get("Authorization", "")
-    scheme, _, _ = value.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token_from_header(value) or ""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def TokenAuthenticationMiddleware(get_response: Any) -> Any:
