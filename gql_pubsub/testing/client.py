@@ -4,6 +4,7 @@ server; back-pressure as uvicorn's), or over the network to a running server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections import deque
@@ -203,7 +204,8 @@ class GraphQLTestClient:
         while True:
             frame: dict[str, Any] = json.loads(await self._take("a message"))
             if answer_pings and frame.get("type") == MessageType.PING:
-                await self.send({"type": MessageType.PONG})
+                with contextlib.suppress(ConnectionClosed):  # closing: read what is left first
+                    await self.send({"type": MessageType.PONG})
                 continue
             return frame
 

@@ -44,7 +44,7 @@ class ClientSocket(Protocol):
         """The handshake; ``ConnectionClosed`` if the server refuses it."""
 
     async def send(self, text: str) -> None:
-        """Send a text frame."""
+        """Send a text frame; ``ConnectionClosed`` once closed."""
 
     async def receive(self) -> str:
         """The next text frame (no bound: the caller's); ``ConnectionClosed`` once closed."""
@@ -99,6 +99,8 @@ class InProcessSocket:
         self.subprotocol = message.get("subprotocol")
 
     async def send(self, text: str) -> None:
+        if self.closed is not None:
+            raise self.closed
         await self.inbound.put({"type": "websocket.receive", "text": text})
 
     async def receive(self) -> str:
@@ -170,19 +172,24 @@ class NetworkSocket:
         self.subprotocol = self._connection.subprotocol
 
     async def send(self, text: str) -> None:
-        await self.connection.send(text)
+        from websockets.exceptions import ConnectionClosed as Ended
+
+        try:
+            await self.connection.send(text)
+        except Ended:
+            raise self._closed() from None
 
     async def receive(self) -> str:
         from websockets.exceptions import ConnectionClosed as Ended
 
-        connection = self.connection
         try:
-            return str(await connection.recv())
+            return str(await self.connection.recv())
         except Ended:
-            close = connection.protocol.close_rcvd  # the server's close frame, if it sent one
-            raise ConnectionClosed(
-                close.code if close else 1006, close.reason if close else ""
-            ) from None
+            raise self._closed() from None
+
+    def _closed(self) -> ConnectionClosed:
+        close = self.connection.protocol.close_rcvd  # the server's close frame, if it sent one
+        return ConnectionClosed(close.code if close else 1006, close.reason if close else "")
 
     async def close(self, code: int, timeout: float) -> None:
         if self._connection is not None:

@@ -108,6 +108,19 @@ async def test_refusals_raise_with_the_servers_code_and_reason(
             await client.next(op)
 
 
+async def test_a_send_after_the_server_closed_raises_connection_closed_with_its_code(
+    new_client: Callable[[], GraphQLTestClient],
+) -> None:
+    """Sending on a socket the server has closed raises the library's ``ConnectionClosed`` (with
+    the server's code), not the transport's own exception, on either socket."""
+    async with new_client() as client:
+        with pytest.raises(ConnectionClosed):
+            await client.init({"token": "not-a-token"})
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.send({"type": "ping"})
+    assert closed.value.code == CloseCode.FORBIDDEN
+
+
 async def test_a_path_other_than_graphql_path_is_refused_at_the_handshake(
     application: GraphQLApplication,
 ) -> None:
