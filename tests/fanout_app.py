@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
+from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from gql_pubsub import Event, stream
@@ -23,6 +25,25 @@ labelled: collections.Counter[str] = collections.Counter()
 
 tagged: collections.Counter[str] = collections.Counter()
 """How many times each event's ``tag`` (declared viewer-dependent) was resolved."""
+
+
+class NotDenied(BasePermission):
+    """Refuses users whose name starts with "deny"."""
+
+    message = "Users named deny… may not see this."
+
+    def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        return not get_user(info).get_username().startswith("deny")
+
+
+@strawberry.enum
+class Mood(enum.Enum):
+    GLAD = "glad"
+    WARY = "wary"
+
+
+resolved: collections.Counter[str] = collections.Counter()
+"""How many times ``counted`` was resolved, by event and user."""
 
 
 @strawberry.type
@@ -96,6 +117,49 @@ class Item:
     def viewer(self, info: Info[Any, Any]) -> str | None:
         user = get_user(info)
         return user.get_username() if user.is_authenticated else None
+
+    @strawberry.field(permission_classes=[NotDenied])
+    def guarded(self, info: Info[Any, Any]) -> str | None:
+        """Behind a permission class (null and its error for users named deny…)."""
+        return f"guarded for {get_user(info).get_username()}"
+
+    @strawberry.field(permission_classes=[NotDenied])
+    def strict_guarded(self) -> str:
+        """Non-null behind a permission class: the denial nulls the whole item."""
+        return "strictly guarded"
+
+    @strawberry.field
+    def mood(self, info: Info[Any, Any]) -> Mood:
+        """An enum that depends on the viewer."""
+        return Mood.WARY if get_user(info).get_username().startswith("deny") else Mood.GLAD
+
+    @strawberry.field
+    def whereabouts(self, root: Item, info: Info[Any, Any]) -> str:
+        """The request's path, the field's name and path, and the root parameter."""
+        path = info.path
+        return f"{root.n} {info.context.request.path} {info.field_name} {path.prev.key}.{path.key}"
+
+    @strawberry.field
+    def count(self, info: Info[Any, Any]) -> int:
+        """An Int that is not one for users named deny…: graphql-core's serialization error."""
+        name = get_user(info).get_username()
+        return "many" if name.startswith("deny") else len(name)  # type: ignore[return-value]
+
+    @strawberry.field
+    def awaited(self, info: Info[Any, Any]) -> str:
+        """A plain function that returns a coroutine (graphql-core awaits it)."""
+
+        async def later() -> str:
+            return f"awaited for {get_user(info).get_username()}"
+
+        return later()  # type: ignore[return-value]
+
+    @strawberry.field
+    def counted(self, info: Info[Any, Any]) -> str:
+        """Counts its calls per event and user (``resolved``)."""
+        name = get_user(info).get_username()
+        resolved[f"{self.n} {name}"] += 1
+        return name
 
     @strawberry.field
     def padding(self) -> str:

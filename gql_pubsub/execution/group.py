@@ -141,8 +141,11 @@ class Group:
                 for member in tuple(self.members.values()):
                     await member.send_buffer.send(member.prefix + payload + member.suffix)
                 return
+            fill = self._hub.engine.execute_body
             for member in tuple(self.members.values()):
-                text = await self.personal(body, member)
+                text = body.ready(member.context, member.viewer)
+                if text is None:
+                    text = await body.fill(member.context, member.viewer, fill)
                 await member.send_buffer.send(member.prefix + text + "}" + member.suffix)
             return
         for member in tuple(self.members.values()):

@@ -22,6 +22,8 @@ from graphql import ExecutionResult, GraphQLError, GraphQLObjectType
 from graphql.execution import Executor
 from graphql.pyutils import Path
 
+from gql_pubsub.execution import fast_fields
+from gql_pubsub.execution.fast_fields import FieldPlan
 from gql_pubsub.execution.viewers import PerViewer
 
 _NONCE = secrets.token_hex(8)
@@ -50,7 +52,7 @@ class Template:
     """One event's result with holes: the encoded text around them, and what fills them (or,
     when the shared part had errors, nothing shared: each viewer's execution is whole)."""
 
-    __slots__ = ("executor", "filled", "holes", "parts")
+    __slots__ = ("executor", "filled", "holes", "parts", "plans")
 
     def __init__(self, parts: list[str] | None, holes: list[Hole], executor: Executor[Any]) -> None:
         self.parts = parts
@@ -62,13 +64,44 @@ class Template:
         """The event's executor, which left the holes."""
         self.filled: dict[Hashable, str] = {}
         """The payloads filled so far, by viewer."""
+        self.plans: list[FieldPlan] | None = None
+        """The holes' fast paths (``fast_fields``), made at the first fill; empty: some hole has
+        none, so every viewer takes the general path."""
+
+    def ready(self, context: Any, viewer: Hashable) -> str | None:
+        """The payload for ``viewer`` if it is filled or its holes' fast paths fill it now
+        (None: :meth:`fill` it)."""
+        text = self.filled.get(viewer)
+        if text is None:
+            text = self._fast(context)
+            if text is not None:
+                self.filled[viewer] = text
+        return text
 
     async def fill(self, context: Any, viewer: Hashable, whole: Whole) -> str:
         """The payload (without its ``}``) for ``viewer``, whose member's context is
         ``context``; ``whole`` executes all of it for the member when a hole's field fails."""
-        text = self.filled.get(viewer)
+        text = self.ready(context, viewer)
         if text is None:
             text = self.filled[viewer] = await self._fill(context, whole)
+        return text
+
+    def _fast(self, context: Any) -> str | None:
+        parts = self.parts
+        plans = self.plans
+        if plans is None:
+            made = [fast_fields.plan(self.executor, *hole) for hole in self.holes]
+            plans = self.plans = [p for p in made if p is not None]
+            if len(plans) != len(made) or parts is None:
+                plans.clear()
+        if not plans or parts is None:
+            return None
+        text = parts[0]
+        for n, field_plan in enumerate(plans, 1):
+            value = field_plan.value(context)
+            if value is fast_fields.MISS:
+                return None
+            text += orjson.dumps(value).decode() + parts[n]
         return text
 
     async def _fill(self, context: Any, whole: Whole) -> str:

@@ -659,3 +659,92 @@ async def _memory_growth(
     finally:
         await client.close()
     return after - before
+
+
+PER_VIEWER_SHAPES = ["guarded", "strictGuarded", "mood", "whereabouts", "count", "awaited"]
+
+
+@pytest.mark.parametrize("field", PER_VIEWER_SHAPES)
+async def test_a_per_viewer_field_gives_each_user_what_an_execution_of_their_own_gives(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+    field: str,
+) -> None:
+    """A permission class (granted and denied), an enum, a resolver reading the request, the
+    field's path and its root, an Int that does not serialize, a function returning a
+    coroutine: filled into one group's shared result, each user's payload (values, nulls and
+    errors) is exactly what Strawberry's own per-subscriber execution gives that user."""
+    query = (
+        "subscription ($c: String!, $s: Boolean!) "
+        f"{{ items(channel: $c, shared: $s) {{ n size {field} }} }}"
+    )
+    from gql_pubsub.asgi import get_asgi_application
+
+    one_by_one = strawberry.Schema(
+        query=fanout_app.Query, subscription=fanout_app.Subscription, extensions=[_Traced]
+    )
+    users = await to_thread(lambda: [make_user("ok"), make_user("deny")])
+    tokens = [token_for(u) for u in users]
+    async with serve_in_process(get_asgi_application(one_by_one)) as reference:
+        grouped = await subscribed_by_each(app_server, tokens, query, channel)
+        alone = await subscribed_by_each(reference, tokens, query, channel)
+        try:
+            assert await members_in_groups(app_server, 2) == (1, 2)
+            # One broker serves both servers: the group, and each reference socket's stream.
+            await _listening(channel, 3)
+            await apublish(channel, "custom", {"n": f"{channel}-1", "size": 3})
+            got = [await client.next_payload("1") for client in grouped]
+            expected = [await client.next_payload("1") for client in alone]
+        finally:
+            await asyncio.gather(*(c.close() for c in grouped + alone))
+    assert got == expected
+    assert got[0]["data"]["items"][field] is not None  # granted: a value
+    assert "errors" in got[1] or field in {"mood", "whereabouts", "awaited"}
+
+
+async def test_a_per_viewer_field_resolves_once_per_user_and_event_however_many_sockets(
+    app_server: InProcessServer,
+    redis_client: redis.Redis,
+    make_user: Callable[..., Any],
+    token_for: Any,
+    channel: str,
+) -> None:
+    """Ann on three sockets and Ben on one, in one group: ``counted`` runs once per event for
+    each of them, and each socket has its user's value."""
+    query = (
+        "subscription ($c: String!, $s: Boolean!) { items(channel: $c, shared: $s) { n counted } }"
+    )
+    ann, ben = await to_thread(lambda: (make_user("ann"), make_user("ben")))
+    tokens = [token_for(ann)] * 3 + [token_for(ben)]
+    clients = await subscribed_by_each(app_server, tokens, query, channel)
+    try:
+        assert await members_in_groups(app_server, 4) == (1, 4)
+        await ready(redis_client, channel)
+        for n in range(3):
+            await apublish(channel, "custom", {"n": f"{channel}-{n}"})
+        received = [await items(client, "1", 3) for client in clients]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    names = [ann.username] * 3 + [ben.username]
+    for name, got in zip(names, received, strict=True):
+        assert got == [{"n": f"{channel}-{n}", "counted": name} for n in range(3)]
+    assert {
+        (n, name): fanout_app.resolved[f"{channel}-{n} {name}"]
+        for n in range(3)
+        for name in (ann.username, ben.username)
+    } == {(n, name): 1 for n in range(3) for name in (ann.username, ben.username)}
+
+
+async def _listening(channel: str, subscribers: int) -> None:
+    """Wait until the broker has ``subscribers`` local subscribers on ``channel``, live."""
+    from gql_pubsub.broker.process import get_broker
+
+    broker = get_broker()
+    for _ in range(int(scaled(500))):
+        if broker.subscriber_count(channel) == subscribers and broker.is_live(channel):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{broker.subscriber_count(channel)} subscribers on {channel}")

@@ -1,0 +1,168 @@
+"""Per-viewer fields resolved without graphql-core's field machinery.
+
+``splice`` fills each hole of a shared result once per viewer. When the hole's field is a plain
+Strawberry method (no arguments, a scalar or enum result, no field extension but permission
+classes whose ``has_permission`` is a plain function), its :class:`FieldPlan`, made once per
+event, calls the permission checks and the resolver with an ``Info`` whose context is the
+viewer's, and serializes the value as graphql-core's leaf completion does: the same calls
+Strawberry's resolver chain would make, without building the chain, the arguments and an
+executor for each viewer. Whatever else happens (an exception, a denied permission, an awaitable
+where a value was expected, a null for a non-null field) is :data:`MISS`: the general path
+resolves that viewer's result, so its values and errors are exactly those of a full execution.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLScalarType,
+)
+from graphql.pyutils import Path, Undefined
+
+MISS: Any = object()
+"""A plan's answer when the general path must resolve the field for this viewer."""
+
+_PLAIN = frozenset({str, int, float, bool})
+"""Results that are certainly not awaitable (the check costs more than the rest)."""
+
+_CONTEXT_AT = GraphQLResolveInfo._fields.index("context")
+
+
+class _Static:
+    """What a field's plans share, worked out once per field of the schema."""
+
+    __slots__ = (
+        "definition",
+        "field_def",
+        "function",
+        "info_class",
+        "info_name",
+        "nullable",
+        "permissions",
+        "self_arg",
+        "serialize",
+        "source_names",
+    )
+
+    def __init__(
+        self,
+        field_def: Any,
+        definition: Any,
+        resolver: Any,
+        permissions: list[Any],
+        info_class: type,
+    ) -> None:
+        self.field_def = field_def  # kept: the cache's key is its id
+        self.definition = definition
+        self.info_class = info_class
+        self.function = resolver.wrapped_func
+        self.self_arg = resolver.self_parameter is not None
+        self.source_names = tuple(
+            p.name for p in (resolver.root_parameter, resolver.parent_parameter) if p is not None
+        )
+        info = resolver.info_parameter
+        self.info_name: str | None = info.name if info is not None else None
+        self.permissions = permissions
+        return_type = field_def.type
+        self.nullable = not isinstance(return_type, GraphQLNonNull)
+        self.serialize = (return_type.of_type if not self.nullable else return_type).serialize
+
+
+_statics: dict[int, _Static | None] = {}
+"""By the id of a schema's field (whose object the entry keeps): its shared part, or None when
+it has no fast path."""
+
+
+def _static(schema: Any, field_def: Any) -> _Static | None:
+    key = id(field_def)
+    known = _statics.get(key, MISS)
+    if known is MISS or (known is not None and known.field_def is not field_def):
+        if len(_statics) >= 4096:  # schemas made and dropped (tests): start over
+            _statics.clear()
+        known = _statics[key] = _compile(schema, field_def)
+    return known  # type: ignore[no-any-return]
+
+
+def _compile(schema: Any, field_def: Any) -> _Static | None:
+    from strawberry.permission import PermissionExtension
+    from strawberry.types.field import StrawberryField
+
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    config = getattr(strawberry_schema, "config", None)
+    definition = field_def.extensions.get("strawberry-definition")
+    if config is None or type(definition) is not StrawberryField or field_def.args:
+        return None  # strawberry_django's fields run resolvers in a thread: theirs to call
+    resolver = definition.base_resolver
+    if resolver is None or resolver.is_async or not callable(resolver.wrapped_func):
+        return None
+    return_type = field_def.type
+    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        return None
+    permissions: list[Any] = []
+    for extension in definition.extensions:
+        if type(extension) is not PermissionExtension:
+            return None
+        for permission in extension.permissions:
+            if inspect.iscoroutinefunction(permission.has_permission):
+                return None
+            permissions.append(permission)
+    return _Static(field_def, definition, resolver, permissions, config.info_class)
+
+
+class FieldPlan:
+    """One hole of one event: its field's resolver, called for each viewer."""
+
+    __slots__ = ("after", "before", "source", "static")
+
+    def __init__(self, static: _Static, info: GraphQLResolveInfo[Any], source: Any) -> None:
+        self.static = static
+        self.source = source
+        at = _CONTEXT_AT
+        self.before = tuple(info[:at])
+        self.after = tuple(info[at + 1 :])
+
+    def value(self, context: Any) -> Any:
+        """The field's serialized value for a viewer whose context is ``context``, or MISS."""
+        static = self.static
+        source = self.source
+        try:
+            raw = tuple.__new__(GraphQLResolveInfo, (*self.before, context, *self.after))
+            info = static.info_class(_raw_info=raw, _field=static.definition)
+            for permission in static.permissions:
+                if permission.has_permission(source, info) is not True:
+                    return MISS  # denied, or not a bool: Strawberry's errors, by the general path
+            kwargs = dict.fromkeys(static.source_names, source)
+            if static.info_name is not None:
+                kwargs[static.info_name] = info
+            result = (
+                static.function(source, **kwargs) if static.self_arg else static.function(**kwargs)
+            )
+            if result is None:
+                return None if static.nullable else MISS
+            if type(result) not in _PLAIN and inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                return MISS
+            value = static.serialize(result)
+        except Exception:
+            return MISS
+        return MISS if value is None or value is Undefined else value
+
+
+def plan(
+    executor: Any, parent_type: GraphQLObjectType, source: Any, fields: Any, path: Path
+) -> FieldPlan | None:
+    """The fast path of a hole, if its field has one (None: the general path fills it)."""
+    field_def = executor.schema.get_field(parent_type, fields[0].node.name.value)
+    static = _static(executor.schema, field_def) if field_def is not None else None
+    if static is None:
+        return None
+    info = executor.build_resolve_info(field_def, [d.node for d in fields], parent_type, path)
+    return FieldPlan(static, info, source)
