@@ -7,6 +7,10 @@ channel `room:<room>` (benchmarks/publisher.py). GQL_PUBSUB_BENCH_VARIANT (run.p
   user gets who does not read the docs): the fields are plain, so it is shared anyway.
 - ``viewer``: as ``distinct``, and ``body`` reads the viewer (a resolver that looks at
   ``info.context``): every subscriber's payload is its own.
+- ``viewer-field``, ``permission``, ``request``: as ``distinct``, with the plain fields and one
+  more (run.py's query selects it, ``EXTRA_FIELD``): a method returning
+  ``info.context.user.username``; a field behind a permission class; a method reading
+  ``info.context.request``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import strawberry
+from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from gql_pubsub import Event, stream
@@ -49,7 +54,38 @@ class ViewerMessage:
         return self.text if info.context.user.is_authenticated else ""
 
 
-Message: Any = ViewerMessage if VARIANT == "viewer" else PlainMessage
+EXTRA_FIELD = {"viewer-field": "viewer", "permission": "guarded", "request": "path"}
+"""The field each variant adds to the harness's selection set."""
+
+
+class IsAuthenticated(BasePermission):
+    message = "Log in to see this."
+
+    def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        return bool(info.context.user.is_authenticated)
+
+
+@strawberry.type(name="Message")
+class RichMessage(PlainMessage):
+    @strawberry.field
+    def viewer(self, info: Info[Any, Any]) -> str:
+        """Who receives it."""
+        return str(info.context.user.username)
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    def guarded(self) -> str:
+        """Behind a permission class."""
+        return self.room
+
+    @strawberry.field
+    def path(self, info: Info[Any, Any]) -> str:
+        """What the receiver's request says."""
+        return str(info.context.request.path)
+
+
+Message: Any = {"viewer": ViewerMessage, **dict.fromkeys(EXTRA_FIELD, RichMessage)}.get(
+    VARIANT, PlainMessage
+)
 
 
 def to_message(event: Event) -> Message:
@@ -58,7 +94,7 @@ def to_message(event: Event) -> Message:
         return ViewerMessage(
             id=data["id"], room=data["room"], text=data["body"], sent_at=data["sentAt"]
         )
-    return PlainMessage(id=data["id"], room=data["room"], body=data["body"], sent_at=data["sentAt"])
+    return Message(id=data["id"], room=data["room"], body=data["body"], sent_at=data["sentAt"])  # type: ignore[no-any-return]
 
 
 @strawberry.type

@@ -2,6 +2,7 @@
 """Run the fan-out harness with gql_pubsub beside its peers, in one run, and summarise it.
 
     python benchmarks/run.py --harness PATH/TO/bench [--reps 3] [--scenarios broadcast,rooms,idle]
+        [--variant shared|distinct|viewer|viewer-field|permission|request] [--ws IMPLEMENTATION]
 
 PATH/TO/bench is a writable copy of the team's graphql-transport-ws fan-out harness (its
 run.py, publish.py, loadgen and peers). The harness's setup.sh is run once if its peers are
@@ -30,19 +31,27 @@ UVICORN_ARGS = [
     "warning",
 ]
 PEERS = ["gql_pubsub", "node-graphql-ws", "strawberry-naive", "raw-asgi-limit"]
+QUERY = "subscription($room: String!) {{ messageAdded(room: $room) {{ id room body sentAt{} }} }}"
+"""The harness's operation; the variants with a field of their own select it too."""
+EXTRA_FIELD = {"viewer-field": "viewer", "permission": "guarded", "request": "path"}
+"""The field each variant adds (benchmarks/app.py)."""
+VARIANTS = ("shared", "distinct", "viewer", *EXTRA_FIELD)
+WS = ("auto", "websockets-sansio", "websockets", "wsproto")
 
 
 def gql_pubsub_peer(
-    harness: Path, *, metrics: bool = False, variant: str = "shared"
+    harness: Path, *, metrics: bool = False, variant: str = "shared", ws: str = "auto"
 ) -> dict[str, object]:
     """The harness's description of our server: one uvicorn worker, our publisher."""
     python = sys.executable
     env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "GQL_PUBSUB_BENCH_VARIANT": variant}
     if metrics:
         env["GQL_PUBSUB_BENCH_METRICS"] = "1"
+    extra = EXTRA_FIELD.get(variant)
     return {
         "cwd": os.path.relpath(ROOT, harness),
-        "cmd": [python, "-m", "uvicorn", "benchmarks.app:application", *UVICORN_ARGS],
+        "cmd": [python, "-m", "uvicorn", "benchmarks.app:application", *UVICORN_ARGS, "--ws", ws],
+        "query": QUERY.format(f" {extra}" if extra else ""),
         "env": env,
         "port": 4010,
         "url": "ws://127.0.0.1:{port}/graphql",
@@ -73,10 +82,19 @@ def main() -> None:
     )
     parser.add_argument(
         "--variant",
-        choices=("shared", "distinct", "viewer"),
+        choices=VARIANTS,
         default="shared",
         help="shared: declared shared, one user; distinct: a user per socket, not declared "
-        "shared; viewer: distinct, and a field that reads the viewer (benchmarks/app.py)",
+        "shared; viewer: distinct, and body reads the viewer; viewer-field, permission, "
+        "request: distinct, and one more field (a method reading the user, a permission "
+        "class, a method reading the request) (benchmarks/app.py)",
+    )
+    parser.add_argument(
+        "--ws",
+        choices=WS,
+        default="auto",
+        help="uvicorn's WebSocket implementation for gql_pubsub and the raw-ASGI peer "
+        "(auto: what uvicorn picks, websockets-sansio where it has it)",
     )
     args = parser.parse_args()
     harness = args.harness.resolve()
@@ -86,7 +104,12 @@ def main() -> None:
         subprocess.run(["bash", "setup.sh"], cwd=harness, check=True)
 
     peers = {k: v for k, v in json.loads((harness / "peers.json").read_text()).items()}
-    peers["gql_pubsub"] = gql_pubsub_peer(harness, metrics=args.metrics, variant=args.variant)
+    peers["gql_pubsub"] = gql_pubsub_peer(
+        harness, metrics=args.metrics, variant=args.variant, ws=args.ws
+    )
+    if args.ws != "auto" and "raw-asgi-limit" in peers:  # the ceiling, on the same implementation
+        ceiling = peers["raw-asgi-limit"]
+        ceiling["cmd"] = [*ceiling["cmd"], "--ws", args.ws]
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M")

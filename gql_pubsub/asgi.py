@@ -19,6 +19,7 @@ from gql_pubsub.publishing.outbox.forwarder import pending, run_relay
 from gql_pubsub.server.hooks import Hooks
 from gql_pubsub.server.hub import SCOPE_KEY, Hub
 from gql_pubsub.transports.websocket.endpoint import GraphQLWebSocket
+from gql_pubsub.transports.websocket.servers import slow_websocket_path
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema
@@ -120,11 +121,15 @@ class GraphQLApplication:
 
 
 async def _check_configuration() -> None:
-    """Refuse to serve what ``manage.py check`` refuses (a forgeable secret with DEBUG off)."""
+    """Refuse to serve what ``manage.py check`` refuses (a forgeable secret with DEBUG off); warn
+    of what it warns of, and of a WebSocket path measured slower than uvicorn's default."""
     from gql_pubsub.checks import check_before_serving  # needs Django's apps: imported late
 
     for message in await database_sync_to_async(check_before_serving)():
         logger.warning("%s", message)
+    slow = slow_websocket_path()
+    if slow is not None:
+        logger.warning("%s", slow)
 
 
 def _tune_gc() -> None:

@@ -681,14 +681,15 @@ def live_server(
     app: str = "example.asgi:application",
     cwd: Path = ROOT,
     python: str | Path = sys.executable,
+    uvicorn_args: Sequence[str] = (),
 ) -> Iterator[LiveServer]:
-    """Run ``uvicorn <app>`` (the example's) with ``python`` in ``cwd`` on ``port`` (else a free
-    one) until the block ends."""
+    """Run ``uvicorn <app> [uvicorn_args]`` (the example's) with ``python`` in ``cwd`` on ``port``
+    (else a free one) until the block ends."""
     port = port or free_port()
     command = [
         str(python), "-m", "uvicorn", app,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning",
+        "--log-level", "warning", *uvicorn_args,
     ]  # fmt: skip
     log = log_dir / f"uvicorn-{port}-{time.monotonic_ns()}.log"
     with _running(command, env, port=port, log=log, cwd=cwd) as server:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +14,17 @@ import redis
 
 from gql_pubsub import apublish
 from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
+from gql_pubsub.transports.websocket.servers import (
+    GRANIAN_WEBSOCKETS,
+    LEGACY_UVICORN_WEBSOCKETS,
+    UVICORN_FAST,
+    UVICORN_LEGACY,
+    slow_websocket_path,
+)
 
 from ..conftest import InProcessServer, serve_in_process, wait_numsub
 from ..gqlws import GraphQLWS
-from ..services import captured_log, to_thread
+from ..services import captured_log, live_server, to_thread
 
 ITEMS = "subscription ($c: String!) { items(channel: $c, shared: true) { n } }"
 
@@ -101,3 +109,32 @@ async def test_a_send_without_flow_control_still_delivers_and_the_server_says_wh
             got = await two_sockets_receive_three_events(server, redis_client, token)
     assert got == [["0", "1", "2"]] * 2
     assert warnings.messages.count(NO_FLOW_CONTROL_FLAG) == 1
+
+
+@pytest.mark.parametrize("ws", ["websockets", "auto"])
+def test_a_server_on_uvicorns_legacy_websockets_says_so_at_startup_naming_the_setting(
+    ws: str, log_dir: Path
+) -> None:
+    """``--ws websockets``: one warning before any socket opens, naming ``--ws
+    websockets-sansio``; uvicorn's default: none."""
+    with live_server({}, log_dir=log_dir, uvicorn_args=["--ws", ws]) as server:
+        started = server.log.read_text()
+    if ws == "websockets":
+        assert started.count(LEGACY_UVICORN_WEBSOCKETS) == 1, started
+        assert "`--ws websockets-sansio`" in LEGACY_UVICORN_WEBSOCKETS
+    else:
+        assert "websockets" not in started, started
+
+
+def test_the_slow_paths_are_told_apart_from_the_fast_ones_by_the_modules_the_server_loaded() -> (
+    None
+):
+    """uvicorn's legacy implementation and granian warn; uvicorn's default, wsproto, or an
+    ASGI server not measured do not."""
+    base = {"uvicorn", "uvicorn.protocols.websockets"}
+    assert slow_websocket_path(base | {UVICORN_LEGACY}) == LEGACY_UVICORN_WEBSOCKETS
+    assert slow_websocket_path(base | {UVICORN_LEGACY, UVICORN_FAST[0]}) is None
+    assert slow_websocket_path(base | {UVICORN_FAST[0]}) is None
+    assert slow_websocket_path(base | {UVICORN_FAST[1]}) is None
+    assert slow_websocket_path({"granian", "granian.asgi"}) == GRANIAN_WEBSOCKETS
+    assert slow_websocket_path({"hypercorn", "hypercorn.asyncio"}) is None
