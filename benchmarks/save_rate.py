@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Saves per second of a publishable model: the write path's cost (outbox row, PUBLISH, DELETE).
+"""Saves per second of a publishable model: the write path's cost, with and without the outbox.
 
-    python benchmarks/save_rate.py [--saves 3000]
+    python benchmarks/save_rate.py [--saves 3000] [--rounds 5]
 
-One process, `Message.objects.create()` in a loop with the Redis broker at $REDIS_URL, on a
-fresh SQLite file (or a new database on $DATABASE_URL's PostgreSQL server). Run it on two
-checkouts to compare; prints saves/s.
+One process, the Redis broker at $REDIS_URL, a fresh SQLite file (or a new database on
+$DATABASE_URL's PostgreSQL server). Two ways of saving one chat message, in alternating blocks
+of `--saves`, `--rounds` times each, medians printed as JSON:
+- `outbox`: `Message.objects.create()`, the library's path (the row and its outbox row in one
+  transaction, published after the commit);
+- `direct`: what publishing cost without the outbox: an autocommit INSERT of the same row, then
+  the same event published at once (`publish_now`), as before the outbox existed.
+`ratio` is outbox / direct.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--saves", type=int, default=3000)
+    parser.add_argument("--saves", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     given = os.environ.get("DATABASE_URL", "")
     created = None
@@ -42,7 +48,7 @@ def main() -> None:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "example.settings"
     try:
-        print(json.dumps(measure(args.saves)))
+        print(json.dumps(measure(args.saves, args.rounds)))
     finally:
         if created:
             from django.db import connections
@@ -52,26 +58,52 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
 
 
-def measure(saves: int) -> dict[str, object]:
+def measure(saves: int, rounds: int) -> dict[str, object]:
+    import statistics
+
     import django
 
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import models
 
     from example.chat.models import Correspondence, Message
+    from gql_pubsub.core.events import EventKind
+    from gql_pubsub.publishing.outbox.writer import publish_now
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(username="bench")
     correspondence = Correspondence.objects.create(title="bench")
-    for _ in range(100):  # warm up connections and caches
-        Message.objects.create(correspondence=correspondence, author=user, body="warm")
-    started = time.perf_counter()
-    for n in range(saves):
+
+    def outbox(n: int) -> None:
         Message.objects.create(correspondence=correspondence, author=user, body=str(n))
-    elapsed = time.perf_counter() - started
-    vendor = django.db.connection.vendor
-    return {"database": vendor, "saves": saves, "saves_per_s": round(saves / elapsed)}
+
+    def direct(n: int) -> None:
+        message = Message(correspondence=correspondence, author=user, body=str(n))
+        message.publish_enabled = False  # no outbox row: the receivers leave it alone
+        models.Model.save(message)  # autocommit: one INSERT
+        publish_now(message.get_publish_channels(), message.publish_event(EventKind.CREATED))
+
+    ways = {"outbox": outbox, "direct": direct}
+    for save in ways.values():  # warm up connections and caches
+        for n in range(100):
+            save(n)
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, save in ways.items():
+            started = time.perf_counter()
+            for n in range(saves):
+                save(n)
+            rates[name].append(saves / (time.perf_counter() - started))
+    medians = {name: round(statistics.median(r)) for name, r in rates.items()}
+    return {
+        "database": django.db.connection.vendor,
+        "saves": saves,
+        "rounds": rounds,
+        "saves_per_s": medians,
+        "ratio": round(medians["outbox"] / medians["direct"], 3),
+    }
 
 
 if __name__ == "__main__":

@@ -285,3 +285,32 @@ async def test_a_thousand_watched_channels_cost_the_broker_under_800_bytes_each(
         assert grown / 1000 < 800, f"{grown / 1000:.0f} bytes a channel"
     finally:
         await broker.stop()
+
+
+def test_after_redis_forgets_its_scripts_a_batch_is_published_once_each_in_order(
+    redis_url: str,
+) -> None:
+    """SCRIPT FLUSH (what a Redis restart does to its scripts) between two publishes: the next
+    batch of marked events (a relay's) still goes out, each event once and in order; a single
+    event too; the same batch again publishes nothing."""
+    from gql_pubsub.broker.backends.base import DUPLICATE, PUBLISHED
+    from gql_pubsub.broker.backends.redis import RedisBackend
+
+    prefix = f"flush-{uuid.uuid4().hex[:8]}:"
+    backend = RedisBackend(redis_url, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    marks = "outbox:dest:published"
+    try:
+        assert backend.publish_many_sync([(["a"], b'{"n":0}')]) == [PUBLISHED]
+        client.script_flush()
+        events = [(["a"], b'{"n":%d}' % n) for n in (1, 2, 3)]
+        names = [f"row-{n}" for n in (1, 2, 3)]
+        assert backend.publish_many_sync(events, mark=(marks, names)) == [PUBLISHED] * 3
+        client.script_flush()
+        assert backend.publish_many_sync([(["a"], b'{"n":4}')]) == [PUBLISHED]
+        assert backend.publish_many_sync(events, mark=(marks, names)) == [DUPLICATE] * 3
+        history = client.xrange(backend.history_key("a"))
+        assert [fields[b"p"] for _, fields in history] == [b'{"n":%d}' % n for n in (0, 1, 2, 3, 4)]
+    finally:
+        backend.close_sync()
+        client.close()

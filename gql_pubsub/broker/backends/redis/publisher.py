@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from gql_pubsub.broker.backends.base import BrokerUnavailable
@@ -82,18 +83,46 @@ class RedisPublisher:
         went out. With ``backlog`` (a key), such an event is not published while that key exists
         (``DEFERRED``): the relay is publishing older ones. Returns what was done with each.
         """
+        calls = [
+            self._publish_arguments(
+                channels,
+                payload,
+                None if mark is None else mark[0],
+                "" if mark is None else mark[1][n],
+                backlog,
+            )
+            for n, (channels, payload) in enumerate(events)
+        ]
         try:
-            with self._sync().pipeline(transaction=False) as pipe:
-                for n, (channels, payload) in enumerate(events):
-                    keys, args = self._publish_arguments(
-                        channels,
-                        payload,
-                        None if mark is None else mark[0],
-                        "" if mark is None else mark[1][n],
-                        backlog,
-                    )
-                    self._sync_publish(keys, args, client=pipe)
-                return [int(done) for done in pipe.execute()]
+            client = self._sync()
+            script = self._sync_publish
+            if len(calls) == 1:  # EVALSHA (SCRIPT LOAD once, should Redis not know it)
+                return [int(script(*calls[0]))]
+            # redis-py's pipeline asks SCRIPT EXISTS before each execute() of a script it was
+            # given: one more round trip. EVALSHA, and the script's text where Redis lost it.
+            done = [0] * len(calls)
+            pending = list(range(len(calls)))
+            for _ in range(2):
+                with client.pipeline(transaction=False) as pipe:
+                    for n in pending:
+                        keys, args = calls[n]
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    results = pipe.execute(raise_on_error=False)
+                lost = []
+                for n, result in zip(pending, results, strict=True):
+                    if isinstance(result, NoScriptError):
+                        lost.append(n)  # not run: Redis restarted, or its scripts were flushed
+                    elif isinstance(result, Exception):
+                        raise result
+                    else:
+                        done[n] = int(result)
+                if not lost:
+                    break
+                client.script_load(script.script)
+                pending = lost
+            else:
+                raise NoScriptError("Redis keeps losing the publish script (SCRIPT FLUSH?)")
+            return done
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(
                 f"Cannot publish to Redis at {self.safe_url}: {error}"
