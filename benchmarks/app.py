@@ -123,7 +123,8 @@ async def bench_user(token: str) -> Any:
     the ``distinct`` and ``viewer`` variants a new user per socket."""
     if VARIANT == "shared":
         return BENCH_USER
-    return SimpleNamespace(pk=next(_users), username="u", is_authenticated=True, is_active=True)
+    pk = next(_users)
+    return SimpleNamespace(pk=pk, username=f"u{pk}", is_authenticated=True, is_active=True)
 
 
 schema = strawberry.Schema(query=Query, subscription=Subscription)
