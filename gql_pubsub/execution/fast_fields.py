@@ -166,3 +166,67 @@ def plan(
         return None
     info = executor.build_resolve_info(field_def, [d.node for d in fields], parent_type, path)
     return FieldPlan(static, info, source)
+
+
+class BasicLeaf:
+    """A shared field that Strawberry answers with its default resolver (an attribute, no
+    resolver, arguments or extensions) and whose type is a scalar or an enum: what its value
+    is, without an ``Info``, the resolver chain or graphql-core's completion when the
+    attribute is a plain value (anything else completes the general way)."""
+
+    __slots__ = ("field_def", "name", "nullable", "resolve", "serialize")
+
+    def __init__(self, field_def: Any, definition: Any) -> None:
+        self.field_def = field_def
+        self.resolve = definition.default_resolver
+        self.name = definition.python_name
+        return_type = field_def.type
+        self.nullable = not isinstance(return_type, GraphQLNonNull)
+        self.serialize = (return_type if self.nullable else return_type.of_type).serialize
+
+    def complete(self, value: Any) -> Any:
+        """The serialized value of a resolved ``value``, or MISS: complete it the general way
+        (None for a non-null field, a value that is not a plain one, a serializer's refusal)."""
+        if value is None:
+            return None if self.nullable else MISS
+        if type(value) not in _PLAIN:
+            return MISS
+        try:
+            serialized = self.serialize(value)
+        except Exception:
+            return MISS
+        return MISS if serialized is None or serialized is Undefined else serialized
+
+
+_leaves: dict[int, BasicLeaf | None] = {}
+"""By the id of a schema's field (whose object the entry keeps): its :class:`BasicLeaf`, or
+None when it is not one."""
+
+
+def basic_leaf(field_def: Any) -> BasicLeaf | None:
+    """The field's :class:`BasicLeaf`, if it is one (worked out once per field)."""
+    key = id(field_def)
+    known = _leaves.get(key, MISS)
+    if known is MISS or (known is not None and known.field_def is not field_def):
+        if len(_leaves) >= 4096:  # schemas made and dropped (tests): start over
+            _leaves.clear()
+        known = _leaves[key] = _basic_leaf(field_def)
+    return known  # type: ignore[no-any-return]
+
+
+def _basic_leaf(field_def: Any) -> BasicLeaf | None:
+    from strawberry.types.field import StrawberryField
+
+    definition = field_def.extensions.get("strawberry-definition")
+    return_type = field_def.type
+    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if (
+        type(definition) is not StrawberryField  # a subclass may resolve it its own way
+        or definition.base_resolver is not None
+        or definition.extensions
+        or field_def.args
+        or not getattr(field_def.resolve, "_is_default", False)  # Strawberry's basic resolver
+        or not isinstance(leaf, GraphQLScalarType | GraphQLEnumType)
+    ):
+        return None
+    return BasicLeaf(field_def, definition)

@@ -1,0 +1,138 @@
+"""A grouped subscription's execution shortcuts (sub-selections collected once per operation,
+plain attribute fields read without Strawberry's resolver chain) give exactly what graphql-core's
+own execution gives: the same data, the same errors at the same paths, event after event."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import Executor, execute_subscription_event
+
+from gql_pubsub.execution.engine import Engine, validation_rules
+from gql_pubsub.execution.request import OperationRequest
+from gql_pubsub.execution.results import encode_result
+
+
+@strawberry.enum
+class Mood(enum.Enum):
+    CALM = "calm"
+    LOUD = "loud"
+
+
+@strawberry.type
+class Item:
+    label: str
+    rank: int | None
+
+
+@strawberry.type
+class Shape:
+    id: strawberry.ID
+    text: str
+    count: int
+    ratio: float
+    flag: bool
+    maybe: str | None
+    mood: Mood
+    when: datetime.datetime
+    items: list[Item]
+    child: Shape | None
+
+    @property
+    def broken(self) -> str:
+        raise RuntimeError("the property failed")
+
+    @strawberry.field
+    def computed(self) -> str:
+        return self.text.upper()
+
+
+@strawberry.type
+class Broken:
+    id: strawberry.ID
+    broken: str  # a property of the object raises
+    required: str  # holds None
+    count: int  # holds what Int cannot serialize
+
+
+class BrokenSource:
+    def __init__(self, n: int) -> None:
+        self.id = str(n)
+        self.required = None
+        self.count = [2**40, "many", float("nan")][n % 3]
+
+    @property
+    def broken(self) -> str:
+        raise RuntimeError(f"the property failed for {self.id}")
+
+
+@strawberry.type
+class Query:
+    ok: bool = True
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def shape(self) -> AsyncIterator[Shape]:  # pragma: no cover - executed per event only
+        yield shape(0)
+
+    @strawberry.subscription
+    async def broken(self) -> AsyncIterator[Broken]:  # pragma: no cover
+        yield BrokenSource(0)  # type: ignore[misc]
+
+
+schema = strawberry.Schema(query=Query, subscription=Subscription)
+
+
+def shape(n: int, depth: int = 1) -> Shape:
+    return Shape(
+        id=strawberry.ID(str(n)),
+        text=f'text {n} \u00e9"\\',
+        count=n * 7 - 3,
+        ratio=n / 3,
+        flag=n % 2 == 0,
+        maybe=None if n % 2 else f"maybe {n}",
+        mood=Mood.CALM if n % 2 else Mood.LOUD,
+        when=datetime.datetime(2026, 1, 1 + n % 28, tzinfo=datetime.UTC),
+        items=[Item(label=f"{n}.{k}", rank=None if k % 2 else k) for k in range(n % 4)],
+        child=shape(n + 1, depth - 1) if depth else None,
+    )
+
+
+DOCUMENTS = [
+    "subscription { shape { id text count ratio flag maybe mood when } }",
+    "subscription { shape { a: text b: text c: count __typename computed } }",
+    "subscription { shape { items { label rank } child { id text items { rank } } } }",
+    """subscription($on: Boolean!) { shape { ...Parts child { ...Parts } } }
+       fragment Parts on Shape { id text @include(if: $on) count @skip(if: $on) }""",
+    "subscription { broken { id broken } }",
+    "subscription { broken { id required } }",
+    "subscription { broken { id count } }",
+]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.parametrize("variables", [{"on": True}, {"on": False}])
+async def test_a_grouped_execution_gives_what_graphql_cores_gives_event_after_event(
+    document: str, variables: dict[str, Any]
+) -> None:
+    engine = Engine(schema, validation_rules(), 16)
+    parsed = engine.prepare(document)
+    assert not isinstance(parsed, list), parsed
+    op = OperationRequest("1", document, variables if "$on" in document else None, None, None)
+    grouped = engine.build(parsed, {}, op)
+    reference = Executor.build(
+        schema._schema, parsed, context_value={}, raw_variable_values=op.variables
+    )
+    assert isinstance(grouped, Executor) and isinstance(reference, Executor)
+    for n in range(6):  # from the second event on, the memo answers
+        root = BrokenSource(n) if "broken" in document else shape(n)
+        expected = execute_subscription_event(reference.build_per_event_executor(root))
+        assert not reference.is_awaitable(expected)
+        assert await engine.execute_event(grouped, root) == encode_result(expected)  # type: ignore[arg-type]
