@@ -20,7 +20,6 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
-    GraphQLObjectType,
     NoSchemaIntrospectionCustomRule,
     OperationType,
     get_operation_ast,
@@ -34,13 +33,11 @@ from graphql.execution import (
     execute_subscription_event,
     map_source_to_response_event,
 )
-from graphql.execution.collect_fields import collect_subfields
-from graphql.pyutils import Path
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gql_pubsub.conf import get_settings
-from gql_pubsub.execution.fast_fields import MISS, basic_leaf
+from gql_pubsub.execution.executors import per_event_executor_class
 from gql_pubsub.execution.limits import operation_limits_rule
 from gql_pubsub.execution.results import Errors, encode_result
 from gql_pubsub.execution.splice import Body, executor_with_holes, template
@@ -81,7 +78,7 @@ class Engine:
     ) -> None:
         self.schema = schema
         self.graphql_schema = schema._schema  # type: ignore[attr-defined]
-        self.executor_class = _own_memo_per_event(
+        self.executor_class = per_event_executor_class(
             getattr(schema, "execution_context_class", None) or Executor
         )
         if hasattr(schema, "execution_context_class"):  # Strawberry's pipeline builds it too
@@ -241,107 +238,6 @@ class Engine:
         # With errors every member executes it all (and its errors are reported then).
         encoded = "" if result.errors else encode_result(result)[:-1]
         return template(result, encoded, event_executor)
-
-
-_fixed: dict[type[Executor[Any]], type[Executor[Any]]] = {}
-
-
-SUBFIELDS_MEMO = 1024
-"""Sub-selections an operation's memo keeps at most (its shapes: one per object field and
-runtime type, however many events)."""
-
-
-def _own_memo_per_event(base: type[Executor[Any]]) -> type[Executor[Any]]:
-    """``base``, whose per-event executors share one memo of sub-selections, keyed by what
-    they are made of.
-
-    graphql-core's copies share their original's memo, keyed by the identity of lists made anew
-    for each event: it grew by an entry (some 16 objects) per event for as long as a
-    subscription lived, and never answered. Keyed by the field nodes (the document's, which the
-    executor keeps), it answers from the second event on: the sub-selections are collected once
-    per operation, not once per event (a third of a small selection's execution).
-    """
-    if getattr(base, "_gql_pubsub_own_memo", False):
-        return base
-    fixed = _fixed.get(base)
-    if fixed is None:
-
-        class OwnMemo(base):  # type: ignore[valid-type,misc]
-            _gql_pubsub_own_memo = True
-
-            def build_per_event_executor(self, payload: Any) -> Executor[Any]:
-                memo = self.__dict__.get("_gql_pubsub_subfields")
-                if memo is None:
-                    memo = self._gql_pubsub_subfields = {}  # type: ignore[var-annotated]
-                executor: Any = super().build_per_event_executor(payload)
-                executor._relevant_sub_fields = memo
-                return executor  # type: ignore[no-any-return]
-
-            def collect_subfields(self, return_type: Any, field_details_list: Any) -> Any:
-                memo = self._relevant_sub_fields
-                key = (
-                    return_type,
-                    *[
-                        (id(d.node), id(d.defer_usage), id(d.fragment_variable_values))
-                        for d in field_details_list
-                    ],
-                )
-                cached = memo.get(key)
-                if cached is not None:
-                    return cached[1]
-                collected = collect_subfields(
-                    self.schema,
-                    self.fragments,
-                    self.variable_values,
-                    self.operation,
-                    return_type,
-                    field_details_list,
-                    self.hide_suggestions,
-                )
-                if len(memo) >= SUBFIELDS_MEMO:
-                    memo.clear()
-                # The list stays with its entry: the objects whose ids are the key live on.
-                memo[key] = (field_details_list, collected)
-                return collected
-
-            def execute_field(
-                self,
-                parent_type: GraphQLObjectType,
-                source: Any,
-                field_details_list: Any,
-                path: Path,
-                position_context: Any,
-            ) -> Any:
-                name = field_details_list[0].node.name.value
-                field_def = self.schema.get_field(parent_type, name)
-                leaf = basic_leaf(field_def) if field_def is not None else None
-                if leaf is None or self.middleware_manager:
-                    return super().execute_field(
-                        parent_type, source, field_details_list, path, position_context
-                    )
-                return_type = field_def.type
-                try:  # what Strawberry's basic resolver does
-                    value = leaf.resolve(source, leaf.name)
-                    completed = leaf.complete(value)
-                    if completed is not MISS:
-                        return completed
-                    info = self.build_resolve_info(
-                        field_def, [d.node for d in field_details_list], parent_type, path
-                    )
-                    if self.is_awaitable(value):
-                        return self.complete_awaitable_value(
-                            return_type, field_details_list, info, path, value, position_context
-                        )
-                    return self.complete_value(  # a leaf's completion never awaits
-                        return_type, field_details_list, info, path, value, position_context
-                    )
-                except Exception as raw_error:
-                    self.handle_field_error(raw_error, return_type, field_details_list, path)
-                    return None
-
-        OwnMemo.__name__ = OwnMemo.__qualname__ = base.__name__
-        fixed = _fixed[base] = OwnMemo
-    return fixed
 
 
 def _per_subscriber_reason(schema: BaseSchema) -> str | None:
