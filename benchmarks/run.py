@@ -3,6 +3,7 @@
 
     python benchmarks/run.py --harness PATH/TO/bench [--reps 3] [--scenarios broadcast,rooms,idle]
         [--variant shared|distinct|viewer|viewer-field|permission|request] [--ws IMPLEMENTATION]
+        [--connections N] [--rooms N] [--events N] [--rate EVENTS_PER_S]
 
 PATH/TO/bench is a writable copy of the team's graphql-transport-ws fan-out harness (its
 run.py, publish.py, loadgen and peers). The harness's setup.sh is run once if its peers are
@@ -96,6 +97,10 @@ def main() -> None:
         help="uvicorn's WebSocket implementation for gql_pubsub and the raw-ASGI peer "
         "(auto: what uvicorn picks, websockets-sansio where it has it)",
     )
+    for name, kind in (("connections", int), ("rooms", int), ("events", int), ("rate", float)):
+        parser.add_argument(
+            f"--{name}", type=kind, help=f"the scenarios' {name}, instead of the harness's"
+        )
     args = parser.parse_args()
     harness = args.harness.resolve()
     if not (harness / "run.py").exists():
@@ -136,6 +141,9 @@ def main() -> None:
     ]
     if args.label:
         command += ["--label", args.label]
+    for name in ("connections", "rooms", "events", "rate"):
+        if getattr(args, name) is not None:
+            command += [f"--{name}", str(getattr(args, name))]
     subprocess.run(command, cwd=harness, env=env, check=True)
     summary = subprocess.run(
         [sys.executable, str(harness / "summarize.py"), str(out)],
