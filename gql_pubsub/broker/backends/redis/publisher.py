@@ -4,6 +4,7 @@ thread, and the outbox's records there (the marks of published rows, the backlog
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import time
@@ -20,6 +21,17 @@ from redis.retry import Retry
 from gql_pubsub.broker.backends.base import BrokerUnavailable
 from gql_pubsub.broker.backends.redis.clients import close, sync_client
 from gql_pubsub.broker.backends.redis.scripts import LOWER_SCRIPT, PUBLISH_SCRIPT
+
+_COMMAND_NAME = inspect.signature(redis.ConnectionPool.get_connection).parameters.get(
+    "command_name"
+)
+_POOL_ARGS: tuple[str, ...] = (
+    ("EVALSHA",)
+    if _COMMAND_NAME is not None and _COMMAND_NAME.default is inspect.Parameter.empty
+    else ()
+)
+"""What ``ConnectionPool.get_connection`` takes: nothing since redis-py 5.3 (which warns about
+a command name), a command name before."""
 
 CONNECTIONS = 16
 """Connections the event loop's client opens at most; commands beyond wait their turn (redis-py
@@ -139,7 +151,7 @@ class RedisPublisher:
         """One EVALSHA on a connection of ``client``'s pool, packed by hiredis: redis-py's
         command layer cost 40 of the 135 us a publish took (and its latency to subscribers)."""
         pool = client.connection_pool
-        conn = pool.get_connection()
+        conn = pool.get_connection(*_POOL_ARGS)
         try:
             conn.send_packed_command(  # type: ignore[no-untyped-call]
                 [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))],
