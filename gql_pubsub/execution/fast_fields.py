@@ -14,7 +14,8 @@ resolves that viewer's result, so its values and errors are exactly those of a f
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from graphql import (
     GraphQLEnumType,
@@ -39,7 +40,6 @@ class _Static:
 
     __slots__ = (
         "definition",
-        "field_def",
         "function",
         "info_class",
         "info_name",
@@ -52,13 +52,13 @@ class _Static:
 
     def __init__(
         self,
-        field_def: Any,
+        leaf: tuple[bool, Any],
         definition: Any,
         resolver: Any,
         permissions: list[Any],
         info_class: type,
     ) -> None:
-        self.field_def = field_def  # kept: the cache's key is its id
+        self.nullable, self.serialize = leaf
         self.definition = definition
         self.info_class = info_class
         self.function = resolver.wrapped_func
@@ -69,24 +69,45 @@ class _Static:
         info = resolver.info_parameter
         self.info_name: str | None = info.name if info is not None else None
         self.permissions = permissions
-        return_type = field_def.type
-        self.nullable = not isinstance(return_type, GraphQLNonNull)
-        self.serialize = (return_type.of_type if not self.nullable else return_type).serialize
 
 
-_statics: dict[int, _Static | None] = {}
-"""By the id of a schema's field (whose object the entry keeps): its shared part, or None when
-it has no fast path."""
+T = TypeVar("T")
+
+PER_FIELD = 4096
+"""Fields a cache of this module keeps at most (schemas made and dropped, as tests do: it
+starts over)."""
+
+
+def _per_field(
+    cache: dict[int, tuple[Any, T | None]], field_def: Any, make: Callable[[], T | None]
+) -> T | None:
+    """``make()``'s answer for a schema's field, worked out once: keyed by the field's id, with
+    the field itself kept in the entry, so that the id is never another field's."""
+    entry = cache.get(id(field_def))
+    if entry is None or entry[0] is not field_def:
+        if len(cache) >= PER_FIELD:
+            cache.clear()
+        entry = cache[id(field_def)] = (field_def, make())
+    return entry[1]
+
+
+def _leaf(field_def: Any) -> tuple[bool, Any] | None:
+    """Whether the field is nullable, and its type's serializer, if that type is a scalar or an
+    enum (None: it is not)."""
+    return_type = field_def.type
+    nullable = not isinstance(return_type, GraphQLNonNull)
+    leaf = return_type if nullable else return_type.of_type
+    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        return None
+    return nullable, leaf.serialize
+
+
+_statics: dict[int, tuple[Any, _Static | None]] = {}
+"""By schema field: its shared part, or None when it has no fast path."""
 
 
 def _static(schema: Any, field_def: Any) -> _Static | None:
-    key = id(field_def)
-    known = _statics.get(key, MISS)
-    if known is MISS or (known is not None and known.field_def is not field_def):
-        if len(_statics) >= 4096:  # schemas made and dropped (tests): start over
-            _statics.clear()
-        known = _statics[key] = _compile(schema, field_def)
-    return known  # type: ignore[no-any-return]
+    return _per_field(_statics, field_def, lambda: _compile(schema, field_def))
 
 
 def _compile(schema: Any, field_def: Any) -> _Static | None:
@@ -101,9 +122,8 @@ def _compile(schema: Any, field_def: Any) -> _Static | None:
     resolver = definition.base_resolver
     if resolver is None or resolver.is_async or not callable(resolver.wrapped_func):
         return None
-    return_type = field_def.type
-    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
-    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+    leaf = _leaf(field_def)
+    if leaf is None:
         return None
     permissions: list[Any] = []
     for extension in definition.extensions:
@@ -113,7 +133,7 @@ def _compile(schema: Any, field_def: Any) -> _Static | None:
             if inspect.iscoroutinefunction(permission.has_permission):
                 return None
             permissions.append(permission)
-    return _Static(field_def, definition, resolver, permissions, config.info_class)
+    return _Static(leaf, definition, resolver, permissions, config.info_class)
 
 
 class FieldPlan:
@@ -174,15 +194,12 @@ class BasicLeaf:
     is, without an ``Info``, the resolver chain or graphql-core's completion when the
     attribute is a plain value (anything else completes the general way)."""
 
-    __slots__ = ("field_def", "name", "nullable", "resolve", "serialize")
+    __slots__ = ("name", "nullable", "resolve", "serialize")
 
-    def __init__(self, field_def: Any, definition: Any) -> None:
-        self.field_def = field_def
+    def __init__(self, leaf: tuple[bool, Any], definition: Any) -> None:
+        self.nullable, self.serialize = leaf
         self.resolve = definition.default_resolver
         self.name = definition.python_name
-        return_type = field_def.type
-        self.nullable = not isinstance(return_type, GraphQLNonNull)
-        self.serialize = (return_type if self.nullable else return_type.of_type).serialize
 
     def complete(self, value: Any) -> Any:
         """The serialized value of a resolved ``value``, or MISS: complete it the general way
@@ -198,35 +215,27 @@ class BasicLeaf:
         return MISS if serialized is None or serialized is Undefined else serialized
 
 
-_leaves: dict[int, BasicLeaf | None] = {}
-"""By the id of a schema's field (whose object the entry keeps): its :class:`BasicLeaf`, or
-None when it is not one."""
+_leaves: dict[int, tuple[Any, BasicLeaf | None]] = {}
+"""By schema field: its :class:`BasicLeaf`, or None when it is not one."""
 
 
 def basic_leaf(field_def: Any) -> BasicLeaf | None:
     """The field's :class:`BasicLeaf`, if it is one (worked out once per field)."""
-    key = id(field_def)
-    known = _leaves.get(key, MISS)
-    if known is MISS or (known is not None and known.field_def is not field_def):
-        if len(_leaves) >= 4096:  # schemas made and dropped (tests): start over
-            _leaves.clear()
-        known = _leaves[key] = _basic_leaf(field_def)
-    return known  # type: ignore[no-any-return]
+    return _per_field(_leaves, field_def, lambda: _basic_leaf(field_def))
 
 
 def _basic_leaf(field_def: Any) -> BasicLeaf | None:
     from strawberry.types.field import StrawberryField
 
     definition = field_def.extensions.get("strawberry-definition")
-    return_type = field_def.type
-    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    leaf = _leaf(field_def)
     if (
-        type(definition) is not StrawberryField  # a subclass may resolve it its own way
+        leaf is None
+        or type(definition) is not StrawberryField  # a subclass may resolve it its own way
         or definition.base_resolver is not None
         or definition.extensions
         or field_def.args
         or not getattr(field_def.resolve, "_is_default", False)  # Strawberry's basic resolver
-        or not isinstance(leaf, GraphQLScalarType | GraphQLEnumType)
     ):
         return None
-    return BasicLeaf(field_def, definition)
+    return BasicLeaf(leaf, definition)
