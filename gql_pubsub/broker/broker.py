@@ -283,7 +283,7 @@ class Broker:
         with metrics.timed_publish():
             self.backend.publish_sync(channels, payload)
 
-    @property
+    @functools.cached_property
     def destination(self) -> str:
         """Where this broker's events go: the backend's URL (no password) and the prefix."""
         return f"{self.backend.safe_url}|{self.prefix}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from django.db import models, router, transaction
+from django.db import models, router
 
 from gql_pubsub.core.events import Event, EventKind
+from gql_pubsub.publishing.outbox.fused import save_transaction
 
 
 class PublishableModel(models.Model):
@@ -21,7 +22,7 @@ class PublishableModel(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save; the event is written to the outbox in the same transaction as the row."""
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using, savepoint=False):
+        with save_transaction(using, OutboxEvent):
             super().save(*args, **kwargs)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,6 +82,7 @@ def channel_prefix(url: str | None, configured: str | None) -> str:
     return f"gql_pubsub:{broker_database(url)}:"
 
 
+@functools.lru_cache(maxsize=64)  # asked at each publish (the broker's settings key)
 def broker_database(url: str | None) -> int:
     """The Redis database number a broker URL names (0 when it names none, or for memory)."""
     scheme = urlsplit(url).scheme if url else "memory"

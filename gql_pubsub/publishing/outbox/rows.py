@@ -8,13 +8,13 @@ import hashlib
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db.models import Q
 
 if TYPE_CHECKING:
     from gql_pubsub.broker.broker import Broker
-    from gql_pubsub.publishing.models import OutboxEvent
 
 PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 """This process's name in the outbox's claims and the relay lease."""
@@ -40,7 +40,12 @@ def backlog_key(key: str) -> str:
     return f"outbox:{{{key}}}:backlog"
 
 
-def outbox_mark(alias: str, row: OutboxEvent) -> str:
+class _Row(Protocol):
+    pk: Any
+    created_at: datetime
+
+
+def outbox_mark(alias: str, row: _Row) -> str:
     """A row's name in the set of published rows: unique across databases and their resets
     (ids alone repeat: a reset database, or two databases, would have a row taken for another)."""
     return f"{alias}:{row.pk}:{int(row.created_at.timestamp() * 1_000_000)}"

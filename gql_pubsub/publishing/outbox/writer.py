@@ -15,6 +15,7 @@ from gql_pubsub.broker.process import get_broker
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core import metrics
 from gql_pubsub.core.events import Event
+from gql_pubsub.publishing.outbox.fused import active
 from gql_pubsub.publishing.outbox.health import Health, health_of
 from gql_pubsub.publishing.outbox.rows import (
     PROCESS,
@@ -41,6 +42,16 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
 
     alias = using or router.db_for_write(OutboxEvent)
     key = destination_key(broker)
+    fused = active(alias)
+    if fused is not None:  # the row goes with the save's COMMIT, which gives it its pk
+        pending = fused.add(key, channels, payload.decode(), PROCESS)
+
+        def after_fused_commit() -> None:
+            mark = outbox_mark(alias, pending)
+            _fast_path(broker, backend, pending.pk, mark, channels, payload, alias)
+
+        transaction.on_commit(after_fused_commit, alias)
+        return
     row = OutboxEvent.objects.using(alias).create(
         destination=key,
         channels=channels,
