@@ -19,11 +19,8 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,28 +31,18 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    given = os.environ.get("DATABASE_URL", "")
-    created = None
-    if given.startswith(("postgres://", "postgresql://")):
-        import psycopg
+    from tests.services import database_service
 
-        created = f"gql_pubsub_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(given, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{created}"')
-        os.environ["DATABASE_URL"] = urlunsplit(urlsplit(given)._replace(path=f"/{created}"))
-    else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/db.sqlite3"
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "example.settings"
-    try:
-        print(json.dumps(measure(args.saves, args.rounds)))
-    finally:
-        if created:
+    with database_service() as database_url:  # a new database on $DATABASE_URL's server
+        os.environ["DATABASE_URL"] = database_url
+        try:
+            print(json.dumps(measure(args.saves, args.rounds)))
+        finally:
             from django.db import connections
 
             connections.close_all()
-            with psycopg.connect(given, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
 
 
 def measure(saves: int, rounds: int) -> dict[str, object]:

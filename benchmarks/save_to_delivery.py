@@ -3,10 +3,11 @@
 
     python benchmarks/save_to_delivery.py [--subscribers 1000] [--rooms 100] [--rate 100]
 
-Starts the example server (one uvicorn worker, the Redis at $REDIS_URL, a fresh SQLite file
-unless $DATABASE_URL is set), connects SUBSCRIBERS sockets spread over ROOMS correspondences
-(messageAdded, one subscription per socket), then a separate process saves RATE messages per
-second through the ORM, each carrying its save time. Prints latency percentiles and losses.
+Starts the example server (one uvicorn worker, the Redis at $REDIS_URL, a fresh SQLite file, or
+a new database on the PostgreSQL server $DATABASE_URL names, dropped at the end), connects
+SUBSCRIBERS sockets spread over ROOMS correspondences (messageAdded, one subscription per
+socket), then a separate process saves RATE messages per second through the ORM, each carrying
+its save time. Prints latency percentiles and losses.
 """
 
 from __future__ import annotations
@@ -80,16 +81,23 @@ print(count)
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
+    from tests.services import database_service
+
+    workdir = Path(tempfile.mkdtemp(prefix="gql_pubsub-s2d-"))
+    with database_service() as database_url:  # a new database on $DATABASE_URL's server
+        return await measure(args, workdir, database_url)
+
+
+async def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, object]:
     import websockets
 
     from tests.services import live_server
 
-    workdir = Path(tempfile.mkdtemp(prefix="gql_pubsub-s2d-"))
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "example.settings",
         "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/db.sqlite3",
+        "DATABASE_URL": database_url,
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "DEBUG": "0",
         # production refuses the example's public development secrets
