@@ -100,6 +100,8 @@ GQL_PUBSUB = {
     "METRICS_INTERVAL": float(os.environ.get("METRICS_INTERVAL", "5")),
     "JWT_SECRET": os.environ.get("JWT_SECRET", DEV_SECRET),
     "TOKEN_AUTH": os.environ.get("TOKEN_AUTH", "gql_pubsub.auth.jwt_user"),
+    # who is online: a dead server's members leave within two heartbeats
+    "PRESENCE_HEARTBEAT": float(os.environ.get("PRESENCE_HEARTBEAT", "5")),
     "CHANNEL_POLICIES": {
         "correspondence:*": "example.chat.policies.participants_only",
         "news:*": "gql_pubsub.auth.policies.allow_authenticated",

@@ -127,6 +127,17 @@ class Settings:
     """Seconds a channel's history lives after its last event; a client resuming from an older
     cursor gets `REFETCH`. Every channel that receives an event gets a history: budget Redis
     memory for the events of `HISTORY_AGE` seconds (~0.3 KB per event and channel)."""
+    PRESENCE_HEARTBEAT: float = 5.0
+    """Seconds between two renewals of this process's presence connections. A connection not
+    renewed for 1.5 heartbeats expires, and a process that tracks or watches its channel lets it
+    go within half a heartbeat more: the members of a server that died leave within 2
+    heartbeats."""
+    EPHEMERAL_RATE: int = 5
+    """Ephemeral events (`gql_pubsub.presence.broadcast`: "typing") one sender may send to one
+    channel per second, across servers; more are refused with `EphemeralRefused`. 0: no
+    limit."""
+    EPHEMERAL_MAX_SIZE: int = 1024
+    """Bytes of one encoded ephemeral event; a larger one is refused."""
     RELAY_INTERVAL: float = 1.0
     """Seconds between the relay's looks at the outbox (0.25 while Redis is unreachable)."""
     RELAY_CLAIM_TIMEOUT: float = 30.0
@@ -182,6 +193,16 @@ def get_settings() -> Settings:
         raise ImproperlyConfigured(
             "GQL_PUBSUB['HISTORY_LENGTH'] must be at least 1 and ['HISTORY_AGE'] positive: "
             "reconnecting clients resume from that history."
+        )
+    if result.EPHEMERAL_RATE < 0 or result.EPHEMERAL_MAX_SIZE < 64:
+        raise ImproperlyConfigured(
+            "GQL_PUBSUB['EPHEMERAL_RATE'] must be 0 (no limit) or more, and "
+            "['EPHEMERAL_MAX_SIZE'] at least 64 bytes."
+        )
+    if result.PRESENCE_HEARTBEAT <= 0:
+        raise ImproperlyConfigured(
+            "GQL_PUBSUB['PRESENCE_HEARTBEAT'] must be positive: the seconds between two "
+            "renewals of a server's presence (its members leave 2 heartbeats after it dies)."
         )
     if not result.GRAPHQL_PATH.startswith("/"):
         raise ImproperlyConfigured("GQL_PUBSUB['GRAPHQL_PATH'] must start with '/'.")

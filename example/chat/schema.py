@@ -27,12 +27,27 @@ from gql_pubsub import (
     get_user,
     instances,
     listen_to_user_subscriptions,
-    publish,
     stream,
 )
 from gql_pubsub import Subscription as ChannelSubscriptionModel
+from gql_pubsub.presence import (
+    EphemeralRefused,
+    broadcast,
+    ephemeral_channel,
+    members,
+    presence_stream,
+)
 
 from . import models
+from .presence import (
+    OnlineMember,
+    PresenceChange,
+    Typing,
+    online_member,
+    presence_change,
+    public_info,
+    typing_of,
+)
 
 User = get_user_model()
 
@@ -186,6 +201,15 @@ class Query:
         return [ChannelSubscription(channel=name, active=active) for name, active in rows]
 
     @strawberry.field
+    async def online(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> list[OnlineMember]:
+        """The participants who have the correspondence open now."""
+        correspondence = await _correspondence_for(info, correspondence_id)
+        found = await sync_to_async(members)(correspondence.channel)
+        return [online_member(member) for member in found]
+
+    @strawberry.field
     async def messages(
         self, info: Info[Any, Any], correspondence_id: strawberry.ID
     ) -> list[MessageType]:
@@ -257,11 +281,15 @@ class Mutation:
     # --8<-- [start:set_typing]
     @strawberry.mutation
     async def set_typing(self, info: Info[Any, Any], correspondence_id: strawberry.ID) -> bool:
-        correspondence = await _correspondence_for(info, correspondence_id)
+        """Tell the others you are typing: an ephemeral event (no row, no history)."""
+        correspondence = await _correspondence_for(info, correspondence_id)  # may write here
         user = _require_user(info)
-        await sync_to_async(publish)(
-            correspondence.channel, EventKind.CUSTOM, {"typing": user.get_username()}
-        )
+        try:
+            await broadcast(
+                correspondence.channel, {"username": user.get_username()}, sender=user.pk
+            )
+        except EphemeralRefused as refused:
+            raise ChatError(str(refused)) from None
         return True
         # --8<-- [end:set_typing]
 
@@ -337,6 +365,31 @@ class Subscription:
         correspondence = await _correspondence_for(info, correspondence_id)
         return stream(correspondence.channel, map=_message_event, shared=True)
         # --8<-- [end:correspondence_events]
+
+    # --8<-- [start:presence]
+    @strawberry.subscription
+    async def presence(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> AsyncIterator[PresenceChange]:
+        """Who has the correspondence open: all of them first, then who comes and goes. The
+        subscriber is one of them while subscribed."""
+        correspondence = await _correspondence_for(info, correspondence_id)
+        user = _require_user(info)
+        return presence_stream(
+            correspondence.channel, member=user.pk, info=public_info(user), map=presence_change
+        )
+        # --8<-- [end:presence]
+
+    # --8<-- [start:typing]
+    @strawberry.subscription
+    async def typing(
+        self, info: Info[Any, Any], correspondence_id: strawberry.ID
+    ) -> AsyncIterator[Typing]:
+        """Who is typing, as they are; nothing of it is kept or replayed."""
+        correspondence = await _correspondence_for(info, correspondence_id)
+        channel = ephemeral_channel(correspondence.channel)
+        return stream(channel, map=typing_of, shared=True)
+        # --8<-- [end:typing]
 
     # --8<-- [start:events]
     @strawberry.subscription

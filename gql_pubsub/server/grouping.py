@@ -55,6 +55,10 @@ async def subscribe(ops: Operations, op: OperationRequest, document: DocumentNod
         await follow(ops, op, document, executor, source, resumable, after)
         return
     if not isinstance(source, ChannelStream):
+        entry = ops.running.get(op.id)
+        channels = getattr(source, "channels", None)  # a presence stream names its channel
+        if entry is not None and isinstance(channels, frozenset):
+            entry.channels = channels
         await ops.stream(op.id, engine.results(executor, source))
         return
     per_viewer = {} if source.shared else engine.viewing(op, document)

@@ -16,6 +16,7 @@ from gql_pubsub.execution.group import Group
 from gql_pubsub.execution.member import Member
 from gql_pubsub.execution.request import OperationRequest
 from gql_pubsub.execution.results import payload_of, refused
+from gql_pubsub.presence.ephemeral import derived_channels
 from gql_pubsub.server.close_codes import CloseCode
 from gql_pubsub.server.grouping import subscribe
 from gql_pubsub.server.hooks import OperationRefused, completes
@@ -32,12 +33,14 @@ logger = logging.getLogger("gql_pubsub.websocket")
 class Operation:
     """What runs one operation: its own task, or (once it joined one) a fan-out group."""
 
-    __slots__ = ("group", "task", "token")
+    __slots__ = ("channels", "group", "task", "token")
 
     def __init__(self, task: asyncio.Task[None]) -> None:
         self.task: asyncio.Task[None] | None = task
         self.group: Group | None = None
         self.token = 0
+        self.channels: frozenset[str] = frozenset()
+        """The channels a stream of its own task names (a presence stream): revocable too."""
 
     def stop(self) -> None:
         """Leave the group, or cancel the task."""
@@ -47,8 +50,10 @@ class Operation:
             self.task.cancel()
 
     def reads(self, channel: str) -> bool:
-        """Whether the operation's group streams ``channel``."""
-        return self.group is not None and channel in self.group.stream.channels
+        """Whether the operation streams ``channel`` (its group's, or its own stream's), or
+        the channel's presence or ephemeral events."""
+        names = self.group.stream.channels if self.group is not None else self.channels
+        return channel in names or any(name in names for name in derived_channels(channel))
 
 
 class Operations:

@@ -19,6 +19,7 @@ LAYERS = [
     "conf",
     "core",
     "broker",
+    "presence",
     "publishing",
     "auth",
     "streams",

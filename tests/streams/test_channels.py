@@ -173,26 +173,6 @@ async def test_a_denied_channel_is_an_error_and_never_reaches_anyone(
         await asyncio.gather(*(c.close() for c in clients))
 
 
-async def test_typing_is_a_custom_event_with_data_and_no_node(
-    server: LiveServer, redis_client: redis.Redis, member: Any
-) -> None:
-    """setTyping publishes {"typing": username} to the correspondence's followers."""
-    _dana, dana_token, eve_token, rooms = member
-    async with await events_socket(server, dana_token, redis_client, rooms) as client:
-        typing = "mutation ($c: ID!) { setTyping(correspondenceId: $c) }"
-        assert await data_of(server, typing, {"c": str(rooms[2].pk)}, eve_token) == {
-            "setTyping": True
-        }
-        event = await next_event(client)
-    eve_name = (await data_of(server, "{ me { username } }", token=eve_token))["me"]["username"]
-    assert event == {
-        "channel": rooms[2].channel,
-        "kind": "CUSTOM",
-        "data": {"typing": eve_name},
-        "node": None,
-    }
-
-
 async def test_a_removed_participant_is_dropped_from_a_shared_group_at_once(
     server: LiveServer, redis_client: redis.Redis, member: Any
 ) -> None:

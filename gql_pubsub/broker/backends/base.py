@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import ClassVar, Protocol, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar, Protocol, cast, runtime_checkable
 
 from gql_pubsub.core.events import Epochs, Offset
 
@@ -125,6 +125,40 @@ class DurableBackend(Backend, Protocol):
 
     def ping_sync(self) -> None:
         """Raise ``BrokerUnavailable`` unless the backend answers now."""
+
+
+PresenceRows = tuple[str, Offset, list[tuple[str, str, int, int]]]
+"""A channel's presence read in one step: the epoch, where its presence channel's history ends,
+and its members as (member, info JSON, since in Unix ms, connections)."""
+
+
+@runtime_checkable
+class PresenceBackend(Protocol):
+    """A backend that keeps presence: connections of members on a channel, each expiring unless
+    renewed, whose joins and leaves are events of the channel's presence channel."""
+
+    async def presence(
+        self,
+        presence_channel: str,
+        *,
+        joins: Sequence[tuple[str, str, str]] = (),
+        leaves: Sequence[str] = (),
+        ttl: float,
+        state: bool = False,
+    ) -> PresenceRows | None:
+        """Apply ``joins`` ``(connection, member, info JSON)`` (renewing known connections; each
+        expires ``ttl`` seconds from now) and ``leaves``, let expired connections go, and publish
+        one event of who came and went; with ``state``, answer the members, read in that step."""
+
+    def presence_sync(self, presence_channel: str, *, ttl: float) -> PresenceRows:
+        """The members now, from sync code (expired connections leave first)."""
+
+    async def publish_ephemeral(
+        self, channel: str, payload: bytes, *, sender: str, rate: int, window: float
+    ) -> bool:
+        """Publish ``payload`` on ``channel`` with no place in a history (nothing keeps it, no
+        resume replays it); False, and nothing sent, past ``rate`` from ``sender`` on that
+        channel within ``window`` seconds."""
 
 
 def durable(backend: Backend) -> DurableBackend | None:

@@ -13,10 +13,20 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from gql_pubsub.broker.backends.base import Backend, Entries, GapHandler, MessageHandler, covered
+from gql_pubsub.broker.backends.base import (
+    Backend,
+    Entries,
+    GapHandler,
+    MessageHandler,
+    PresenceBackend,
+    PresenceRows,
+    covered,
+)
+from gql_pubsub.broker.backends.memory_presence import PresenceTable
 from gql_pubsub.core.events import START, Epochs, Offset
 
 logger = logging.getLogger("gql_pubsub.broker")
@@ -53,6 +63,8 @@ class MemoryBackend:
         self._loop_thread: int | None = None
         self._channels: set[str] = set()
         self._worker_lock: IO[bytes] | None = None
+        self._presence_tables: dict[str, PresenceTable] = {}
+        self._rates: dict[tuple[str, str], tuple[int, float]] = {}
 
     async def connect(self, on_message: MessageHandler, on_gap: GapHandler) -> None:
         self._on_message = on_message
@@ -91,15 +103,71 @@ class MemoryBackend:
             self._deliver(self._record(channels, payload))
 
     def publish_sync(self, channels: list[str], payload: bytes) -> None:
-        loop = self._loop
         with self._lock:  # offsets are taken and handed to the loop in the same order
-            placed = self._record(channels, payload)
-            if loop is None or loop.is_closed():
-                return  # nobody in this process listens: the history keeps it
-            if threading.get_ident() == self._loop_thread:
-                self._deliver(placed)
-            else:
-                loop.call_soon_threadsafe(self._deliver, placed)
+            self._hand_over(self._record(channels, payload))
+
+    async def presence(
+        self,
+        presence_channel: str,
+        *,
+        joins: Sequence[tuple[str, str, str]] = (),
+        leaves: Sequence[str] = (),
+        ttl: float,
+        state: bool = False,
+    ) -> PresenceRows | None:
+        """See ``PresenceBackend.presence``."""
+        return self._presence(presence_channel, joins, leaves, ttl, state)
+
+    def presence_sync(self, presence_channel: str, *, ttl: float) -> PresenceRows:
+        """See ``PresenceBackend.presence_sync``."""
+        rows = self._presence(presence_channel, (), (), ttl, True)
+        assert rows is not None
+        return rows
+
+    def _presence(
+        self,
+        presence_channel: str,
+        joins: Sequence[tuple[str, str, str]],
+        leaves: Sequence[str],
+        ttl: float,
+        state: bool,
+    ) -> PresenceRows | None:
+        with self._lock:
+            table = self._presence_tables.setdefault(presence_channel, PresenceTable())
+            event = table.change(joins, leaves, ttl)
+            if event is not None:
+                self._hand_over(self._record([presence_channel], event))
+            if not state:
+                return None
+            return self.epoch, self._last.get(presence_channel, START), table.rows()
+
+    async def publish_ephemeral(
+        self, channel: str, payload: bytes, *, sender: str, rate: int, window: float
+    ) -> bool:
+        """See ``PresenceBackend.publish_ephemeral``."""
+        now = time.monotonic()
+        key = (channel, sender)
+        count, until = self._rates.get(key, (0, 0.0))
+        if until <= now:
+            count, until = 0, now + window
+            if len(self._rates) > 10_000:  # bounded: forget the windows that are over
+                self._rates = {k: v for k, v in self._rates.items() if v[1] > now}
+        if rate and count >= rate:
+            return False
+        self._rates[key] = (count + 1, until)
+        with self._lock:
+            self._hand_over([(channel, START, payload)])  # no place: epoch "" below
+        return True
+
+    def _hand_over(self, placed: list[tuple[str, Offset, bytes]]) -> None:
+        """Deliver recorded events on the loop, now if this is its thread (under the lock)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nobody in this process listens: the history keeps it
+        if threading.get_ident() == self._loop_thread:
+            self._deliver(placed)
+        else:
+            loop.call_soon_threadsafe(self._deliver, placed)
 
     def close_sync(self) -> None:
         if self._worker_lock is not None:  # a broker replaced (settings changed) lets it go
@@ -128,8 +196,8 @@ class MemoryBackend:
         if handler is None:
             return
         for channel, offset, payload in placed:
-            if channel in self._channels:
-                handler(channel, payload, self.epoch, offset)
+            if channel in self._channels:  # START: an ephemeral message, with no place
+                handler(channel, payload, self.epoch if offset != START else "", offset)
 
     async def tail(self, channels: list[str]) -> tuple[Epochs, dict[str, Offset]]:
         with self._lock:
@@ -215,3 +283,4 @@ def _unregister_worker(lock: IO[bytes]) -> None:
 
 if TYPE_CHECKING:  # mypy checks that the class is all that the broker (and outbox) rely on
     _conforms: type[Backend] = MemoryBackend
+    _keeps_presence: type[PresenceBackend] = MemoryBackend

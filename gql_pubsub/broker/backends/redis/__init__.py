@@ -8,7 +8,7 @@ handing messages on once per offset (``redis_delivery``), what runs in Redis (``
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gql_pubsub.broker.backends.base import (
     BrokerUnavailable,
@@ -16,10 +16,12 @@ from gql_pubsub.broker.backends.base import (
     Entries,
     GapHandler,
     MessageHandler,
+    PresenceBackend,
     covered,
 )
 from gql_pubsub.broker.backends.redis.clients import aclose, async_client
-from gql_pubsub.broker.backends.redis.publisher import CONNECTIONS, RedisPublisher
+from gql_pubsub.broker.backends.redis.presence import RedisPresence
+from gql_pubsub.broker.backends.redis.publisher import CONNECTIONS
 from gql_pubsub.broker.backends.redis.pubsub import PubSubConnection
 from gql_pubsub.broker.backends.redis.scripts import (
     HISTORY_SCRIPT,
@@ -32,7 +34,7 @@ from gql_pubsub.broker.backends.redis.scripts import (
 from gql_pubsub.core.events import START, Epochs, Offset
 
 
-class RedisBackend(RedisPublisher):
+class RedisBackend(RedisPresence):
     """Publishes with PUBLISH; receives on a single SUBSCRIBE connection read by one task."""
 
     def __init__(
@@ -161,13 +163,10 @@ class RedisBackend(RedisPublisher):
         entries = reply[4] if exists else []
         return [(Offset.parse(entry_id), entry_field(fields, b"p")) for entry_id, fields in entries]
 
-    def _history_client(self) -> Any:
-        """The client that reads histories (``None`` until ``connect``)."""
-        return self._async_client
-
 
 __all__ = ["RedisBackend", "split_message"]
 
 
 if TYPE_CHECKING:  # mypy checks that the class is all that the broker (and outbox) rely on
     _conforms: type[DurableBackend] = RedisBackend
+    _keeps_presence: type[PresenceBackend] = RedisBackend

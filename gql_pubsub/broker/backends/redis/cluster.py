@@ -61,6 +61,8 @@ class RedisClusterBackend(RedisBackend):
     """Publishes with SPUBLISH into each channel's shard; receives on one SSUBSCRIBE connection
     per master node that owns a subscribed channel."""
 
+    sharded = True
+
     def __init__(
         self,
         url: str,

@@ -10,7 +10,7 @@ from gql_pubsub.core.events import START, Offset
 # record it, append the event to each channel's history stream and PUBLISH it with its place
 # ("<epoch> <stream id> <payload>"). The epoch names this Redis's data: it changes when the data
 # is lost, and with it every cursor becomes unusable (the client is told to refetch).
-_EPOCH = """
+EPOCH_LUA = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   local now = redis.call('TIME')
@@ -21,7 +21,7 @@ end
 """Lua: the epoch in KEYS[1], created (from the server's clock) if there is none yet."""
 
 PUBLISH_SCRIPT = (
-    _EPOCH
+    EPOCH_LUA
     + """
 if ARGV[1] ~= '' then
   if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
@@ -47,7 +47,7 @@ return 0
 
 # The epoch (created if there is none yet) and the newest id of each history ('' when empty).
 TAIL_SCRIPT = (
-    _EPOCH
+    EPOCH_LUA
     + """
 local out = {epoch}
 for i = 2, #KEYS do
@@ -81,7 +81,7 @@ return {epoch, 1, first, trimmed, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], 
 # channel is used: ARGV[7] ms), its outbox marks (which rows it has published), its history.
 # SPUBLISH on "<prefix>{<channel>}" (same slot) sends it through that shard's nodes only.
 CLUSTER_PUBLISH_SCRIPT = (
-    _EPOCH
+    EPOCH_LUA
     + """
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if ARGV[1] ~= '' then
@@ -98,7 +98,7 @@ return 1
 
 # A channel's epoch (created, and kept ARGV[1] ms more) and the newest id of its history.
 CLUSTER_TAIL_SCRIPT = (
-    _EPOCH
+    EPOCH_LUA
     + """
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
