@@ -13,6 +13,7 @@ import orjson
 
 from gql_pubsub.broker.backends.base import PresenceBackend
 from gql_pubsub.broker.broker import Broker
+from gql_pubsub.broker.listeners import SubscriberOverflow
 from gql_pubsub.broker.process import get_broker
 from gql_pubsub.core.events import Gap
 from gql_pubsub.presence.tracker import TTL, presence_channel, tracker_of
@@ -70,20 +71,26 @@ async def watch(
     channel: str, *, broker: Broker | None = None
 ) -> AsyncIterator[PresenceState | PresenceDiff]:
     """The channel's :class:`PresenceState`, then each :class:`PresenceDiff`; a new state
-    whenever changes may have been missed (Redis restarted, the connection to it was lost)."""
+    whenever changes may have been missed (Redis restarted, the connection to it was lost, the
+    watcher fell more than ``SUBSCRIBER_BUFFER`` changes behind)."""
     tracker = tracker_of(broker or get_broker())
     tracker.watching(channel, 1)
     try:
-        async with tracker.broker.subscribe(presence_channel(channel)) as changes:
-            epoch, offset, rows = await tracker.state(channel)  # after SUBSCRIBE: none missed
-            yield _state(rows)
-            async for change in changes:
-                if isinstance(change, Gap) or change.epoch != epoch:
-                    epoch, offset, rows = await tracker.state(channel)
+        while True:
+            try:
+                async with tracker.broker.subscribe(presence_channel(channel)) as changes:
+                    epoch, offset, rows = await tracker.state(channel)  # after SUBSCRIBE
                     yield _state(rows)
-                elif change.offset > offset:  # not already in the state
-                    offset = change.offset
-                    yield _diff(change.data)
+                    async for change in changes:
+                        if isinstance(change, Gap) or change.epoch != epoch:
+                            epoch, offset, rows = await tracker.state(channel)
+                            yield _state(rows)
+                        elif change.offset > offset:  # not already in the state
+                            offset = change.offset
+                            yield _diff(change.data)
+                return  # the broker stopped
+            except SubscriberOverflow:
+                continue  # the watcher fell behind: a whole new state, not an error
     finally:
         tracker.watching(channel, -1)
 

@@ -36,8 +36,24 @@ def presence_channel(channel: str) -> str:
     return f"presence:{channel}"
 
 
+class _Batch:
+    """Joins and leaves of one channel waiting to be sent together."""
+
+    __slots__ = ("done", "joins", "leaves")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.joins: list[tuple[str, str, str]] = []
+        self.leaves: list[str] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+
+
 class Tracker:
-    """This process's presence on one broker, on one event loop."""
+    """This process's presence on one broker, on one event loop.
+
+    A channel's joins and leaves are sent in batches: those made in one turn of the loop, and
+    those made while the previous batch was on its way, go in one call (at most ``RENEWALS``
+    joins), and make one event of who came and went.
+    """
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -47,6 +63,8 @@ class Tracker:
         self.watched: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._batches: dict[str, _Batch] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
 
     @property
     def backend(self) -> PresenceBackend:
@@ -71,7 +89,7 @@ class Tracker:
         connection = f"{PROCESS}:{next(_serial)}"
         self.local.setdefault(channel, {})[connection] = (member, info)
         self._run()
-        await self._call(backend, channel, joins=[(connection, member, info)])
+        await self._change(backend, channel, joins=[(connection, member, info)])
         return connection
 
     async def leave(self, channel: str, connection: str) -> None:
@@ -81,7 +99,7 @@ class Tracker:
             return
         if not entries:
             del self.local[channel]
-        await self._call(self.backend, channel, leaves=[connection])
+        await self._change(self.backend, channel, leaves=[connection])
         self._stop_if_idle()
 
     async def state(self, channel: str) -> PresenceRows:
@@ -99,6 +117,43 @@ class Tracker:
             self._stop_if_idle()
         else:
             self._run()
+
+    async def _change(
+        self,
+        backend: PresenceBackend,
+        channel: str,
+        *,
+        joins: Iterable[tuple[str, str, str]] = (),
+        leaves: Iterable[str] = (),
+    ) -> None:
+        """Add to the channel's next batch, and wait until it was sent (even if cancelled)."""
+        batch = self._batches.get(channel)
+        if batch is None:
+            batch = self._batches[channel] = _Batch(self.loop)
+        batch.joins += joins
+        batch.leaves += leaves
+        if channel not in self._senders:
+            self._senders[channel] = self.loop.create_task(self._send(backend, channel))
+        await asyncio.shield(batch.done)
+
+    async def _send(self, backend: PresenceBackend, channel: str) -> None:
+        """Send the channel's batches, one after another, until none waits."""
+        batch = None
+        try:
+            while (batch := self._batches.pop(channel, None)) is not None:
+                try:
+                    for start in range(0, max(len(batch.joins), 1), RENEWALS):
+                        joins = batch.joins[start : start + RENEWALS]
+                        last = start + RENEWALS >= len(batch.joins)
+                        await self._call(backend, channel, joins=joins, leaves=batch.leaves * last)
+                except Exception as error:  # not Redis being away (_call keeps quiet on that)
+                    batch.done.set_exception(error)
+                else:
+                    batch.done.set_result(None)
+        finally:
+            del self._senders[channel]
+            if batch is not None and not batch.done.done():
+                batch.done.cancel()  # the loop is closing
 
     async def _call(
         self,
@@ -138,11 +193,12 @@ class Tracker:
             for channel in set(self.local) | set(self.watched):
                 entries = list(self.local.get(channel, {}).items()) if turn % 2 == 0 else []
                 joins = [(c, member, info) for c, (member, info) in entries]
-                for start in range(0, max(len(joins), 1), RENEWALS):
-                    try:
-                        await self._call(backend, channel, joins=joins[start : start + RENEWALS])
-                    except Exception:  # the next beat tries again; the task must not end
-                        logger.exception("Presence heartbeat of %r failed", channel)
+                # In the channel's batches, behind any leave already asked for: a renewal sent
+                # beside a leave could reach Redis after it, and bring the connection back.
+                try:
+                    await self._change(backend, channel, joins=joins)
+                except Exception:  # the next beat tries again; the task must not end
+                    logger.exception("Presence heartbeat of %r failed", channel)
 
 
 _trackers: weakref.WeakKeyDictionary[Broker, Tracker] = weakref.WeakKeyDictionary()

@@ -220,3 +220,58 @@ async def test_an_ephemeral_event_arrives_with_no_place_and_too_large_or_fast_is
         with pytest.raises(EphemeralRefused, match="EPHEMERAL_RATE"):
             await broadcast("room:e", {}, sender=2, broker=broker)
         await broadcast("room:e", {}, sender=3, broker=broker)  # another sender: its own count
+
+
+async def test_members_leaving_while_their_server_renews_them_stay_gone(redis_url: str) -> None:
+    """1,200 members (3 renewal calls) leave one by one across heartbeats: none comes back."""
+    async with servers(redis_url) as (one, two):
+        channel = f"room:{uuid.uuid4().hex[:6]}"
+        tabs = []
+        for n in range(1200):
+            tab = contextlib.AsyncExitStack()
+            await tab.enter_async_context(track(channel, n, broker=one))
+            tabs.append(tab)
+        async with contextlib.aclosing(watch(channel, broker=two)) as changes:
+            assert len((await next_change(changes)).members) == 1200
+
+            async def leave_one_by_one() -> None:
+                for tab in reversed(tabs):  # the newest first: those renewed last
+                    await tab.aclose()
+
+            leaving = asyncio.create_task(leave_one_by_one())
+            present = 1200
+            while present:
+                change = await next_change(changes)
+                if isinstance(change, PresenceState):  # it fell behind: a whole new list
+                    present = len(change.members)
+                    continue
+                joins, leaves = diff(change)
+                assert joins == [], f"{joins[:3]} came back"
+                present -= len(leaves)
+            await leaving
+            with pytest.raises(TimeoutError):
+                await next_change(changes, within=3 * HEARTBEAT)
+            assert await sync_to_async(members)(channel, broker=one) == []
+
+
+async def test_a_watcher_that_fell_behind_gets_a_whole_new_state_not_an_error(
+    redis_url: str,
+) -> None:
+    """More changes than its buffer while it did not read: the next thing it reads is the list."""
+    prefix = f"presence-{uuid.uuid4().hex[:8]}:"
+    one, slow = Broker(redis_url, prefix=prefix), Broker(redis_url, prefix=prefix, buffer_size=5)
+    channel = f"room:{uuid.uuid4().hex[:6]}"
+    try:
+        async with (
+            contextlib.aclosing(watch(channel, broker=slow)) as changes,
+            contextlib.AsyncExitStack() as tabs,
+        ):
+            assert names(await next_change(changes)) == []
+            for n in range(20):  # each join waits for Redis: its event reaches the buffer
+                await tabs.enter_async_context(track(channel, n, broker=one))
+            state = await next_change(changes)
+            assert isinstance(state, PresenceState), state
+            assert sorted(names(state), key=int) == [str(n) for n in range(20)]
+    finally:
+        await one.stop()
+        await slow.stop()

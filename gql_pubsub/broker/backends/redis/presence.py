@@ -135,7 +135,8 @@ class RedisPresence(RedisPublisher):
             raise BrokerUnavailable("The broker is not started; call `await broker.start()`.")
         keys, args = self._presence_arguments(presence_channel, joins, leaves, ttl, state)
         try:
-            answer = await client.eval(PRESENCE_SCRIPT, len(keys), *keys, *args)
+            async with self._turns:  # the client's connections are bounded: wait for one
+                answer = await client.eval(PRESENCE_SCRIPT, len(keys), *keys, *args)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(f"Presence: Redis is unreachable: {error}") from error
         return _rows(answer) if state else None
@@ -160,7 +161,8 @@ class RedisPresence(RedisPublisher):
         command, target = self._publish_target(channel)
         args = (rate, int(window * 1000), command, target, payload)
         try:
-            return bool(await client.eval(EPHEMERAL_SCRIPT, 1, counter, *args))
+            async with self._turns:
+                return bool(await client.eval(EPHEMERAL_SCRIPT, 1, counter, *args))
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnavailable(f"Cannot publish to Redis: {error}") from error
 
