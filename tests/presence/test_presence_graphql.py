@@ -35,6 +35,15 @@ def servers(log_dir: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
 
 
 @pytest.fixture
+def slow_heartbeat_servers(log_dir: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two servers whose connections would take a minute to expire: a leave seen sooner is
+    the leave itself."""
+    env = {"PRESENCE_HEARTBEAT": "30"}
+    with live_server(env, log_dir=log_dir) as one, live_server(env, log_dir=log_dir) as two:
+        yield one, two
+
+
+@pytest.fixture
 def room(make_user: Callable[..., Any], make_correspondence: Callable[..., Any]) -> Any:
     from gql_pubsub.auth.tokens import create_jwt
 
@@ -170,3 +179,48 @@ async def test_typing_reaches_the_participants_now_and_is_kept_nowhere(
         assert refused and "EPHEMERAL_RATE" in refused[0], refused
         denied = (await graphql(one, SET_TYPING, variables, tokens["carol"])).json()
         assert "not a participant" in denied["errors"][0]["message"]
+
+
+async def test_a_deactivated_participant_goes_offline_at_once(
+    slow_heartbeat_servers: tuple[LiveServer, LiveServer], room: Any
+) -> None:
+    """Deactivating Bob closes his socket (4403); Alice sees him leave, without waiting for
+    his connection to expire."""
+    one, two = slow_heartbeat_servers
+    tokens, pks, correspondence = room
+    async with await present(one, tokens["alice"], correspondence) as alice:
+        state = await change(alice)
+        bob = await present(two, tokens["bob"], correspondence)
+        await change(bob)
+        if pks["bob"] not in ids(state["members"]):
+            assert ids((await change(alice))["joined"]) == [pks["bob"]]
+
+        def deactivate() -> None:
+            from django.contrib.auth import get_user_model
+
+            get_user_model().objects.filter(pk=pks["bob"]).update(is_active=False)
+            user = get_user_model().objects.get(pk=pks["bob"])
+            user.save(update_fields=["is_active"])  # the save announces it
+
+        await sync_to_async(deactivate)()
+        assert (await bob.expect_close()).code == 4403
+        assert (await change(alice))["left"] == [pks["bob"]]  # within 10 s: not an expiry
+
+
+async def test_a_client_that_reconnects_gets_the_whole_list_again(
+    servers: tuple[LiveServer, LiveServer], room: Any
+) -> None:
+    """Alice's socket drops while Bob comes and goes: subscribing again, she is given everyone
+    online now (never the list as it was, nor a diff against what she missed)."""
+    one, two = servers
+    tokens, pks, correspondence = room
+    alice = await present(one, tokens["alice"], correspondence)
+    await change(alice)
+    alice.ws.transport.abort()  # the socket drops: no close frame
+    with contextlib.suppress(Exception):
+        await alice.close()
+    async with await present(two, tokens["bob"], correspondence) as bob:
+        assert pks["bob"] in ids((await change(bob))["members"])
+        async with await present(one, tokens["alice"], correspondence) as again:
+            state = await change(again)
+            assert sorted(ids(state["members"])) == sorted(pks.values())
