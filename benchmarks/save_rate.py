@@ -4,13 +4,16 @@
     python benchmarks/save_rate.py [--saves 3000] [--rounds 5]
 
 One process, the Redis broker at $REDIS_URL, a fresh SQLite file (or a new database on
-$DATABASE_URL's PostgreSQL server). Two ways of saving one chat message, in alternating blocks
+$DATABASE_URL's PostgreSQL server). Three ways of saving one chat message, in alternating blocks
 of `--saves`, `--rounds` times each, medians printed as JSON:
 - `outbox`: `Message.objects.create()`, the library's path (the row and its outbox row in one
-  transaction, published after the commit);
+  transaction, published after the commit; on PostgreSQL one statement for both rows);
+- `outbox_with_receiver`: the same with another app's `post_save` receiver (which does nothing)
+  connected, so that the save cannot be one statement (on PostgreSQL: two round trips);
 - `direct`: what publishing cost without the outbox: an autocommit INSERT of the same row, then
   the same event published at once (`publish_now`), as before the outbox existed.
-`ratio` is outbox / direct.
+`ratio` is outbox / direct, the median of each round's ratio (blocks next to each other in time
+share the machine's mood); `ratio_with_receiver` the same for `outbox_with_receiver`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def measure(saves: int, rounds: int) -> dict[str, object]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import models
+    from django.db.models.signals import post_save
 
     from example.chat.models import Correspondence, Message
     from gql_pubsub.core.events import EventKind
@@ -72,7 +76,17 @@ def measure(saves: int, rounds: int) -> dict[str, object]:
         models.Model.save(message)  # autocommit: one INSERT
         publish_now(message.get_publish_channels(), message.publish_event(EventKind.CREATED))
 
-    ways = {"outbox": outbox, "direct": direct}
+    def another(sender: object, **kw: object) -> None:
+        """Another app's receiver."""
+
+    def outbox_with_receiver(n: int) -> None:
+        post_save.connect(another, sender=Message, dispatch_uid="bench_another")
+        try:
+            outbox(n)
+        finally:
+            post_save.disconnect(sender=Message, dispatch_uid="bench_another")
+
+    ways = {"outbox": outbox, "outbox_with_receiver": outbox_with_receiver, "direct": direct}
     for save in ways.values():  # warm up connections and caches
         for n in range(100):
             save(n)
@@ -89,8 +103,15 @@ def measure(saves: int, rounds: int) -> dict[str, object]:
         "saves": saves,
         "rounds": rounds,
         "saves_per_s": medians,
-        "ratio": round(medians["outbox"] / medians["direct"], 3),
+        "ratio": _ratio(rates["outbox"], rates["direct"]),
+        "ratio_with_receiver": _ratio(rates["outbox_with_receiver"], rates["direct"]),
     }
+
+
+def _ratio(rates: list[float], direct: list[float]) -> float:
+    import statistics
+
+    return round(statistics.median(a / b for a, b in zip(rates, direct, strict=True)), 3)
 
 
 if __name__ == "__main__":

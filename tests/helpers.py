@@ -8,11 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import redis
+import redis.client
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
 from gql_pubsub.auth.tokens import TokenRejected
+from gql_pubsub.broker.backends.redis import split_message
 from gql_pubsub.server.hooks import Hooks
 
 from .conftest import wait_numsub
@@ -191,3 +194,15 @@ class RefusesUsersNamed(Hooks):
         if user.get_username().startswith(self.prefix):
             raise TokenRejected(self.reason)
         return user
+
+
+def published_data(listener: redis.client.PubSub, until: int, within: float = 5) -> list[Any]:
+    """The data of the events a Redis listener receives, until ``until`` of them have come or
+    ``within`` seconds (scaled) have passed: ask for one more than expected to catch a repeat."""
+    received: list[Any] = []
+    deadline = time.monotonic() + scaled(within)
+    while len(received) < until and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
+        if message and message["type"] == "message":
+            received.append(orjson.loads(split_message(message["data"])[2])["data"])
+    return received

@@ -1,5 +1,6 @@
 """On PostgreSQL, a publishable model's autocommit save is two round trips: its BEGIN goes with
-its first statement and its outbox rows with its COMMIT; the guarantee is the outbox's own."""
+its first statement and its outbox rows with its COMMIT. A create whose event only the library
+writes is one: the INSERT and its outbox row in one statement. The guarantee is the outbox's own."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from django.db import IntegrityError, connection, transaction
@@ -23,9 +22,9 @@ from django.test import override_settings
 
 from example.chat.models import Correspondence, Message
 from gql_pubsub import get_broker, publish
-from gql_pubsub.broker.backends.redis import split_message
 from gql_pubsub.models import OutboxEvent
 
+from ..helpers import published_data
 from ..services import ROOT, scaled, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -67,25 +66,128 @@ def chat(make_user: Callable[..., Any], make_correspondence: Callable[..., Any])
     return alice, make_correspondence(alice)
 
 
-def test_a_create_and_an_update_are_two_round_trips_each_with_the_outbox_row_in_the_commit(
-    chat: Any,
+@pytest.fixture(params=["one statement", "two round trips"])
+def way(request: pytest.FixtureRequest) -> Iterator[str]:
+    """How a create is saved: alone, or with another post_save receiver (which may write)."""
+    if request.param == "one statement":
+        yield request.param
+        return
+
+    def another(sender: Any, **kw: Any) -> None:
+        """Another app's receiver: its writes belong to the save's transaction."""
+
+    post_save.connect(another, sender=Message, dispatch_uid="test_fused_another")
+    try:
+        yield request.param
+    finally:
+        post_save.disconnect(dispatch_uid="test_fused_another", sender=Message)
+
+
+@pytest.fixture
+def listener(redis_url: str) -> Iterator[redis.client.PubSub]:
+    """A Redis subscriber to the broker's channels (subscribe with the names, unprefixed)."""
+    pubsub = redis.Redis.from_url(redis_url).pubsub()
+    try:
+        yield pubsub
+    finally:
+        pubsub.close()
+
+
+def subscribe(listener: redis.client.PubSub, *channels: str) -> None:
+    listener.subscribe(*(get_broker().prefix + channel for channel in channels))
+    for _ in channels:
+        assert listener.get_message(timeout=scaled(5))["type"] == "subscribe"  # type: ignore[index]
+
+
+def test_a_create_is_one_statement_with_its_outbox_row_and_its_event_has_the_real_pk(
+    chat: Any, listener: redis.client.PubSub
+) -> None:
+    """INSERT … RETURNING, and the outbox row made from what it returns: one round trip, no
+    BEGIN; the event (pk, snapshot, instance channel) has the pk PostgreSQL gave the row."""
+    alice, correspondence = chat
+    subscribe(listener, correspondence.channel)
+    with protocol() as messages:
+        message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+    assert round_trips(messages) == 1, messages
+    (statement,) = queries(messages)
+    assert statement.startswith('"WITH m AS (INSERT INTO "chat_message"')
+    assert '"gql_pubsub_outboxevent"' in statement and "BEGIN" not in statement
+    (data,) = published_data(listener, until=2)
+    assert data == {**data, "id": message.pk, "body": "a"}
+    mine = f'"model":"chat.message","pk":{message.pk},'
+    row = OutboxEvent.objects.filter(payload__contains=mine).first()
+    assert row is None or row.channels == message.get_publish_channels()  # unless relayed
+    assert connection.get_autocommit() and connection.connection.autocommit
+
+
+def test_an_update_and_a_create_with_another_receiver_are_two_round_trips(
+    chat: Any, way: str
 ) -> None:
     """BEGIN rides with the INSERT (or UPDATE), the outbox INSERT with the COMMIT: 2, not 4."""
     alice, correspondence = chat
-    before = OutboxEvent.objects.count()
     with protocol() as created:
         message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
     message.body = "b"
     with protocol() as updated:
         message.save()
-    for messages, statement in ((created, "INSERT INTO"), (updated, "UPDATE")):
+    cases = [(updated, "UPDATE")] + ([(created, "INSERT INTO")] if way != "one statement" else [])
+    for messages, statement in cases:
         assert round_trips(messages) == 2, messages
         first, second = queries(messages)
         assert first.startswith(f'"BEGIN;{statement} "chat_message"')
         assert '"gql_pubsub_outboxevent"' in second and second.endswith('; COMMIT"')
-    assert OutboxEvent.objects.count() in (before, before + 2)  # published: deleted by a relay
     assert connection.get_autocommit() and connection.connection.autocommit
     assert Message.objects.get(pk=message.pk).body == "b"
+
+
+def test_a_create_whose_channels_compute_with_the_pk_takes_two_round_trips_and_the_real_pk(
+    chat: Any, listener: redis.client.PubSub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel computed from the pk (not its digits) cannot be built before the pk exists:
+    the stand-in pk notices, and the event goes the two-trip way, to the right channel."""
+    alice, correspondence = chat
+    own = Message.get_publish_channels
+    monkeypatch.setattr(
+        Message, "get_publish_channels", lambda self: [*own(self), f"shard-{self.pk % 3}"]
+    )
+    subscribe(listener, *(f"shard-{n}" for n in range(3)))
+    with protocol() as messages:
+        message = Message.objects.create(correspondence=correspondence, author=alice, body="s")
+    assert round_trips(messages) == 2 and queries(messages)[0].startswith('"BEGIN;INSERT')
+    (data,) = published_data(listener, until=2)
+    assert data["id"] == message.pk
+
+
+def test_a_pk_computed_with_unnoticed_is_corrected_before_its_event_is_published(
+    chat: Any,
+    listener: redis.client.PubSub,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Code that computes with the pk behind the stand-in's back (int's own method, called on
+    it) gets a wrong channel in the committed row: the event built from the real pk corrects
+    it before anything is published, and no other shard's subscriber receives it."""
+    alice, correspondence = chat
+    own = Message.get_publish_channels
+    monkeypatch.setattr(
+        Message,
+        "get_publish_channels",
+        lambda self: [*own(self), f"shard-{int.__mod__(self.pk, 3)}"],
+    )
+    subscribe(listener, *(f"shard-{n}" for n in range(3)))
+    for n in range(6):  # two of three stand-ins fall on another shard than the real pk
+        with protocol() as messages:
+            message = Message.objects.create(correspondence=correspondence, author=alice, body=n)
+        assert queries(messages)[0].startswith('"WITH m AS (INSERT')  # then the correction
+        received = []
+        while (got := listener.get_message(timeout=scaled(5))) is not None:
+            received.append(got)
+            if got["type"] == "message":
+                break
+        assert [m["channel"].decode() for m in received] == [
+            f"{get_broker().prefix}shard-{message.pk % 3}"
+        ]
+    assert any("stand-in" in record.getMessage() for record in caplog.records)
 
 
 def test_events_published_from_inside_the_save_go_out_with_its_commit_in_order(
@@ -105,12 +207,7 @@ def test_events_published_from_inside_the_save_go_out_with_its_commit_in_order(
             Message.objects.create(correspondence=correspondence, author=alice, body="x")
         assert round_trips(messages) == 2
         assert queries(messages)[1].count("), (") == 1  # two outbox rows, one statement
-        received: list[Any] = []
-        deadline = time.monotonic() + scaled(5)
-        while time.monotonic() < deadline and len(received) < 2:
-            message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
-            if message and message["type"] == "message":
-                received.append(orjson.loads(split_message(message["data"])[2])["data"])
+        received = published_data(listener, until=3)
         assert [r.get("body", r.get("after")) for r in received] == ["x", "x"]
     finally:
         post_save.disconnect(dispatch_uid="test_fused_also", sender=Message)
@@ -118,9 +215,10 @@ def test_events_published_from_inside_the_save_go_out_with_its_commit_in_order(
 
 
 def test_a_save_that_fails_at_its_commit_leaves_neither_row_and_the_connection_usable(
-    chat: Any,
+    chat: Any, way: str
 ) -> None:
-    """A foreign key checked at COMMIT fails the fused COMMIT: IntegrityError, nothing kept."""
+    """A foreign key checked at COMMIT fails the fused COMMIT (or the one statement, which
+    commits on its own): IntegrityError, nothing kept."""
     alice, correspondence = chat
     outbox, rows = OutboxEvent.objects.count(), Message.objects.count()
     with pytest.raises(IntegrityError):
@@ -203,12 +301,7 @@ def test_an_autocommit_save_killed_after_its_commit_is_relayed_once(
         config = {**settings.GQL_PUBSUB, "BROKER_URL": own_url, "RELAY_CLAIM_TIMEOUT": 1}
         with override_settings(GQL_PUBSUB=config):
             wait_until(lambda: relay_once() >= 1, 10, "the relay to publish the orphan")
-            bodies = []
-            deadline = time.monotonic() + scaled(5)
-            while time.monotonic() < deadline and len(bodies) < 2:
-                message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
-                if message and message["type"] == "message":
-                    bodies.append(orjson.loads(split_message(message["data"])[2])["data"]["body"])
+            bodies = [data["body"] for data in published_data(listener, until=2)]
             assert bodies == ["fused orphan"]
     finally:
         listener.close()

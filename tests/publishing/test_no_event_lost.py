@@ -14,13 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.test import override_settings
-
-from gql_pubsub.broker.backends.redis import split_message
 
 from ..gqlws import Closed, GraphQLWS
 from ..helpers import (
@@ -30,6 +27,7 @@ from ..helpers import (
     each_gets_its_room,
     graphql,
     paced_writes,
+    published_data,
     send_message,
     sockets_in_rooms,
 )
@@ -207,12 +205,7 @@ def test_the_outbox_keeps_100_writes_and_two_relays_publish_each_once_in_order(
         ]
         outputs = [relay.communicate(timeout=scaled(60))[0].decode() for relay in relays]
         assert [relay.returncode for relay in relays] == [0, 0], outputs
-        bodies = []
-        deadline = time.monotonic() + scaled(5)
-        while len(bodies) < 101 and time.monotonic() < deadline:
-            message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
-            if message and message["type"] == "message":
-                bodies.append(orjson.loads(split_message(message["data"])[2])["data"]["body"])
+        bodies = [data["body"] for data in published_data(listener, until=101)]
         listener.close()
         assert bodies == [f"kept {i}" for i in range(100)]  # each once, in order
         assert pending(get_broker()) == 0
@@ -261,13 +254,7 @@ def test_an_event_whose_writer_was_killed_after_the_commit_is_relayed_once(
         assert orphan.count() == 1  # committed, never published
         with override_settings(GQL_PUBSUB=config):
             wait_until(lambda: relay_once() >= 1, 10, "the relay to publish the orphan")
-            bodies = []
-            deadline = time.monotonic() + scaled(5)
-            while time.monotonic() < deadline and len(bodies) < 2:
-                message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
-                if message and message["type"] == "message":
-                    bodies.append(orjson.loads(split_message(message["data"])[2])["data"]["body"])
-            assert bodies == ["orphan"]
+            assert [data["body"] for data in published_data(listener, until=2)] == ["orphan"]
             wait_until(lambda: (relay_once(), not orphan.exists())[1], 10, "its row deleted")
     finally:
         listener.close()
@@ -445,11 +432,6 @@ def test_an_outbox_id_used_before_a_database_reset_is_published_again(redis_url:
         with transaction.atomic():
             publish("reset", "custom", {"n": 2})
         assert OutboxEvent.objects.filter(channels=["reset"]).get().pk == row.pk
-    got = []
-    deadline = time.monotonic() + scaled(5)
-    while len(got) < 2 and time.monotonic() < deadline:
-        message = listener.get_message(timeout=0.2)  # bounded; ends on the deadline
-        if message and message["type"] == "message":
-            got.append(orjson.loads(split_message(message["data"])[2])["data"]["n"])
+    got = [data["n"] for data in published_data(listener, until=2)]
     listener.close()
     assert got == [1, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from django.db import router, transaction
 from django.utils import timezone
@@ -14,8 +15,8 @@ from gql_pubsub.broker.broker import Broker
 from gql_pubsub.broker.process import get_broker
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core import metrics
-from gql_pubsub.core.events import Event
-from gql_pubsub.publishing.outbox.fused import active
+from gql_pubsub.core.events import Event, EventKind
+from gql_pubsub.publishing.outbox.fused import PendingRow, active
 from gql_pubsub.publishing.outbox.health import Health, health_of
 from gql_pubsub.publishing.outbox.rows import (
     PROCESS,
@@ -44,13 +45,7 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
     key = destination_key(broker)
     fused = active(alias)
     if fused is not None:  # the row goes with the save's COMMIT, which gives it its pk
-        pending = fused.add(key, channels, payload.decode(), PROCESS)
-
-        def after_fused_commit() -> None:
-            mark = outbox_mark(alias, pending)
-            _fast_path(broker, backend, pending.pk, mark, channels, payload, alias)
-
-        transaction.on_commit(after_fused_commit, alias)
+        _publish_after_commit(broker, alias, fused.add(key, channels, payload.decode(), PROCESS))
         return
     row = OutboxEvent.objects.using(alias).create(
         destination=key,
@@ -66,6 +61,69 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
         _fast_path(broker, backend, row.pk, mark, channels, payload, alias)
 
     transaction.on_commit(after_commit, alias)
+
+
+def offer_create(instance: Any, using: str) -> None:
+    """Let a create's fused save write its outbox row with the INSERT (``fused`` says how)."""
+    fused = active(using)
+    broker = get_broker()
+    if fused is None or durable(broker.backend) is None:
+        return
+    key = destination_key(broker)
+
+    def row_of() -> PendingRow:
+        channels = instance.get_publish_channels()
+        payload = broker.encode(channels, instance.publish_event(EventKind.CREATED))
+        return PendingRow(key, channels, payload.decode(), PROCESS, timezone.now())
+
+    fused.offer(instance, row_of)
+
+
+def enqueue_written(channels: list[str], event: Event | None, *, using: str) -> bool:
+    """Publish after the commit the outbox row a create's INSERT wrote, if it wrote one: its
+    channels checked against ``channels``, its payload against ``event`` unless that is None
+    (the library's own event, whose pk alone differs, and only as digits)."""
+    fused = active(using)
+    row = fused.written if fused is not None else None
+    if fused is None or row is None:
+        return False
+    fused.written = None
+    broker = get_broker()
+    payload = row.payload if event is None else broker.encode(channels, event).decode()
+    if (row.channels, row.payload) != (channels, payload):
+        _correct(using, row, channels, payload)
+    _publish_after_commit(broker, using, row)
+    return True
+
+
+def _publish_after_commit(broker: Broker, alias: str, row: PendingRow) -> None:
+    """Once the transaction commits (and the row has its pk), publish it by the fast path."""
+    backend = durable(broker.backend)
+    assert backend is not None
+
+    def after_fused_commit() -> None:
+        mark = outbox_mark(alias, row)
+        payload = row.payload.encode()
+        _fast_path(broker, backend, row.pk, mark, row.channels, payload, alias)
+
+    transaction.on_commit(after_fused_commit, alias)
+
+
+def _correct(alias: str, row: PendingRow, channels: list[str], payload: str) -> None:
+    """The row written with the INSERT differs from the event built from the real pk: the
+    model's code computed with the stand-in pk unnoticed. The row, still claimed by this
+    process, is corrected before it is published."""
+    from gql_pubsub.publishing.models import OutboxEvent
+
+    logger.warning(
+        "The event of a create was built from a stand-in pk its model's code computed with "
+        "(channels %s, not %s); corrected before publishing. Compute nothing from the pk in "
+        "get_publish_channels() or publish_event() but text.",
+        row.channels,
+        channels,
+    )
+    OutboxEvent.objects.using(alias).filter(pk=row.pk).update(channels=channels, payload=payload)
+    row.channels, row.payload = channels, payload
 
 
 def publish_now(channels: list[str], event: Event) -> None:
