@@ -22,7 +22,7 @@ class PublishableModel(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save; the event is written to the outbox in the same transaction as the row."""
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with save_transaction(using, OutboxEvent):
+        with save_transaction(using, OutboxEvent, type(self)):
             super().save(*args, **kwargs)
 
     @classmethod

@@ -10,7 +10,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from gql_pubsub.core.events import EventKind
 from gql_pubsub.publishing.models import PublishableModel
-from gql_pubsub.publishing.outbox.writer import enqueue, enqueue_written, offer_create
+from gql_pubsub.publishing.outbox.fused import LIBRARY_RECEIVER, library_alone
+from gql_pubsub.publishing.outbox.writer import enqueue, enqueue_written, offer
 
 
 def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) -> None:
@@ -18,7 +19,7 @@ def _publish_on_commit(instance: PublishableModel, kind: EventKind, using: str) 
         return
     # Snapshot and channels are taken now, at the write; the event goes out after the commit.
     channels = instance.get_publish_channels()
-    if kind is EventKind.CREATED:
+    if kind is not EventKind.DELETED:
         own = _own_event(type(instance))
         if enqueue_written(channels, None if own else instance.publish_event(kind), using=using):
             return
@@ -40,21 +41,12 @@ def _before_save(
         isinstance(instance, PublishableModel)
         and not raw
         and instance.publish_enabled
-        and instance._state.adding
-        and instance.pk is None
-        and _ours_alone(sender)
+        and library_alone(sender, (post_save,))  # no other code writes after the INSERT
     ):
-        offer_create(instance, using)
-
-
-def _ours_alone(sender: type[models.Model]) -> bool:
-    """Whether the library's receiver is the only one of ``sender``'s ``post_save``: then no
-    other code writes after the INSERT, and the row may commit with its outbox row at once."""
-    try:
-        sync, asynchronous = post_save._live_receivers(sender)
-    except (AttributeError, TypeError, ValueError):  # another Django: the usual way
-        return False
-    return not asynchronous and all(receiver is _on_save for receiver in sync)
+        if instance._state.adding and instance.pk is None:
+            offer(instance, EventKind.CREATED, using)
+        elif not instance._state.adding:
+            offer(instance, EventKind.UPDATED, using)
 
 
 def _on_save(
@@ -76,6 +68,8 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str, *
 
 def connect() -> None:
     """Connect the receivers (idempotent: each has a dispatch_uid)."""
+    for receiver in (_before_save, _on_save, _on_delete):
+        setattr(receiver, LIBRARY_RECEIVER, True)
     pre_save.connect(_before_save, dispatch_uid="gql_pubsub.models.before_save")
     post_save.connect(_on_save, dispatch_uid="gql_pubsub.models.on_save")
     post_delete.connect(_on_delete, dispatch_uid="gql_pubsub.models.on_delete")

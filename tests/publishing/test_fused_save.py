@@ -1,6 +1,7 @@
 """On PostgreSQL, a publishable model's autocommit save is two round trips: its BEGIN goes with
-its first statement and its outbox rows with its COMMIT. A create whose event only the library
-writes is one: the INSERT and its outbox row in one statement. The guarantee is the outbox's own."""
+its first statement and its outbox rows with its COMMIT. A save whose event only the library
+writes is one: the INSERT (or UPDATE) and its outbox row in one statement. The guarantee is the
+outbox's own."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 from django.db import IntegrityError, connection, transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_save
 from django.test import override_settings
 
 from example.chat.models import Correspondence, Message
@@ -120,18 +121,86 @@ def test_a_create_is_one_statement_with_its_outbox_row_and_its_event_has_the_rea
     assert connection.get_autocommit() and connection.connection.autocommit
 
 
-def test_an_update_and_a_create_with_another_receiver_are_two_round_trips(
-    chat: Any, way: str
+def test_another_pre_save_receiver_runs_inside_the_saves_transaction_of_one_statement(
+    chat: Any,
 ) -> None:
-    """BEGIN rides with the INSERT (or UPDATE), the outbox INSERT with the COMMIT: 2, not 4."""
+    """Without other receivers the save opens no atomic() block (the one statement is the
+    whole transaction); with a pre_save receiver, that receiver runs inside one, as always,
+    and the create is still one statement."""
     alice, correspondence = chat
-    with protocol() as created:
-        message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+    seen: list[bool] = []
+
+    def inside(sender: Any, **kw: Any) -> None:
+        seen.append(connection.in_atomic_block)
+
+    pre_save.connect(inside, sender=Message, dispatch_uid="test_fused_inside")
+    try:
+        with protocol() as messages:
+            Message.objects.create(correspondence=correspondence, author=alice, body="in")
+    finally:
+        pre_save.disconnect(dispatch_uid="test_fused_inside", sender=Message)
+    assert seen == [True]
+    assert round_trips(messages) == 1 and queries(messages)[0].startswith('"WITH m AS (INSERT')
+    assert connection.get_autocommit() and connection.connection.autocommit
+
+
+def test_an_update_is_one_statement_with_its_outbox_row(
+    chat: Any, listener: redis.client.PubSub
+) -> None:
+    """UPDATE … RETURNING, and the outbox row if it found its row: one round trip, no BEGIN."""
+    alice, correspondence = chat
+    message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+    subscribe(listener, message.instance_channel())
     message.body = "b"
-    with protocol() as updated:
+    with protocol() as messages:
         message.save()
-    cases = [(updated, "UPDATE")] + ([(created, "INSERT INTO")] if way != "one statement" else [])
-    for messages, statement in cases:
+    assert round_trips(messages) == 1, messages
+    (statement,) = queries(messages)
+    assert statement.startswith('"WITH m AS (UPDATE "chat_message" SET')
+    assert [data["body"] for data in published_data(listener, until=2)] == ["b"]
+    assert Message.objects.get(pk=message.pk).body == "b"
+    assert connection.get_autocommit() and connection.connection.autocommit
+
+
+def test_an_update_that_finds_no_row_inserts_it_with_its_event_in_one_transaction(
+    chat: Any, listener: redis.client.PubSub
+) -> None:
+    """The one statement updates nothing and writes no outbox row; Django then INSERTs the row,
+    in a transaction of its own with its outbox row, and its event is published."""
+    alice, correspondence = chat
+    message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+    Message.objects.filter(pk=message.pk).delete()  # behind the instance's back
+    subscribe(listener, message.instance_channel())
+    message.body = "again"
+    with protocol() as messages:
+        message.save()
+    assert queries(messages)[0].startswith('"WITH m AS (UPDATE')
+    assert any(text.startswith('"INSERT INTO "chat_message"') for text in queries(messages))
+    assert [data["body"] for data in published_data(listener, until=2)] == ["again"]
+    assert Message.objects.get(pk=message.pk).body == "again"
+    assert connection.get_autocommit() and connection.connection.autocommit
+
+
+def test_with_another_receiver_a_create_and_an_update_are_two_round_trips_each(
+    chat: Any,
+) -> None:
+    """Another app's receiver may write: BEGIN rides with the INSERT (or UPDATE), the outbox
+    INSERT with the COMMIT, so that its writes are in the transaction: 2 round trips, not 4."""
+    alice, correspondence = chat
+
+    def another(sender: Any, **kw: Any) -> None:
+        """Another app's receiver."""
+
+    post_save.connect(another, sender=Message, dispatch_uid="test_fused_another")
+    try:
+        with protocol() as created:
+            message = Message.objects.create(correspondence=correspondence, author=alice, body="a")
+        message.body = "b"
+        with protocol() as updated:
+            message.save()
+    finally:
+        post_save.disconnect(dispatch_uid="test_fused_another", sender=Message)
+    for messages, statement in ((created, "INSERT INTO"), (updated, "UPDATE")):
         assert round_trips(messages) == 2, messages
         first, second = queries(messages)
         assert first.startswith(f'"BEGIN;{statement} "chat_message"')
@@ -261,7 +330,7 @@ import os, signal, sys
 import django
 django.setup()
 from django.db import transaction
-from django.db.models.signals import pre_save
+from django.db.models.signals import post_save, pre_save
 from example.chat.models import Message
 
 def die_after_commit(sender, **kw):
@@ -270,13 +339,15 @@ def die_after_commit(sender, **kw):
     transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
 
 pre_save.connect(die_after_commit, sender=Message)
+if sys.argv[3] == "two round trips":  # another receiver: the two-trip way
+    post_save.connect(lambda sender, **kw: None, sender=Message, weak=False)
 Message.objects.create(correspondence_id=int(sys.argv[1]), author_id=int(sys.argv[2]),
-                       body="fused orphan")
+                       body="fused orphan, " + sys.argv[3])
 """
 
 
 def test_an_autocommit_save_killed_after_its_commit_is_relayed_once(
-    chat: Any, redis_url: str
+    chat: Any, redis_url: str, way: str
 ) -> None:
     """SIGKILL between the fused COMMIT and the publish: a relay publishes the event, once."""
     from django.conf import settings
@@ -289,19 +360,20 @@ def test_an_autocommit_save_killed_after_its_commit_is_relayed_once(
     listener.subscribe(f"gql_pubsub:12:{correspondence.channel}")
     try:
         writer = subprocess.run(
-            [sys.executable, "-c", KILLED_AFTER_COMMIT, str(correspondence.pk), str(alice.pk)],
+            [sys.executable, "-c", KILLED_AFTER_COMMIT, str(correspondence.pk), str(alice.pk), way],
             cwd=ROOT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": own_url},
             capture_output=True,
             timeout=scaled(60),
         )
         assert writer.returncode == -signal.SIGKILL, writer.stderr.decode()
-        orphan = OutboxEvent.objects.filter(payload__contains='"fused orphan"')
-        assert orphan.count() == 1 and Message.objects.filter(body="fused orphan").exists()
+        body = f"fused orphan, {way}"
+        orphan = OutboxEvent.objects.filter(payload__contains=f'"{body}"')
+        assert orphan.count() == 1 and Message.objects.filter(body=body).exists()
         config = {**settings.GQL_PUBSUB, "BROKER_URL": own_url, "RELAY_CLAIM_TIMEOUT": 1}
         with override_settings(GQL_PUBSUB=config):
             wait_until(lambda: relay_once() >= 1, 10, "the relay to publish the orphan")
             bodies = [data["body"] for data in published_data(listener, until=2)]
-            assert bodies == ["fused orphan"]
+            assert bodies == [body]
     finally:
         listener.close()

@@ -6,12 +6,12 @@ runs in order: the BEGIN goes with the first statement, and the outbox rows go w
 The same transaction, so the same guarantee (the row and its event commit together or not at
 all); two waits for the database instead of four.
 
-A create whose event only the library writes (no other ``post_save`` receiver, nothing written
-before its INSERT) goes further: one statement inserts the row and, from what it returns, its
-outbox row; PostgreSQL commits both or neither. The event is built before the pk exists, with a
-stand-in pk that SQL replaces by the real one; should the model's code compute with that pk
-rather than only write it (``pk % 10``, a comparison), the stand-in notices and the save takes
-the two-trip way. Elsewhere (SQLite, psycopg 2, server-side binding, a save inside the caller's
+A save whose event only the library writes (no other ``post_save`` receiver, nothing written
+before its INSERT or UPDATE) goes further: one statement writes the row and, from what it
+returns, its outbox row; PostgreSQL commits both or neither. A create's event is built before
+the pk exists, with a stand-in pk that SQL replaces by the real one; should the model's code
+compute with that pk rather than only write it (``pk % 10``, a comparison), the stand-in notices
+and the save takes the two-trip way. Elsewhere (SQLite, psycopg 2, server-side binding, a save inside the caller's
 own transaction) the save is a plain ``atomic()`` block.
 """
 
@@ -23,66 +23,31 @@ import json
 import secrets
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import Signal
 from django.utils import timezone
+
+from gql_pubsub.publishing.outbox.statements import (
+    AUTO,
+    PendingRow,
+    StandIn,
+    commit_statement,
+    row_params,
+    single_insert,
+    single_update,
+)
 
 _ACTIVE: ContextVar[FusedSave | None] = ContextVar("gql_pubsub_fused_save", default=None)
 
 
-@dataclass(slots=True)
-class PendingRow:
-    """An outbox row written with the COMMIT; ``pk`` is known once it is written."""
-
-    destination: str
-    channels: list[str]
-    payload: str
-    claimed_by: str
-    created_at: datetime
-    pk: int = 0
-
-
 RowOf = Callable[[], PendingRow]
 """Builds a create's outbox row from the instance as it is now (its pk a stand-in)."""
-
-
-class StandIn(int):
-    """The pk of a row not yet inserted: written as its digits, noticed when computed with."""
-
-    used = False
-
-    def __format__(self, spec: str) -> str:
-        if spec:
-            self.used = True
-        return int.__repr__(self)
-
-
-_OPERATORS = "add sub mul truediv floordiv mod divmod pow lshift rshift and or xor"
-_UNARY = "neg pos abs invert eq ne lt le gt ge hash bool int index float round trunc floor ceil"
-_COMPUTED = (
-    *(f"__{side}{name}__" for name in _OPERATORS.split(" ") for side in ("", "r")),
-    *(f"__{name}__" for name in _UNARY.split(" ")),
-    *("bit_length", "bit_count", "to_bytes", "as_integer_ratio", "conjugate"),
-)
-"""What a stand-in notices: computing with it, as opposed to writing its digits."""
-
-
-def _noticing(name: str) -> Callable[..., Any]:
-    def noticed(self: StandIn, *args: Any, **kwargs: Any) -> Any:
-        self.used = True
-        return getattr(int, name)(self, *args, **kwargs)
-
-    return noticed
-
-
-for _name in _COMPUTED:
-    setattr(StandIn, _name, _noticing(_name))
 
 
 class FusedSave:
@@ -96,6 +61,8 @@ class FusedSave:
         """The outbox row a create wrote in its INSERT's statement, already committed."""
         self._begun = False
         self._offer: tuple[Model, RowOf] | None = None
+        self.opening: Callable[[], object] | None = None
+        """Enters the save's ``atomic()`` block, when it is left until a statement needs it."""
 
     def offer(self, instance: Model, row_of: RowOf) -> None:
         """Let the create of ``instance``, if its INSERT comes first, write its outbox row in
@@ -119,16 +86,18 @@ class FusedSave:
     ) -> Any:
         """Django execute wrapper: the transaction's BEGIN goes with its first statement."""
         if self._begun:
+            self._open()
             return execute(sql, params, many, context)
         self._begun = True
         pg = self.connection.connection
-        if many or not _plain_begin(pg):
-            return execute(sql, params, many, context)  # psycopg sends its own BEGIN first
         offer, self._offer = self._offer, None
-        if offer is not None and not self.rows:
+        if offer is not None and not self.rows and not many and _plain_begin(pg):
             single = self._single(sql, params, *offer)
             if single is not None:
                 return self._execute_single(execute, context, *single)
+        self._open()
+        if many or not _plain_begin(pg):
+            return execute(sql, params, many, context)  # psycopg sends its own BEGIN first
         # psycopg sends a BEGIN, and waits for it, before a statement outside a transaction when
         # autocommit is off; with it on, the BEGIN in this message starts the transaction. The
         # server's own state then tells psycopg and Django's COMMIT or ROLLBACK what to do.
@@ -138,16 +107,31 @@ class FusedSave:
         cursor.cursor.nextset()  # the statement's own result, for fetchone() and rowcount
         return result
 
+    def _open(self) -> None:
+        """Enter the save's ``atomic()`` block now, if it was left for its first statement that
+        is not the one statement (``save_transaction``)."""
+        if self.opening is not None:
+            opening, self.opening = self.opening, None
+            opening()
+
     def _single(
         self, sql: str, params: Any, instance: Model, row_of: RowOf
     ) -> tuple[str, list[Any], PendingRow, str] | None:
-        """The INSERT and its outbox row as one statement, if this is the create's INSERT and
-        its event only writes the pk; else None (the save takes the two-trip way)."""
+        """The save's statement and its outbox row as one statement, if this is its INSERT (or
+        UPDATE) and its event can be built now; else None (the save takes the two-trip way)."""
         meta = instance._meta
         quote = self.connection.ops.quote_name
-        if meta.pk.get_internal_type() not in _AUTO or meta.db_returning_fields != [meta.pk]:
+        if meta.pk.get_internal_type() not in AUTO or meta.db_returning_fields != [meta.pk]:
             return None  # a pk that is not digits, or values only the database knows
-        if not sql.startswith(f"INSERT INTO {quote(meta.db_table)} ") or " RETURNING " not in sql:
+        table = quote(meta.db_table)
+        if sql.startswith(f"UPDATE {table} SET ") and " RETURNING " not in sql:
+            try:
+                row = row_of()  # the pk is known: the event is exact
+            except Exception:  # let the usual way raise it
+                return None
+            statement = single_update(self.table, meta.pk.column, quote, sql)
+            return statement, [*params, *row_params(row, "")], row, ""
+        if not sql.startswith(f"INSERT INTO {table} ") or " RETURNING " not in sql:
             return None
         attname = meta.pk.attname
         stand_in = StandIn(10**17 + secrets.randbelow(9 * 10**17))
@@ -161,9 +145,8 @@ class FusedSave:
         if stand_in.used:
             return None
         text = int.__repr__(stand_in)
-        params = [*params, row.destination, json.dumps(row.channels), text, row.payload, text]
-        params += (row.created_at, row.claimed_by, row.created_at)
-        return _single_statement(self.table, meta.pk.column, quote, sql), params, row, text
+        statement = single_insert(self.table, meta.pk.column, quote, sql)
+        return statement, [*params, *row_params(row, text)], row, text
 
     def _execute_single(
         self,
@@ -177,18 +160,24 @@ class FusedSave:
         """Run the one statement (no BEGIN: PostgreSQL commits it on its own); the row then
         has its pk, and the event the real pk. Any later statement opens a new transaction."""
         pg = self.connection.connection
+        in_atomic = not pg.autocommit
         pg.autocommit = True
         try:
             result = execute(sql, params, False, context)
         finally:
-            with contextlib.suppress(Exception):  # a broken connection: Django closes it
-                pg.autocommit = False
+            if in_atomic:
+                with contextlib.suppress(Exception):  # a broken connection: Django closes it
+                    pg.autocommit = False
         cursor = context["cursor"].cursor
-        *_, pk, row.pk = cursor.fetchone()
+        returned = cursor.fetchone()
+        if returned is None:  # an UPDATE that found no row: no outbox row either
+            return result
         cursor.scroll(0, "absolute")  # Django reads the statement's row next
-        real = str(pk)
-        row.channels = [channel.replace(text, real) for channel in row.channels]
-        row.payload = row.payload.replace(text, real)
+        *_, pk, row.pk = returned
+        if text:
+            real = str(pk)
+            row.channels = [channel.replace(text, real) for channel in row.channels]
+            row.payload = row.payload.replace(text, real)
         self.written = row
         return result
 
@@ -198,7 +187,7 @@ class FusedSave:
         connection = self.connection
         if not self.rows or connection.needs_rollback:
             return  # nothing to add, or atomic() rolls everything back
-        sql = _statement(self.table, connection.ops.quote_name, len(self.rows))
+        sql = commit_statement(self.table, connection.ops.quote_name, len(self.rows))
         params: list[Any] = []
         for row in self.rows:
             params += (row.destination, json.dumps(row.channels), row.payload)
@@ -207,45 +196,6 @@ class FusedSave:
             cursor.execute(sql, params)
             for row, (pk,) in zip(self.rows, cursor.fetchall(), strict=True):
                 row.pk = pk
-
-
-_AUTO = frozenset({"AutoField", "BigAutoField", "SmallAutoField"})
-_COLUMNS = ("destination", "channels", "payload", "created_at", "claimed_by", "claimed_at")
-
-
-@functools.lru_cache(maxsize=16)
-def _statement(table: type[Model], quote: Callable[[str], str], count: int) -> str:
-    """INSERT of ``count`` outbox rows returning their ids, then COMMIT."""
-    meta = table._meta
-    columns = ", ".join(quote(_column(meta.get_field(name))) for name in _COLUMNS)
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * count)
-    return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values} "
-        f"RETURNING {quote(_column(meta.pk))}; COMMIT"
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _single_statement(
-    outbox: type[Model], pk: str, quote: Callable[[str], str], insert: str
-) -> str:
-    """``insert`` (returning the new row) and the outbox row made from it, as one statement; the
-    outbox row's channels and payload get the row's pk in place of the stand-in's digits."""
-    meta = outbox._meta
-    columns = ", ".join(quote(_column(meta.get_field(name))) for name in _COLUMNS)
-    new = f"m.{quote(pk)}::text"
-    outbox_pk = quote(_column(meta.pk))
-    return (
-        f"WITH m AS ({insert}), o AS (INSERT INTO {quote(meta.db_table)} ({columns}) "
-        f"SELECT %s, CAST(replace(%s, %s, {new}) AS jsonb), replace(%s, %s, {new}), %s, %s, %s "
-        f"FROM m RETURNING {outbox_pk}) SELECT m.*, m.{quote(pk)}, o.{outbox_pk} FROM m, o"
-    )
-
-
-def _column(field: object) -> str:
-    column = getattr(field, "column", None)
-    assert isinstance(column, str)
-    return column
 
 
 def active(using: str) -> FusedSave | None:
@@ -257,9 +207,13 @@ def active(using: str) -> FusedSave | None:
 
 
 @contextlib.contextmanager
-def save_transaction(using: str, outbox: type[Model]) -> Iterator[None]:
+def save_transaction(using: str, outbox: type[Model], sender: type[Model]) -> Iterator[None]:
     """The transaction of a publishable model's save: fused where it can be, else ``atomic()``;
-    ``outbox`` is the outbox's model (``OutboxEvent``)."""
+    ``outbox`` is the outbox's model (``OutboxEvent``), ``sender`` the saved one.
+
+    When no code but the library's hears the save's signals, nothing but Django runs before its
+    first statement: the ``atomic()`` block is only entered there if that statement is not the
+    one statement (which needs none, and is the whole save)."""
     connection = connections[using]
     if connection.in_atomic_block or _ACTIVE.get() is not None or not _fusable(connection):
         with transaction.atomic(using=using, savepoint=False):
@@ -268,12 +222,34 @@ def save_transaction(using: str, outbox: type[Model]) -> Iterator[None]:
     fused = FusedSave(connection, outbox)
     token = _ACTIVE.set(fused)
     try:
-        with transaction.atomic(using=using, savepoint=False):
+        with contextlib.ExitStack() as stack:
+            block = transaction.atomic(using=using, savepoint=False)
+            if library_alone(sender):
+                fused.opening = functools.partial(stack.enter_context, block)
+            else:
+                stack.enter_context(block)
             with connection.execute_wrapper(fused.wrap):
                 yield
             fused.commit()
     finally:
         _ACTIVE.reset(token)
+
+
+LIBRARY_RECEIVER = "gql_pubsub_receiver"
+"""The attribute that marks the library's own signal receivers (``library_alone``)."""
+
+
+def library_alone(sender: type[Model], signals: tuple[Signal, ...] = (pre_save, post_save)) -> bool:
+    """Whether only the library's receivers hear ``sender``'s ``signals`` (its ``pre_save`` and
+    ``post_save``: then no other code runs in its save, or writes in its transaction)."""
+    for signal in signals:
+        try:
+            sync, asynchronous = signal._live_receivers(sender)
+        except (AttributeError, TypeError, ValueError):  # another Django: say no
+            return False
+        if asynchronous or not all(getattr(r, LIBRARY_RECEIVER, False) for r in sync):
+            return False
+    return True
 
 
 def _fusable(connection: BaseDatabaseWrapper) -> bool:

@@ -16,7 +16,7 @@ from gql_pubsub.broker.process import get_broker
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core import metrics
 from gql_pubsub.core.events import Event, EventKind
-from gql_pubsub.publishing.outbox.fused import PendingRow, active
+from gql_pubsub.publishing.outbox.fused import active
 from gql_pubsub.publishing.outbox.health import Health, health_of
 from gql_pubsub.publishing.outbox.rows import (
     PROCESS,
@@ -27,6 +27,7 @@ from gql_pubsub.publishing.outbox.rows import (
     release,
     waiting_rows,
 )
+from gql_pubsub.publishing.outbox.statements import PendingRow
 
 logger = logging.getLogger("gql_pubsub.publishing")
 
@@ -63,8 +64,9 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
     transaction.on_commit(after_commit, alias)
 
 
-def offer_create(instance: Any, using: str) -> None:
-    """Let a create's fused save write its outbox row with the INSERT (``fused`` says how)."""
+def offer(instance: Any, kind: EventKind, using: str) -> None:
+    """Let a save's fused save write its outbox row with its INSERT or UPDATE, in one
+    statement (``fused`` says how)."""
     fused = active(using)
     broker = get_broker()
     if fused is None or durable(broker.backend) is None:
@@ -73,14 +75,14 @@ def offer_create(instance: Any, using: str) -> None:
 
     def row_of() -> PendingRow:
         channels = instance.get_publish_channels()
-        payload = broker.encode(channels, instance.publish_event(EventKind.CREATED))
+        payload = broker.encode(channels, instance.publish_event(kind))
         return PendingRow(key, channels, payload.decode(), PROCESS, timezone.now())
 
     fused.offer(instance, row_of)
 
 
 def enqueue_written(channels: list[str], event: Event | None, *, using: str) -> bool:
-    """Publish after the commit the outbox row a create's INSERT wrote, if it wrote one: its
+    """Publish after the commit the outbox row a save's statement wrote, if it wrote one: its
     channels checked against ``channels``, its payload against ``event`` unless that is None
     (the library's own event, whose pk alone differs, and only as digits)."""
     fused = active(using)
