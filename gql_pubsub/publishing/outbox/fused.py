@@ -11,8 +11,8 @@ before its INSERT or UPDATE) goes further: one statement writes the row and, fro
 returns, its outbox row; PostgreSQL commits both or neither. A create's event is built before
 the pk exists, with a stand-in pk that SQL replaces by the real one; should the model's code
 compute with that pk rather than only write it (``pk % 10``, a comparison), the stand-in notices
-and the save takes the two-trip way. Elsewhere (SQLite, psycopg 2, server-side binding, a save inside the caller's
-own transaction) the save is a plain ``atomic()`` block.
+and the save takes the two-trip way. Elsewhere (SQLite, psycopg 2, server-side binding, a save
+inside the caller's own transaction) the save is a plain ``atomic()`` block.
 """
 
 from __future__ import annotations
