@@ -59,6 +59,9 @@ async def subscribe(ops: Operations, op: OperationRequest, document: DocumentNod
         channels = getattr(source, "channels", None)  # a presence stream names its channel
         if entry is not None and isinstance(channels, frozenset):
             entry.channels = channels
+        if (revoked := ops.revoked_meanwhile(op.id)) is not None:
+            await ops.finish(op.id, f"Access to {revoked!r} was revoked.")
+            return
         await ops.stream(op.id, engine.results(executor, source))
         return
     per_viewer = {} if source.shared else engine.viewing(op, document)
@@ -69,7 +72,13 @@ async def subscribe(ops: Operations, op: OperationRequest, document: DocumentNod
         member.context, member.viewer = connection.context, _user_key(ops)  # it fills its own
     if resumable:
         member.held = []  # the group's frames wait until the member has caught up
-    if await ops.join(op.id, group, member) and resumable:
+    if not await ops.join(op.id, group, member):
+        return
+    if (revoked := ops.revoked_meanwhile(op.id)) is not None:
+        ops.stop(op.id)  # leaves the group: nothing more reaches it
+        await ops.finish(op.id, f"Access to {revoked!r} was revoked.")
+        return
+    if resumable:
         await catch_up(group, member, after)
 
 

@@ -33,7 +33,7 @@ logger = logging.getLogger("gql_pubsub.websocket")
 class Operation:
     """What runs one operation: its own task, or (once it joined one) a fan-out group."""
 
-    __slots__ = ("channels", "group", "task", "token")
+    __slots__ = ("channels", "group", "revoked", "task", "token")
 
     def __init__(self, task: asyncio.Task[None]) -> None:
         self.task: asyncio.Task[None] | None = task
@@ -41,6 +41,12 @@ class Operation:
         self.token = 0
         self.channels: frozenset[str] = frozenset()
         """The channels a stream of its own task names (a presence stream): revocable too."""
+        self.revoked: set[str] | None = None
+        """Channels revoked while it started, before it said what it reads."""
+
+    def starting(self) -> bool:
+        """Whether it has not yet said what it reads (its resolver runs, or it joins a group)."""
+        return self.group is None and not self.channels
 
     def stop(self) -> None:
         """Leave the group, or cancel the task."""
@@ -207,11 +213,24 @@ class Operations:
             entry.stop()
 
     def revoke(self, channel: str) -> list[str]:
-        """Stop the operations whose group streams ``channel``; their ids."""
+        """Stop the operations whose group streams ``channel``; their ids. One still starting
+        (its access checked, its channels not yet known) keeps the channel to check once they
+        are: else a revocation during its start would be missed."""
         stopped = [op_id for op_id, entry in self.running.items() if entry.reads(channel)]
         for op_id in stopped:
             self.stop(op_id)
+        for entry in self.running.values():
+            if entry.starting():
+                entry.revoked = {*(entry.revoked or ()), channel}
         return stopped
+
+    def revoked_meanwhile(self, op_id: str) -> str | None:
+        """A channel ``op_id`` reads that was revoked while it started, if any."""
+        entry = self.running.get(op_id)
+        if entry is None or entry.revoked is None:
+            return None
+        revoked, entry.revoked = entry.revoked, None
+        return next((channel for channel in revoked if entry.reads(channel)), None)
 
     def on_access_change(self, event: Event | Gap) -> None:
         """The user's control channel, inside the broker's dispatch: a revocation ends the
