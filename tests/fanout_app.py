@@ -196,8 +196,20 @@ class Query:
         )
 
 
+held: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
+"""``held_items``'s channels: set when its resolver has checked access, and to let it return."""
+
+
 @strawberry.type
 class Subscription:
+    @strawberry.subscription
+    async def held_items(self, channel: str) -> AsyncGenerator[Item, None]:
+        """``items``, whose resolver waits, its access checked, until the test lets it go on."""
+        checked, go_on = held.setdefault(channel, (asyncio.Event(), asyncio.Event()))
+        checked.set()
+        await go_on.wait()
+        return stream(channel, map=to_item)  # type: ignore[return-value]
+
     @strawberry.subscription
     async def items(self, channel: str, shared: bool = False) -> AsyncGenerator[Item, None]:
         if channel.startswith("forbidden"):
