@@ -60,7 +60,7 @@ async def subscribe(ops: Operations, op: OperationRequest, document: DocumentNod
         if entry is not None and isinstance(channels, frozenset):
             entry.channels = channels
         if (revoked := ops.revoked_meanwhile(op.id)) is not None:
-            await ops.finish(op.id, f"Access to {revoked!r} was revoked.")
+            await ops.end_revoked(op.id, revoked)
             return
         await ops.stream(op.id, engine.results(executor, source))
         return
@@ -76,7 +76,7 @@ async def subscribe(ops: Operations, op: OperationRequest, document: DocumentNod
         return
     if (revoked := ops.revoked_meanwhile(op.id)) is not None:
         ops.stop(op.id)  # leaves the group: nothing more reaches it
-        await ops.finish(op.id, f"Access to {revoked!r} was revoked.")
+        await ops.end_revoked(op.id, revoked)
         return
     if resumable:
         await catch_up(group, member, after)

@@ -224,6 +224,10 @@ class Operations:
                 entry.revoked = {*(entry.revoked or ()), channel}
         return stopped
 
+    async def end_revoked(self, op_id: str, channel: str) -> None:
+        """End ``op_id``, stopped because access to ``channel`` was revoked, saying so."""
+        await self.finish(op_id, f"Access to {channel!r} was revoked.")
+
     def revoked_meanwhile(self, op_id: str) -> str | None:
         """A channel ``op_id`` reads that was revoked while it started, if any."""
         entry = self.running.get(op_id)
@@ -251,7 +255,7 @@ class Operations:
         if announcement.change is not Change.REVOKED or channel is None:
             return
         for op_id in self.revoke(channel):
-            self.in_background(self.finish(op_id, f"Access to {channel!r} was revoked."))
+            self.in_background(self.end_revoked(op_id, channel))
 
     def in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in a task of the connection's (kept until it ends)."""

@@ -68,8 +68,10 @@ def offer(instance: Any, kind: EventKind, using: str) -> None:
     """Let a save's fused save write its outbox row with its INSERT or UPDATE, in one
     statement (``fused`` says how)."""
     fused = active(using)
+    if fused is None:  # not a fused save (SQLite, inside your atomic()): nothing to offer
+        return
     broker = get_broker()
-    if fused is None or durable(broker.backend) is None:
+    if durable(broker.backend) is None:
         return
     key = destination_key(broker)
 
