@@ -1,5 +1,5 @@
-"""The one execution engine of the WebSocket side: with ``splice``, the only module that
-reaches into graphql-core's executor and Strawberry's private schema.
+"""The one execution engine of the WebSocket side: with ``splice`` and ``plans``, the only
+modules that reach into graphql-core's executor and Strawberry's private schema.
 
 It parses and validates a document once per distinct text (for HTTP and WebSocket alike, with
 the same rules and the same error processing as Strawberry's pipeline), builds an operation's
@@ -39,6 +39,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from gql_pubsub.conf import get_settings
 from gql_pubsub.execution.executors import per_event_executor_class
 from gql_pubsub.execution.limits import operation_limits_rule
+from gql_pubsub.execution.plans import flat_plan
 from gql_pubsub.execution.results import Errors, encode_result
 from gql_pubsub.execution.splice import Body, executor_with_holes, template
 from gql_pubsub.execution.viewers import PerViewer, per_viewer_fields
@@ -212,6 +213,11 @@ class Engine:
     async def execute_event(self, executor: Executor[Any], root: Any) -> str:
         """Execute the operation's selection set on one event's root value; the encoded
         payload. Its errors go through the schema's error processing, once per execution."""
+        plan = flat_plan(executor)
+        if plan is not None:
+            encoded = plan.encode(root)
+            if encoded is not None:
+                return encoded
         result = execute_subscription_event(executor.build_per_event_executor(root))
         if executor.is_awaitable(result):
             result = await result

@@ -1,6 +1,7 @@
 """A grouped subscription's execution shortcuts (sub-selections collected once per operation,
-plain attribute fields read without Strawberry's resolver chain) give exactly what graphql-core's
-own execution gives: the same data, the same errors at the same paths, event after event."""
+plain attribute fields read without Strawberry's resolver chain, a selection of plain fields
+encoded without graphql-core's execution) give exactly what graphql-core's own execution gives:
+the same data, the same errors at the same paths, event after event."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import strawberry
 from graphql import Executor, execute_subscription_event
 
 from gql_pubsub.execution.engine import Engine, validation_rules
+from gql_pubsub.execution.plans import flat_plan
 from gql_pubsub.execution.request import OperationRequest
 from gql_pubsub.execution.results import encode_result
 
@@ -105,15 +107,23 @@ def shape(n: int, depth: int = 1) -> Shape:
     )
 
 
+FLAT = [
+    "subscription { shape { id text count ratio flag maybe } }",
+    "subscription { s: shape { a: text b: text __typename n: count mood when } }",
+    """subscription($on: Boolean!) { shape { ...Flat ... on Shape { flag } } }
+       fragment Flat on Shape { id text @include(if: $on) count @skip(if: $on) }""",
+    "subscription { broken { id broken } }",
+    "subscription { broken { id required } }",
+    "subscription { broken { id count } }",
+]
+"""Selections of plain fields only: each has a flat plan (the last three's events all fail)."""
+
 DOCUMENTS = [
-    "subscription { shape { id text count ratio flag maybe mood when } }",
+    *FLAT,
     "subscription { shape { a: text b: text c: count __typename computed } }",
     "subscription { shape { items { label rank } child { id text items { rank } } } }",
     """subscription($on: Boolean!) { shape { ...Parts child { ...Parts } } }
        fragment Parts on Shape { id text @include(if: $on) count @skip(if: $on) }""",
-    "subscription { broken { id broken } }",
-    "subscription { broken { id required } }",
-    "subscription { broken { id count } }",
 ]
 
 
@@ -131,8 +141,11 @@ async def test_a_grouped_execution_gives_what_graphql_cores_gives_event_after_ev
         schema._schema, parsed, context_value={}, raw_variable_values=op.variables
     )
     assert isinstance(grouped, Executor) and isinstance(reference, Executor)
-    for n in range(6):  # from the second event on, the memo answers
-        root = BrokenSource(n) if "broken" in document else shape(n)
+    assert (flat_plan(grouped) is not None) == (document in FLAT)
+    for n in range(7):  # from the second event on, the memo answers
+        root: Any = BrokenSource(n) if "broken" in document else shape(n)
+        if n == 6:
+            root = None  # for a non-null field: graphql-core's error, whatever the path
         expected = execute_subscription_event(reference.build_per_event_executor(root))
         assert not reference.is_awaitable(expected)
         assert await engine.execute_event(grouped, root) == encode_result(expected)  # type: ignore[arg-type]

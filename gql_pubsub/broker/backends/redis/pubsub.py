@@ -181,6 +181,9 @@ class PubSubConnection:
                 while True:
                     self._dispatch(await self._read(read_timeout))
                     attempt = 0
+                    # Let the groups it woke send before this task reads on: the read's setup
+                    # (a timeout, the parser) is then not in front of the event's delivery.
+                    await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except (redis.ConnectionError, redis.TimeoutError, OSError, BrokerUnavailable) as error:

@@ -163,6 +163,7 @@ class ShardConnection:
                 if response is None:
                     raise redis.TimeoutError(f"no answer to the health check for {timeout:g}s")
                 self._dispatch(response)
+                await asyncio.sleep(0)  # the groups it woke send first (see PubSubConnection)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
             if not self.closed:
                 if metrics.METRICS is not None:
