@@ -202,7 +202,7 @@ class GraphQLTestClient:
         if self._unread:
             return self._unread.popleft()
         while True:
-            frame: dict[str, Any] = json.loads(await self._take("a message"))
+            frame: dict[str, Any] = json.loads(await self._take("message"))
             if answer_pings and frame.get("type") == MessageType.PING:
                 with contextlib.suppress(ConnectionClosed):  # closing: read what is left first
                     await self.send({"type": MessageType.PONG})
