@@ -39,7 +39,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from gql_pubsub.conf import get_settings
 from gql_pubsub.execution.executors import per_event_executor_class
 from gql_pubsub.execution.limits import operation_limits_rule
-from gql_pubsub.execution.plans import flat_plan
+from gql_pubsub.execution.plans import encode_planned
 from gql_pubsub.execution.results import Errors, encode_result
 from gql_pubsub.execution.splice import Body, executor_with_holes, template
 from gql_pubsub.execution.viewers import PerViewer, per_viewer_fields
@@ -213,11 +213,9 @@ class Engine:
     async def execute_event(self, executor: Executor[Any], root: Any) -> str:
         """Execute the operation's selection set on one event's root value; the encoded
         payload. Its errors go through the schema's error processing, once per execution."""
-        plan = flat_plan(executor)
-        if plan is not None:
-            encoded = plan.encode(root)
-            if encoded is not None:
-                return encoded
+        encoded = encode_planned(executor, root)
+        if encoded is not None:
+            return encoded
         result = execute_subscription_event(executor.build_per_event_executor(root))
         if executor.is_awaitable(result):
             result = await result

@@ -149,3 +149,21 @@ async def test_a_grouped_execution_gives_what_graphql_cores_gives_event_after_ev
         expected = execute_subscription_event(reference.build_per_event_executor(root))
         assert not reference.is_awaitable(expected)
         assert await engine.execute_event(grouped, root) == encode_result(expected)  # type: ignore[arg-type]
+
+
+async def test_a_plan_that_cannot_complete_an_event_is_dropped_and_plain_ones_keep_theirs() -> None:
+    engine = Engine(schema, validation_rules(), 16)
+
+    def grouped(document: str) -> Executor[Any]:
+        parsed = engine.prepare(document)
+        assert not isinstance(parsed, list), parsed
+        built = engine.build(parsed, {}, OperationRequest("1", document, None, None, None))
+        assert isinstance(built, Executor)
+        return built
+
+    plain, dated = grouped(FLAT[0]), grouped(FLAT[1])  # FLAT[1] selects a datetime
+    for n in range(3):
+        await engine.execute_event(plain, shape(n))
+        await engine.execute_event(dated, shape(n))
+    assert flat_plan(plain) is not None
+    assert flat_plan(dated) is None  # tried once: its events go the general way from then on
