@@ -103,12 +103,14 @@ def measure(saves: int, rounds: int) -> dict[str, object]:
         "saves": saves,
         "rounds": rounds,
         "saves_per_s": medians,
-        "ratio": _ratio(rates["outbox"], rates["direct"]),
-        "ratio_with_receiver": _ratio(rates["outbox_with_receiver"], rates["direct"]),
+        "ratio": round_ratio(rates["outbox"], rates["direct"]),
+        "ratio_with_receiver": round_ratio(rates["outbox_with_receiver"], rates["direct"]),
     }
 
 
-def _ratio(rates: list[float], direct: list[float]) -> float:
+def round_ratio(rates: list[float], direct: list[float]) -> float:
+    """The median of each round's ratio of ``rates`` to ``direct`` (rounds share the machine's
+    mood; a ratio of medians would mix rounds)."""
     import statistics
 
     return round(statistics.median(a / b for a, b in zip(rates, direct, strict=True)), 3)

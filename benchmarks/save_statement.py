@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+STAND_IN = "999999999"
+"""The digits the statement replaces with the new row's pk (the library's stand-in pk)."""
+CHANNELS = ["chat.correspondence:1", f"chat.message:{STAND_IN}"]
 PAYLOAD = (
     '{"kind":"created","model":"chat.message","pk":"999999999","data":{"id":999999999,'
     '"correspondence":1,"author":1,"body":"a message of an ordinary length, say",'
@@ -58,29 +61,28 @@ def measure(url: str, saves: int, rounds: int) -> dict[str, object]:
     django.setup()
     import psycopg
     from django.core.management import call_command
-    from django.db import connections
+    from django.db import connection, connections
+    from django.utils import timezone
 
+    from benchmarks.save_rate import round_ratio
     from example.chat.models import Message
     from gql_pubsub.publishing.models import OutboxEvent
+    from gql_pubsub.publishing.outbox.statements import PendingRow, row_params, single_insert
 
     call_command("migrate", verbosity=0)
     connections.close_all()
-    message, outbox = Message._meta.db_table, OutboxEvent._meta.db_table
+    message = Message._meta.db_table
     insert = (
         f"INSERT INTO {message} (correspondence_id, author_id, body, created_at) "
         "VALUES (%s, %s, %s, %s) RETURNING id"
     )
+    quote = connection.ops.quote_name
     statements = {
         "insert": insert,
-        "with_outbox_row": (
-            f"WITH m AS ({insert}), o AS (INSERT INTO {outbox} (destination, channels, payload, "
-            "created_at, claimed_by, claimed_at) SELECT %s, CAST(%s AS jsonb), "
-            "replace(%s, '999999999', m.id::text), %s, %s, %s FROM m RETURNING id) "
-            "SELECT m.id, o.id FROM m, o"
-        ),
+        "with_outbox_row": single_insert(OutboxEvent, "id", quote, insert),  # the library's
         "with_wal_message": (
             f"WITH m AS ({insert}) SELECT m.id, pg_logical_emit_message(true, 'gql_pubsub', "
-            "replace(%s, '999999999', m.id::text)) FROM m"
+            f"replace(%s, '{STAND_IN}', m.id::text)) FROM m"
         ),
     }
     with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
@@ -96,8 +98,8 @@ def measure(url: str, saves: int, rounds: int) -> dict[str, object]:
         def params(name: str) -> tuple[object, ...]:
             row = (room, user, "a message of an ordinary length, say", "2026-12-07T22:00:00Z")
             if name == "with_outbox_row":
-                now = "2026-12-07T22:00:00Z"
-                return (*row, "gql_pubsub", '["chat.correspondence:1"]', PAYLOAD, now, "p", now)
+                outbox_row = PendingRow("gql_pubsub", CHANNELS, PAYLOAD, "p", timezone.now())
+                return (*row, *row_params(outbox_row, STAND_IN))
             return (*row, PAYLOAD) if name == "with_wal_message" else row
 
         def block(name: str, n: int) -> float:
@@ -118,10 +120,7 @@ def measure(url: str, saves: int, rounds: int) -> dict[str, object]:
         "saves": saves,
         "rounds": rounds,
         "us_per_statement": {n: round(1e6 / statistics.median(r), 1) for n, r in rates.items()},
-        "against_insert": {
-            n: round(statistics.median(a / b for a, b in zip(r, base, strict=True)), 3)
-            for n, r in rates.items()
-        },
+        "against_insert": {name: round_ratio(r, base) for name, r in rates.items()},
     }
 
 
