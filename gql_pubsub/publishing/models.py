@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from django.db import models, router
 
 from gql_pubsub.core.events import Event, EventKind
 from gql_pubsub.publishing.outbox.fused import save_transaction
+from gql_pubsub.publishing.outbox.statements import channels_text
 
 
 class PublishableModel(models.Model):
@@ -70,12 +72,37 @@ class PublishableModel(models.Model):
 # -- the transactional outbox ----------------------------------------------------------------
 
 
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
+
+    _ListAsText = models.TextField[list[str] | Combinable, list[str]]
+else:
+    _ListAsText = models.TextField
+
+
+class ChannelsField(_ListAsText):
+    """A list of channel names, stored as JSON text: a save writes it without PostgreSQL's
+    parse into ``jsonb`` (about 5% of a save's time), and nothing queries inside it."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        """The list, from the stored text."""
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value: Any) -> Any:
+        """The list, from the stored text or the list itself."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value: Any) -> Any:
+        """The stored text of the list."""
+        return None if value is None else channels_text(value)
+
+
 class OutboxEvent(models.Model):
     """An event committed with its write and not yet published (see ``publishing.outbox``)."""
 
     destination = models.CharField(max_length=32)
     """Which broker (URL and channel prefix, hashed) the event is for."""
-    channels = models.JSONField()
+    channels = ChannelsField()
     payload = models.TextField()
     """The event's wire encoding."""
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,7 +10,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from gql_pubsub.core.events import EventKind
 from gql_pubsub.publishing.models import PublishableModel
-from gql_pubsub.publishing.outbox.fused import LIBRARY_RECEIVER, library_alone
+from gql_pubsub.publishing.outbox.fused import active
+from gql_pubsub.publishing.outbox.listeners import LIBRARY_RECEIVER
 from gql_pubsub.publishing.outbox.writer import enqueue, enqueue_written, offer
 
 
@@ -37,16 +38,18 @@ def _own_event(model: type[PublishableModel]) -> bool:
 def _before_save(
     sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kw: Any
 ) -> None:
+    fused = active(using)
     if (
-        isinstance(instance, PublishableModel)
+        fused is not None  # else not a fused save (SQLite, inside your atomic())
+        and fused.post_save_alone  # no other code writes after the INSERT
+        and isinstance(instance, PublishableModel)
         and not raw
         and instance.publish_enabled
-        and library_alone(sender, (post_save,))  # no other code writes after the INSERT
     ):
         if instance._state.adding and instance.pk is None:
-            offer(instance, EventKind.CREATED, using)
+            offer(fused, instance, EventKind.CREATED)
         elif not instance._state.adding:
-            offer(instance, EventKind.UPDATED, using)
+            offer(fused, instance, EventKind.UPDATED)
 
 
 def _on_save(

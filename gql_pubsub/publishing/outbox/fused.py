@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -30,14 +28,15 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
 from django.db.models.signals import post_save, pre_save
-from django.dispatch import Signal
 from django.utils import timezone
 
+from gql_pubsub.publishing.outbox.listeners import library_alone
 from gql_pubsub.publishing.outbox.statements import (
     AUTO,
     PendingRow,
-    StandIn,
+    channels_text,
     commit_statement,
+    new_stand_in,
     row_params,
     single_insert,
     single_update,
@@ -61,6 +60,8 @@ class FusedSave:
         """The outbox row a create wrote in its INSERT's statement, already committed."""
         self._begun = False
         self._offer: tuple[Model, RowOf] | None = None
+        self.post_save_alone = False
+        """Whether only the library hears the saved model's ``post_save`` (see ``offer``)."""
         self.opening: Callable[[], object] | None = None
         """Enters the save's ``atomic()`` block, when it is left until a statement needs it."""
 
@@ -134,7 +135,7 @@ class FusedSave:
         if not sql.startswith(f"INSERT INTO {table} ") or " RETURNING " not in sql:
             return None
         attname = meta.pk.attname
-        stand_in = StandIn(10**17 + secrets.randbelow(9 * 10**17))
+        stand_in = new_stand_in()
         setattr(instance, attname, stand_in)
         try:
             row = row_of()
@@ -161,7 +162,8 @@ class FusedSave:
         has its pk, and the event the real pk. Any later statement opens a new transaction."""
         pg = self.connection.connection
         in_atomic = not pg.autocommit
-        pg.autocommit = True
+        if in_atomic:
+            pg.autocommit = True
         try:
             result = execute(sql, params, False, context)
         finally:
@@ -190,7 +192,7 @@ class FusedSave:
         sql = commit_statement(self.table, connection.ops.quote_name, len(self.rows))
         params: list[Any] = []
         for row in self.rows:
-            params += (row.destination, json.dumps(row.channels), row.payload)
+            params += (row.destination, channels_text(row.channels), row.payload)
             params += (row.created_at, row.claimed_by, row.created_at)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -206,8 +208,9 @@ def active(using: str) -> FusedSave | None:
     return None
 
 
-@contextlib.contextmanager
-def save_transaction(using: str, outbox: type[Model], sender: type[Model]) -> Iterator[None]:
+def save_transaction(
+    using: str, outbox: type[Model], sender: type[Model]
+) -> contextlib.AbstractContextManager[object]:
     """The transaction of a publishable model's save: fused where it can be, else ``atomic()``;
     ``outbox`` is the outbox's model (``OutboxEvent``), ``sender`` the saved one.
 
@@ -216,51 +219,71 @@ def save_transaction(using: str, outbox: type[Model], sender: type[Model]) -> It
     one statement (which needs none, and is the whole save)."""
     connection = connections[using]
     if connection.in_atomic_block or _ACTIVE.get() is not None or not _fusable(connection):
-        with transaction.atomic(using=using, savepoint=False):
-            yield
-        return
-    fused = FusedSave(connection, outbox)
-    token = _ACTIVE.set(fused)
-    try:
-        with contextlib.ExitStack() as stack:
-            block = transaction.atomic(using=using, savepoint=False)
-            if library_alone(sender):
-                fused.opening = functools.partial(stack.enter_context, block)
-            else:
-                stack.enter_context(block)
-            with connection.execute_wrapper(fused.wrap):
-                yield
-            fused.commit()
-    finally:
-        _ACTIVE.reset(token)
+        return transaction.atomic(using=using, savepoint=False)
+    return _FusedTransaction(FusedSave(connection, outbox), sender)
 
 
-LIBRARY_RECEIVER = "gql_pubsub_receiver"
-"""The attribute that marks the library's own signal receivers (``library_alone``)."""
+class _FusedTransaction:
+    """``save_transaction``'s fused way, as a plain context manager: it runs on every save."""
 
+    __slots__ = ("block", "entered", "fused", "sender", "token")
 
-def library_alone(sender: type[Model], signals: tuple[Signal, ...] = (pre_save, post_save)) -> bool:
-    """Whether only the library's receivers hear ``sender``'s ``signals`` (its ``pre_save`` and
-    ``post_save``: then no other code runs in its save, or writes in its transaction)."""
-    for signal in signals:
+    def __init__(self, fused: FusedSave, sender: type[Model]) -> None:
+        self.fused = fused
+        self.sender = sender
+        self.block = transaction.atomic(using=fused.connection.alias, savepoint=False)
+        self.entered = False
+
+    def __enter__(self) -> FusedSave:
+        fused = self.fused
+        self.token = _ACTIVE.set(fused)
+        fused.post_save_alone = library_alone(self.sender, (post_save,))
+        if fused.post_save_alone and library_alone(self.sender, (pre_save,)):
+            fused.opening = self._enter_block
+        else:
+            try:
+                self._enter_block()
+            except BaseException:
+                _ACTIVE.reset(self.token)
+                raise
+        fused.connection.execute_wrappers.append(fused.wrap)
+        return fused
+
+    def _enter_block(self) -> None:
+        self.block.__enter__()
+        self.entered = True
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        fused = self.fused
         try:
-            sync, asynchronous = signal._live_receivers(sender)
-        except (AttributeError, TypeError, ValueError):  # another Django: say no
-            return False
-        if asynchronous or not all(getattr(r, LIBRARY_RECEIVER, False) for r in sync):
-            return False
-    return True
+            fused.connection.execute_wrappers.pop()
+            if kind is None:
+                try:
+                    fused.commit()
+                except BaseException as failure:
+                    if self.entered:  # atomic() rolls back, then the failure is raised
+                        self.block.__exit__(type(failure), failure, failure.__traceback__)
+                    raise
+            if self.entered:
+                self.block.__exit__(kind, error, traceback)
+        finally:
+            _ACTIVE.reset(self.token)
 
 
 def _fusable(connection: BaseDatabaseWrapper) -> bool:
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not _psycopg3():
         return False
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
     options = connection.settings_dict.get("OPTIONS") or {}
-    if not is_psycopg3 or options.get("server_side_binding") is True:
+    if options.get("server_side_binding") is True:
         return False
     return connection.get_autocommit()  # with AUTOCOMMIT off, atomic() leaves the COMMIT to you
+
+
+@functools.cache
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
 
 
 def _plain_begin(pg: Any) -> bool:

@@ -4,12 +4,13 @@ save and its outbox row; and the stand-in pk a create's event is built with befo
 from __future__ import annotations
 
 import functools
-import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db.models import Model
 
 
@@ -34,6 +35,16 @@ class StandIn(int):
         if spec:
             self.used = True
         return int.__repr__(self)
+
+
+def new_stand_in() -> StandIn:
+    """A new create's stand-in pk: 18 random digits."""
+    return StandIn(10**17 + secrets.randbelow(9 * 10**17))
+
+
+def channels_text(channels: list[str]) -> str:
+    """An outbox row's channels as stored: JSON text."""
+    return orjson.dumps(channels).decode()
 
 
 _OPERATORS = "add sub mul truediv floordiv mod divmod pow lshift rshift and or xor"
@@ -81,7 +92,7 @@ def row_params(row: PendingRow, text: str) -> list[Any]:
     stand_in = [text] if text else []
     return [
         row.destination,
-        json.dumps(row.channels),
+        channels_text(row.channels),
         *stand_in,
         row.payload,
         *stand_in,
@@ -96,7 +107,7 @@ def single_insert(outbox: type[Model], pk: str, quote: Callable[[str], str], ins
     """``insert`` (returning the new row) and the outbox row made from it, as one statement; the
     outbox row's channels and payload get the row's pk in place of the stand-in's digits."""
     new = f"m.{quote(pk)}::text"
-    values = f"%s, CAST(replace(%s, %s, {new}) AS jsonb), replace(%s, %s, {new}), %s, %s, %s"
+    values = f"%s, replace(%s, %s, {new}), replace(%s, %s, {new}), %s, %s, %s"
     return _with_outbox_row(outbox, quote, insert, values, f"m.*, m.{quote(pk)}")
 
 
@@ -104,7 +115,7 @@ def single_insert(outbox: type[Model], pk: str, quote: Callable[[str], str], ins
 def single_update(outbox: type[Model], pk: str, quote: Callable[[str], str], update: str) -> str:
     """``update`` and, if it found its row, the outbox row, as one statement: one row (the pk
     and the outbox row's) if it did, none if not, for Django's count of updated rows."""
-    values = "%s, CAST(%s AS jsonb), %s, %s, %s, %s"
+    values = "%s, %s, %s, %s, %s, %s"
     return _with_outbox_row(
         outbox, quote, f"{update} RETURNING {quote(pk)}", values, f"m.{quote(pk)}"
     )

@@ -16,7 +16,7 @@ from gql_pubsub.broker.process import get_broker
 from gql_pubsub.conf import get_settings
 from gql_pubsub.core import metrics
 from gql_pubsub.core.events import Event, EventKind
-from gql_pubsub.publishing.outbox.fused import active
+from gql_pubsub.publishing.outbox.fused import FusedSave, active
 from gql_pubsub.publishing.outbox.health import Health, health_of
 from gql_pubsub.publishing.outbox.rows import (
     PROCESS,
@@ -64,12 +64,9 @@ def enqueue(channels: list[str], event: Event, *, using: str | None) -> None:
     transaction.on_commit(after_commit, alias)
 
 
-def offer(instance: Any, kind: EventKind, using: str) -> None:
+def offer(fused: FusedSave, instance: Any, kind: EventKind) -> None:
     """Let a save's fused save write its outbox row with its INSERT or UPDATE, in one
     statement (``fused`` says how)."""
-    fused = active(using)
-    if fused is None:  # not a fused save (SQLite, inside your atomic()): nothing to offer
-        return
     broker = get_broker()
     if durable(broker.backend) is None:
         return
