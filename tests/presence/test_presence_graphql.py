@@ -133,10 +133,7 @@ async def test_a_participant_removed_mid_session_goes_offline_and_stops_seeing_p
         await present(one, tokens["alice"], correspondence) as alice,
         await present(two, tokens["bob"], correspondence) as bob,
     ):
-        state = await change(alice)
-        await change(bob)
-        if pks["bob"] not in ids(state["members"]):
-            assert ids((await change(alice))["joined"]) == [pks["bob"]]
+        await sees_join(alice, bob, pks)
         await bob.subscribe("t", TYPING, {"c": str(correspondence.pk)})
         await sync_to_async(correspondence.participants.remove)(int(pks["bob"]))
         ended: dict[str, str] = {}
@@ -150,6 +147,15 @@ async def test_a_participant_removed_mid_session_goes_offline_and_stops_seeing_p
                 completed.add(message["id"])
         assert set(ended) == {"p", "t"} and all("revoked" in m for m in ended.values()), ended
         assert (await change(alice))["left"] == [pks["bob"]]
+
+
+async def sees_join(alice: Any, bob: Any, pks: dict[str, str]) -> None:
+    """Both have their first presence state, and Bob is among Alice's members: in her first
+    state, or in the change after it."""
+    state = await change(alice)
+    await change(bob)
+    if pks["bob"] not in ids(state["members"]):
+        assert ids((await change(alice))["joined"]) == [pks["bob"]]
 
 
 TYPING = "subscription ($c: ID!) { typing(correspondenceId: $c) { userId username } }"
@@ -189,11 +195,8 @@ async def test_a_deactivated_participant_goes_offline_at_once(
     one, two = slow_heartbeat_servers
     tokens, pks, correspondence = room
     async with await present(one, tokens["alice"], correspondence) as alice:
-        state = await change(alice)
         bob = await present(two, tokens["bob"], correspondence)
-        await change(bob)
-        if pks["bob"] not in ids(state["members"]):
-            assert ids((await change(alice))["joined"]) == [pks["bob"]]
+        await sees_join(alice, bob, pks)
 
         def deactivate() -> None:
             from django.contrib.auth import get_user_model
