@@ -36,6 +36,7 @@ NAMED = [
     "uvicorn",
     "pyjwt",
     "orjson",
+    "psycopg",
     "prometheus-client",
     "websockets",
     "pytest",
