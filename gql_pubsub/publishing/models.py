@@ -82,7 +82,7 @@ else:
 
 class ChannelsField(_ListAsText):
     """A list of channel names, stored as JSON text: a save writes it without PostgreSQL's
-    parse into ``jsonb`` (about 5% of a save's time), and nothing queries inside it."""
+    parse into ``jsonb``, and nothing queries inside it."""
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         """The list, from the stored text."""
