@@ -127,20 +127,27 @@ DOCUMENTS = [
 ]
 
 
+def grouped_executor(
+    engine: Engine, document: str, variables: dict[str, Any] | None = None
+) -> tuple[Any, Executor[Any]]:
+    """The parsed document and the grouped executor the engine builds for it."""
+    parsed = engine.prepare(document)
+    assert not isinstance(parsed, list), parsed
+    built = engine.build(parsed, {}, OperationRequest("1", document, variables, None, None))
+    assert isinstance(built, Executor)
+    return parsed, built
+
+
 @pytest.mark.parametrize("document", DOCUMENTS)
 @pytest.mark.parametrize("variables", [{"on": True}, {"on": False}])
 async def test_a_grouped_execution_gives_what_graphql_cores_gives_event_after_event(
     document: str, variables: dict[str, Any]
 ) -> None:
     engine = Engine(schema, validation_rules(), 16)
-    parsed = engine.prepare(document)
-    assert not isinstance(parsed, list), parsed
-    op = OperationRequest("1", document, variables if "$on" in document else None, None, None)
-    grouped = engine.build(parsed, {}, op)
-    reference = Executor.build(
-        schema._schema, parsed, context_value={}, raw_variable_values=op.variables
-    )
-    assert isinstance(grouped, Executor) and isinstance(reference, Executor)
+    used = variables if "$on" in document else None
+    parsed, grouped = grouped_executor(engine, document, used)
+    reference = Executor.build(schema._schema, parsed, context_value={}, raw_variable_values=used)
+    assert isinstance(reference, Executor)
     assert (flat_plan(grouped) is not None) == (document in FLAT)
     for n in range(7):  # from the second event on, the memo answers
         root: Any = BrokenSource(n) if "broken" in document else shape(n)
@@ -153,15 +160,8 @@ async def test_a_grouped_execution_gives_what_graphql_cores_gives_event_after_ev
 
 async def test_a_plan_that_cannot_complete_an_event_is_dropped_and_plain_ones_keep_theirs() -> None:
     engine = Engine(schema, validation_rules(), 16)
-
-    def grouped(document: str) -> Executor[Any]:
-        parsed = engine.prepare(document)
-        assert not isinstance(parsed, list), parsed
-        built = engine.build(parsed, {}, OperationRequest("1", document, None, None, None))
-        assert isinstance(built, Executor)
-        return built
-
-    plain, dated = grouped(FLAT[0]), grouped(FLAT[1])  # FLAT[1] selects a datetime
+    _, plain = grouped_executor(engine, FLAT[0])
+    _, dated = grouped_executor(engine, FLAT[1])  # FLAT[1] selects a datetime
     for n in range(3):
         await engine.execute_event(plain, shape(n))
         await engine.execute_event(dated, shape(n))
