@@ -32,7 +32,7 @@ STAND_IN = "999999999"
 """The digits the statement replaces with the new row's pk (the library's stand-in pk)."""
 CHANNELS = ["chat.correspondence:1", f"chat.message:{STAND_IN}"]
 PAYLOAD = (
-    '{"kind":"created","model":"chat.message","pk":"999999999","data":{"id":999999999,'
+    f'{{"kind":"created","model":"chat.message","pk":"{STAND_IN}","data":{{"id":{STAND_IN},'
     '"correspondence":1,"author":1,"body":"a message of an ordinary length, say",'
     '"created_at":"2026-12-07T22:00:00.000000+00:00"}}'
 )

@@ -86,7 +86,7 @@ class ChannelsField(_ListAsText):
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         """The list, from the stored text."""
-        return None if value is None else json.loads(value)
+        return self.to_python(value)
 
     def to_python(self, value: Any) -> Any:
         """The list, from the stored text or the list itself."""
