@@ -26,7 +26,7 @@ from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
 from ..conftest import serve_in_process
 from ..helpers import MESSAGE_ADDED
-from ..services import captured_log, to_thread
+from ..services import captured_log, to_thread, until
 
 
 @pytest.fixture
@@ -169,6 +169,9 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
                 await client.init({"token": token})
                 await client.subscribe(subscription, {"c": str(correspondence.pk)})
             await first.live(correspondence.channel)
+            # The second socket's operation is counted once received, a member once it has
+            # joined the group its twin started: a step of its own task, so waited for.
+            await until(lambda: websocket.stats().group_members == 2, "both in the group")
             await first.execute(query)
             stats = websocket.stats()
             assert (stats.connections, stats.users, stats.operations) == (2, 1, 2)
