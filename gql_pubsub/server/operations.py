@@ -33,7 +33,7 @@ logger = logging.getLogger("gql_pubsub.websocket")
 class Operation:
     """What runs one operation: its own task, or (once it joined one) a fan-out group."""
 
-    __slots__ = ("channels", "group", "revoked", "task", "token")
+    __slots__ = ("channels", "group", "revoked", "streaming", "task", "token")
 
     def __init__(self, task: asyncio.Task[None]) -> None:
         self.task: asyncio.Task[None] | None = task
@@ -43,10 +43,17 @@ class Operation:
         """The channels a stream of its own task names (a presence stream): revocable too."""
         self.revoked: set[str] | None = None
         """Channels revoked while it started, before it said what it reads."""
+        self.streaming = False
+        """Whether it streams on its own task (Strawberry's pipeline), its resolver called."""
 
     def starting(self) -> bool:
         """Whether it has not yet said what it reads (its resolver runs, or it joins a group)."""
         return self.group is None and not self.channels
+
+    def settled(self) -> bool:
+        """Whether it has joined its group or streams on its own (not still on its way there,
+        nor a query running)."""
+        return self.group is not None or self.streaming
 
     def stop(self) -> None:
         """Leave the group, or cancel the task."""
@@ -155,6 +162,9 @@ class Operations:
     async def stream(self, op_id: str, results: Any) -> None:
         """Send each result of an operation no group serves (Strawberry's pipeline)."""
         connection = self.connection
+        entry = self.running.get(op_id)
+        if entry is not None:
+            entry.streaming = True
         first = True
         async with contextlib.aclosing(results):
             async for result in results:

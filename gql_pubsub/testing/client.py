@@ -148,19 +148,41 @@ class GraphQLTestClient:
         return op_id
 
     async def live(self, *channels: str) -> None:
-        """Wait until this process's broker listens on ``channels``: a subscription whose stream
-        reads them has started, and what is published from now on reaches it."""
+        """Wait until this process's broker listens on ``channels`` and, in-process, the server
+        has started each of this client's subscriptions (joined its group, or streaming): what
+        is published from now on reaches them. Over the network, only the broker is checked."""
         from gql_pubsub.broker.process import get_broker
 
         broker = get_broker()
         try:
             async with asyncio.timeout(self.timeout):
                 # Polled: the operation may not have asked the broker for its channels yet.
-                while not all(broker.is_live(channel) for channel in channels):  # noqa: ASYNC110
+                while not (  # noqa: ASYNC110
+                    all(broker.is_live(channel) for channel in channels) and self._settled()
+                ):
                     await asyncio.sleep(0.005)
         except TimeoutError:
             idle = [channel for channel in channels if not broker.is_live(channel)]
-            raise TimeoutError(f"No subscription to {idle} within {self.timeout}s") from None
+            if idle:
+                raise TimeoutError(f"No subscription to {idle} within {self.timeout}s") from None
+            raise TimeoutError(
+                f"This client's operations did not all start within {self.timeout}s (a query "
+                "still running, or a subscription still on its way to its stream)"
+            ) from None
+
+    def _settled(self) -> bool:
+        """Whether the server has read every frame this in-process client sent, and each of
+        its operations has joined its group or streams on its own."""
+        socket = self.socket
+        if not isinstance(socket, InProcessSocket):
+            return True
+        if not socket.inbound.empty():
+            return False  # a subscribe the server has not read yet
+        endpoint = getattr(socket.application, "websocket", None)
+        for connection in getattr(endpoint, "connections", ()):
+            if connection.scope is self.scope:
+                return all(op.settled() for op in connection.ops.running.values())
+        return True
 
     async def next(self, op_id: str) -> dict[str, Any]:
         """The next result of operation ``op_id`` (``OperationFailed``, ``OperationCompleted``)."""

@@ -216,7 +216,8 @@ async def test_a_resolver_error_is_logged_by_the_schema_once_per_event_not_once_
             for client in (first, second):
                 await client.init({"token": token})
                 ops.append(await client.subscribe(subscription, {"c": channel}))
-            await first.live(channel)
+            for client in (first, second):
+                await client.live(channel)
             await apublish(channel, "custom", {"n": "e1"})
             results = [await first.next(ops[0]), await second.next(ops[1])]
         http = await over_http(schema, '{ node(pick: {a: "e1"}) { n broken } }')

@@ -4,6 +4,7 @@ suite's real Redis and database."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from example.chat.models import Message
+from gql_pubsub import apublish
 from gql_pubsub.asgi import GraphQLApplication, get_asgi_application
 from gql_pubsub.testing import (
     ConnectionClosed,
@@ -24,9 +26,13 @@ from gql_pubsub.testing import (
 from gql_pubsub.transports.websocket.protocol import CloseCode
 from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
+from .. import fanout_app
 from ..conftest import serve_in_process
 from ..helpers import MESSAGE_ADDED
-from ..services import captured_log, to_thread, until
+from ..services import captured_log, scaled, to_thread
+
+ITEMS = "subscription ($c: String!) { items(channel: $c) { n } }"
+HELD = "subscription ($c: String!) { heldItems(channel: $c) { n } }"
 
 
 @pytest.fixture
@@ -168,10 +174,8 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
             for client in (first, second):
                 await client.init({"token": token})
                 await client.subscribe(subscription, {"c": str(correspondence.pk)})
-            await first.live(correspondence.channel)
-            # The second socket's operation is counted once received, a member once it has
-            # joined the group its twin started: a step of its own task, so waited for.
-            await until(lambda: websocket.stats().group_members == 2, "both in the group")
+            for client in (first, second):  # the second joins the group the first started
+                await client.live(correspondence.channel)
             await first.execute(query)
             stats = websocket.stats()
             assert (stats.connections, stats.users, stats.operations) == (2, 1, 2)
@@ -180,3 +184,32 @@ async def test_stats_count_sockets_users_operations_and_groups_and_return_to_zer
         after = websocket.stats()
     assert (after.connections, after.users, after.operations) == (0, 0, 0)
     assert (after.groups, after.group_members, after.live_groups) == (0, 0, 0)
+
+
+async def test_live_waits_for_this_clients_own_subscription_not_only_for_its_channel(
+    make_user: Callable[..., Any], token_for: Callable[[Any], str]
+) -> None:
+    """A second socket's ``live()``: its channel is live already (the first socket's), yet it
+    returns only once its own subscription has started, so the next event reaches it too."""
+    user = await to_thread(make_user, "live-twice")
+    channel = f"live-{uuid.uuid4().hex[:10]}"
+    checked, go_on = fanout_app.held.setdefault(channel, (asyncio.Event(), asyncio.Event()))
+    application = get_asgi_application(fanout_app.schema)
+    async with (
+        lifespan(application),
+        GraphQLTestClient(application) as first,
+        GraphQLTestClient(application) as second,
+    ):
+        for client in (first, second):
+            await client.init({"token": token_for(user)})
+        await first.subscribe(ITEMS, {"c": channel})
+        await first.live(channel)
+        held = await second.subscribe(HELD, {"c": channel})
+        await asyncio.wait_for(checked.wait(), scaled(5))  # its resolver runs, not yet streaming
+        waiting = asyncio.create_task(second.live(channel))
+        with pytest.raises(TimeoutError):  # the channel is live, the subscription is not
+            await asyncio.wait_for(asyncio.shield(waiting), 0.3)
+        go_on.set()
+        await waiting
+        await apublish(channel, "custom", {"n": 1})
+        assert await second.next(held) == {"data": {"heldItems": {"n": "1"}}}
