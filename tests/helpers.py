@@ -22,6 +22,11 @@ from .conftest import wait_numsub
 from .gqlws import GraphQLWS
 from .services import LiveServer, scaled, to_thread
 
+ITEMS = "subscription ($c: String!) { items(channel: $c) { n } }"
+"""The test schema's (``fanout_app``) subscription to a channel's items."""
+HELD = "subscription ($c: String!) { heldItems(channel: $c) { n } }"
+"""The same, its resolver held until the test lets it go on (``fanout_app.held``)."""
+
 MESSAGE_FIELDS = "id body createdAt author { username } correspondence { id }"
 MESSAGE_ADDED = f"""
 subscription ($c: ID!) {{ messageAdded(correspondenceId: $c) {{ {MESSAGE_FIELDS} }} }}

@@ -16,6 +16,7 @@ from gql_pubsub.asgi import GraphQLApplication
 
 from ..conftest import InProcessServer, wait_numsub
 from ..gqlws import GraphQLWS
+from ..helpers import ITEMS
 from ..services import to_thread, until
 
 
@@ -36,7 +37,6 @@ def token(make_user: Callable[..., Any], token_for: Callable[[Any], str]) -> str
 
 # -- 3. parsed and validated once per distinct text ----------------------------------------------
 
-ITEMS = "subscription ($c: String!) { items(channel: $c) { n } }"
 ITEMS_WITH_SIZE = "subscription ($c: String!) { items(channel: $c) { n size } }"
 
 

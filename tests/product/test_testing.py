@@ -28,11 +28,8 @@ from gql_pubsub.transports.websocket.send_buffer import NO_FLOW_CONTROL_FLAG
 
 from .. import fanout_app
 from ..conftest import serve_in_process
-from ..helpers import MESSAGE_ADDED
+from ..helpers import HELD, ITEMS, MESSAGE_ADDED
 from ..services import captured_log, scaled, to_thread
-
-ITEMS = "subscription ($c: String!) { items(channel: $c) { n } }"
-HELD = "subscription ($c: String!) { heldItems(channel: $c) { n } }"
 
 
 @pytest.fixture

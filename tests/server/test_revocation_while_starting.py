@@ -15,10 +15,8 @@ from gql_pubsub.models import revoke
 from gql_pubsub.testing import GraphQLTestClient, OperationCompleted, lifespan
 
 from .. import fanout_app
+from ..helpers import HELD, ITEMS
 from ..services import scaled, to_thread
-
-ITEMS = "subscription ($c: String!) { items(channel: $c) { n } }"
-HELD = "subscription ($c: String!) { heldItems(channel: $c) { n } }"
 
 
 async def test_a_revocation_during_an_operations_start_ends_it_once_its_channels_are_known(
